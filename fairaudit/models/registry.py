@@ -1,0 +1,85 @@
+"""Model builders, one registry (in the spirit of torchvision's ``get_model``)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torchvision
+from torch import nn
+
+from fairaudit.errors import ModelLoadError
+from fairaudit.models.split import SplitModel, split_torchvision
+
+MODEL_BUILDERS: dict[str, Callable[[int, Sequence[int]], SplitModel]] = {}
+MODEL_KINDS: dict[str, str] = {}
+
+
+def register_model(name: str, kind: str = "image"):
+    def wrap(fn):
+        MODEL_BUILDERS[name] = fn
+        MODEL_KINDS[name] = kind
+        return fn
+    return wrap
+
+
+def list_models(kind: str | None = None) -> list[str]:
+    return [n for n, k in MODEL_KINDS.items() if kind is None or k == kind]
+
+
+def build_model(arch: str, num_classes: int, input_shape: Sequence[int]) -> SplitModel:
+    if arch not in MODEL_BUILDERS:
+        raise ModelLoadError(f"unknown architecture '{arch}'; available: {', '.join(sorted(MODEL_BUILDERS))}.")
+    if num_classes < 2:
+        raise ModelLoadError(f"a classifier needs at least 2 classes, got {num_classes}.")
+    return MODEL_BUILDERS[arch](int(num_classes), tuple(input_shape))
+
+
+def default_arch(kind: str) -> str:
+    return "small_cnn" if kind == "image" else "mlp"
+
+
+@register_model("small_cnn")
+def small_cnn(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
+    """Four conv blocks with batch norm, global average pooling, a linear head (latent 128)."""
+    c = input_shape[0]
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2)]
+
+    g = nn.Sequential(*block(c, 32), *block(32, 64), *block(64, 128), *block(128, 128),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return SplitModel(g, nn.Linear(128, num_classes), "small_cnn", num_classes, input_shape)
+
+
+@register_model("resnet18")
+def resnet18(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
+    """torchvision ResNet-18 with a 3×3 stride-1 stem and no max-pool for small (≤ 64 px) inputs."""
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return split_torchvision(model, "resnet18", num_classes, input_shape)
+
+
+@register_model("mlp", kind="tabular")
+def mlp(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
+    """Two hidden layers (128, 64) with ReLU for tabular features (latent 64)."""
+    (d,) = input_shape
+    g = nn.Sequential(nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
+    return SplitModel(g, nn.Linear(64, num_classes), "mlp", num_classes, input_shape)
+
+
+@torch.no_grad()
+def check_input_shape(model: nn.Module, input_shape: Sequence[int]) -> None:
+    """Run one dummy sample through ``model``; raise a clear error if the shape does not fit."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        model(torch.zeros(1, *input_shape, device=device))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"the model does not accept inputs of shape {tuple(input_shape)}: {first}") from None
+    finally:
+        model.train(was_training)
