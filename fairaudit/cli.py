@@ -1,0 +1,208 @@
+"""Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
+
+Commands: ``audit``, ``audit-predictions``, ``train``, ``datasets``, ``models``.
+Errors caused by arguments or files print one line on stderr and exit with
+code 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from fairaudit.errors import FairauditError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, no usage dump
+        raise FairauditError(f"{self.prog}: {message}")
+
+
+def _data_options(pairs: list[str] | None) -> dict[str, str]:
+    options = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise FairauditError(f"--data-opt expects key=value, got {pair!r}.")
+        key, value = pair.split("=", 1)
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    p.add_argument("--dataset", required=dataset_required, help="registered dataset name (see `datasets`)")
+    p.add_argument("--data-dir", help="local folder for datasets that are not embedded")
+    p.add_argument("--target", help="target attribute (default: the dataset's)")
+    p.add_argument("--sensitive", help="sensitive attribute(s), comma-separated")
+    p.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset option, repeatable")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+
+
+def _progress_bar(total: int | None, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
+
+
+def _write_json(data: dict, path: str) -> None:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FairauditError(f"output folder '{path.parent}' does not exist.")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _train_progress(desc: str):
+    bar = _progress_bar(None, desc)
+
+    def update(event: dict) -> None:
+        if event.get("event") == "step":
+            bar.total = event["steps"]
+            bar.n = event["step"]
+            bar.set_postfix(epoch=event["epoch"] + 1, loss=f"{event['loss']:.3f}")
+            bar.refresh()
+
+    return bar, update
+
+
+def cmd_audit(args) -> int:
+    from fairaudit.audit import run_audit
+    from fairaudit.data import load_dataset
+    from fairaudit.loading import resolve_model
+
+    options = _data_options(args.data_opt)
+    dataset = load_dataset(args.dataset, args.split, args.target, args.sensitive, args.data_dir, **options)
+    bar, train_update = _train_progress("training demo model")
+    with bar:
+        model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head,
+                                           data_options=options, data_dir=args.data_dir, device=args.device,
+                                           progress=train_update)
+    with _progress_bar(len(dataset), f"auditing {args.dataset}/{args.split}") as pbar:
+        report, _ = run_audit(dataset, model, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed,
+                              device=args.device, batch_size=args.batch_size,
+                              progress=lambda done, total: pbar.update(done - pbar.n),
+                              meta={"model": description, "data_options": options})
+    _write_json(report.to_dict(), args.json)
+    d = report.disparities
+    print(f"accuracy {report.overall['accuracy']:.4f}  spd {d['spd']:.4f}  deo {d['deo']:.4f}  "
+          f"eo_max {d['eo_max']:.4f}  -> {args.json}")
+    return 0
+
+
+def cmd_audit_predictions(args) -> int:
+    from fairaudit.audit import audit_predictions
+    from fairaudit.audit.external import read_predictions_csv
+
+    preds = read_predictions_csv(args.file, args.label, args.pred, args.sensitive, args.score)
+    report = audit_predictions(preds, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed,
+                               device=args.device, meta={"source": str(args.file)})
+    _write_json(report.to_dict(), args.json)
+    print(f"accuracy {report.overall['accuracy']:.4f}  spd {report.disparities['spd']:.4f}  -> {args.json}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from fairaudit.train import TrainConfig
+    from fairaudit.train.deployed import train_deployed_model
+
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise FairauditError(f"output folder '{out.parent}' does not exist.")
+    bar, update = _train_progress(f"training {args.arch or 'default'} on {args.dataset}")
+    with bar:
+        _, path, info = train_deployed_model(args.dataset, args.target, args.sensitive, arch=args.arch,
+                                             config=config, data_options=_data_options(args.data_opt),
+                                             data_dir=args.data_dir, device=args.device, out=out,
+                                             progress=update)
+    print(f"trained in {info['train_seconds']:.1f}s, final loss {info['history'][-1]['loss']:.4f} -> {path}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from fairaudit.data import list_datasets
+
+    for spec in list_datasets():
+        where = "embedded" if spec.embedded else "needs --data-dir"
+        opts = ", ".join(f"{k}={v}" for k, v in spec.options.items())
+        print(f"{spec.name:18s} {spec.kind:8s} {where:17s} target={spec.default_target} "
+              f"sensitive={','.join(spec.default_sensitive)}  options: {opts or '-'}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from fairaudit.models.registry import MODEL_KINDS
+
+    for name, kind in MODEL_KINDS.items():
+        print(f"{name:12s} {kind}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fairaudit", description="Group-fairness auditing for vision and tabular models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("audit", help="audit a model on a dataset split")
+    _add_data_args(p)
+    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
+    p.add_argument("--head", help="name of the classification head module of a user torchvision model")
+    p.add_argument("--split", default="test")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (0: none)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--json", required=True, help="output JSON path")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("audit-predictions", help="audit existing predictions from a CSV file")
+    p.add_argument("file")
+    p.add_argument("--label", required=True)
+    p.add_argument("--pred", required=True)
+    p.add_argument("--score")
+    p.add_argument("--sensitive", required=True)
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", required=True)
+    p.set_defaults(func=cmd_audit_predictions)
+
+    p = sub.add_parser("train", help="train a deployed model and save a checkpoint")
+    _add_data_args(p)
+    p.add_argument("--arch")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+
+    sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
+    sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "bootstrap", 0) < 0:
+            raise FairauditError("--bootstrap must be ≥ 0.")
+        if not 0.0 <= getattr(args, "threshold", 0.5) <= 1.0:
+            raise FairauditError("--threshold must lie in [0, 1].")
+        return args.func(args)
+    except FairauditError as exc:
+        print(f"fairaudit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fairaudit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Resolve what a user named (``demo`` or a checkpoint path) into a model that fits a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from fairaudit.data.base import FairDataset
+from fairaudit.demo import get_demo_model
+from fairaudit.models.io import load_model
+
+
+def resolve_model(model: str | Path, dataset: FairDataset, *, arch: str | None = None, head: str | None = None,
+                  data_options: dict | None = None, data_dir=None, device="auto",
+                  progress: Callable[[dict], None] | None = None):
+    """Return ``(model, description)`` for ``model`` = ``"demo"`` or a checkpoint path.
+
+    A checkpoint is validated against the dataset: class count of the target
+    and input shape must match, or a :class:`~fairaudit.errors.ModelLoadError`
+    says which does not.
+    """
+    if str(model) == "demo":
+        net, path = get_demo_model(dataset.name, dataset.target, data_options=data_options, data_dir=data_dir,
+                                   device=device, progress=progress)
+        return net, f"demo ({path.name})"
+    net = load_model(model, arch=arch, head=head, expected_num_classes=dataset.num_classes,
+                     expected_input_shape=dataset.input_shape)
+    return net, str(model)

@@ -1,0 +1,42 @@
+"""Train a "deployed" model on any registered dataset and save it as a checkpoint.
+
+This is what ``python -m fairaudit train`` and the demo model use; the saved
+checkpoint has a JSON sidecar, so ``--model PATH`` loads it back without
+further flags.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from fairaudit.data import load_dataset
+from fairaudit.device import resolve_device
+from fairaudit.models import build_model, default_arch
+from fairaudit.models.io import save_checkpoint
+from fairaudit.train.loop import TrainConfig, fit
+
+
+def train_deployed_model(dataset: str, target: str | None = None, sensitive=None, *, arch: str | None = None,
+                         config: TrainConfig | None = None, data_options: dict[str, Any] | None = None,
+                         data_dir=None, device="auto", out: str | Path | None = None,
+                         progress: Callable[[dict], None] | None = None):
+    """Train ``arch`` with ERM on the train split; save to ``out`` if given.
+
+    Returns ``(model, path_or_None, info)``.
+    """
+    data_options = dict(data_options or {})
+    device = resolve_device(device)
+    train_ds = load_dataset(dataset, "train", target, sensitive, data_dir, **data_options)
+    arch = arch or default_arch(train_ds.kind)
+    config = config or TrainConfig()
+    model = build_model(arch, train_ds.num_classes, train_ds.input_shape)
+    start = time.perf_counter()
+    history = fit(model, train_ds, config, device=device, progress=progress)
+    info = {"dataset": dataset, "target": train_ds.target, "sensitive": list(train_ds.sensitive),
+            "class_names": train_ds.class_names, "data_options": data_options, "train": config.to_dict(),
+            "history": history, "train_seconds": time.perf_counter() - start, "device": str(device)}
+    model = model.cpu().eval()
+    path = save_checkpoint(model, out, extra=info) if out is not None else None
+    return model, path, info
