@@ -93,6 +93,12 @@ def read_image(path: str | Path, size: int) -> torch.Tensor:
     return TF.to_tensor(img)
 
 
+def check_first_image(paths: Sequence[Path], listed_in: str) -> None:
+    """Catch a wrong folder early: the first listed image must exist (the rest are checked when read)."""
+    if paths and not Path(paths[0]).exists():
+        raise DatasetError(f"image '{paths[0]}' listed in {listed_in} does not exist; is the data folder right?")
+
+
 def check_image_size(size: int) -> int:
     size = int(size)
     if not 4 <= size <= 1024:

@@ -1,0 +1,65 @@
+"""fairaudit — the Streamlit app. Run with ``streamlit run app.py``.
+
+This file is the entry point: it sets the page configuration, declares the
+pages and renders the home page. The views are in ``pages/``; every number
+they show comes from the ``fairaudit`` engine.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from appkit.state import current_setup, start_run
+from fairaudit.ui.setup import demo_setup
+
+st.set_page_config(page_title="fairaudit", page_icon=":material/balance:", layout="wide",
+                   initial_sidebar_state="expanded")
+
+AUDIT_PAGE = "pages/audit.py"
+DATA_PAGE = "pages/data_and_model.py"
+
+
+def home() -> None:
+    # Warm up the demo audit in the background so the first click finds it ready.
+    if current_setup() == demo_setup():
+        start_run(demo_setup())
+
+    st.title("fairaudit")
+    st.markdown("#### Group-fairness auditing for vision and tabular classifiers")
+    st.markdown(
+        "fairaudit runs your model once over a dataset split and breaks its behaviour down by sensitive "
+        "group: accuracy, selection rate, true and false positive rates with bootstrap confidence intervals, "
+        "and the disparities between groups (statistical parity, equalized odds, accuracy gaps, the 80 % rule). "
+        "Move the decision threshold and every number updates instantly from the stored predictions."
+    )
+    st.page_link(AUDIT_PAGE, label="Open the demo audit", icon=":material/play_circle:")
+    st.caption("The demo audits a deliberately biased *Smiling* classifier on the synthetic-faces dataset "
+               "(bias 0.9, sensitive attribute *Male*, test split). The first visit trains the demo model, "
+               "which takes about a minute on a CPU; afterwards it is cached.")
+
+    st.divider()
+    left, middle, right = st.columns(3)
+    with left:
+        st.markdown("##### :material/database: Data")
+        st.markdown("Built-in datasets (synthetic faces, coloured digits, UCI Adult), local folders "
+                    "(CelebA, UTKFace, FairFace, …), a manifest CSV of your own images, or a CSV of "
+                    "predictions you already have.")
+    with middle:
+        st.markdown("##### :material/neurology: Model")
+        st.markdown("The demo model, or your own checkpoint (safetensors or a PyTorch state dict, "
+                    "with an optional JSON sidecar naming its architecture). Checkpoints are loaded safely "
+                    "and checked against the dataset's classes and input shape.")
+    with right:
+        st.markdown("##### :material/analytics: Audit")
+        st.markdown("Per-group metrics with confidence intervals, disparity cards with pass/fail "
+                    "tolerances, confusion matrices, intersectional heatmaps, misclassified samples "
+                    "per group, and CSV / JSON downloads.")
+    st.page_link(DATA_PAGE, label="Choose another dataset or model", icon=":material/tune:")
+
+
+navigation = st.navigation([
+    st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page(DATA_PAGE, title="Data & Model", icon=":material/tune:", url_path="data"),
+    st.Page(AUDIT_PAGE, title="Audit", icon=":material/analytics:", url_path="audit"),
+])
+navigation.run()

@@ -1,0 +1,1 @@
+"""Streamlit widgets and session state shared by the app's pages (views only; the logic is in ``fairaudit``)."""

@@ -1,0 +1,57 @@
+"""Session state and caches of the app.
+
+The current :class:`~fairaudit.ui.setup.AuditSetup` lives in
+``st.session_state`` (default: the demo audit). Predictions live in the
+process-wide background registry, keyed by the setup; reports are cached per
+(setup, grouping, threshold, bootstrap size), so returning to a page or to a
+threshold already seen is instant.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fairaudit.audit import Predictions, audit_predictions
+from fairaudit.data.base import FairDataset
+from fairaudit.metrics import AuditReport
+from fairaudit.ui import background
+from fairaudit.ui.runner import open_dataset, run_setup
+from fairaudit.ui.setup import AuditSetup, demo_setup
+
+SETUP_KEY = "audit_setup"
+
+
+def current_setup() -> AuditSetup:
+    return st.session_state.get(SETUP_KEY) or demo_setup()
+
+
+def use_setup(setup: AuditSetup) -> None:
+    st.session_state[SETUP_KEY] = setup
+
+
+def task_key(setup: AuditSetup) -> str:
+    return f"audit:{setup.key()}"
+
+
+def start_run(setup: AuditSetup) -> background.TaskState:
+    """Start (or find) the background pass that produces the setup's predictions."""
+    return background.submit(task_key(setup), run_setup, setup)
+
+
+def setup_dataset(setup: AuditSetup, split: str | None = None) -> FairDataset:
+    """The dataset split of ``setup``, cached (shared across sessions; never re-``select`` it)."""
+    return _cached_dataset(setup.dataset, split or setup.split, setup.target, tuple(setup.sensitive),
+                           setup.data_dir, setup.options)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _cached_dataset(name: str, split: str, target: str | None, sensitive: tuple[str, ...], data_dir: str | None,
+                    options: tuple) -> FairDataset:
+    return open_dataset(AuditSetup(dataset=name, split=split, target=target, sensitive=sensitive,
+                                   data_dir=data_dir, options=options))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def cached_report(run_key: str, threshold: float, n_boot: int, _preds: Predictions) -> AuditReport:
+    """The report of stored predictions at ``threshold``; ``run_key`` identifies ``_preds``."""
+    return audit_predictions(_preds, threshold=threshold, n_boot=n_boot, seed=0)

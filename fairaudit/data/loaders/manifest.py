@@ -1,0 +1,130 @@
+"""Any image collection described by a CSV manifest.
+
+``data_dir/manifest.csv`` (option ``manifest``) has one row per image: a
+path column (option ``path_column``, default ``path``; relative to the CSV's
+folder or absolute) and any number of label / attribute columns. Each such
+column is integer-coded in the sorted order of its values, with those values
+as names (``value_names``); a column with missing values, or with more than
+``MAX_CLASSES`` distinct values (e.g. a continuous score), cannot be used and
+is listed in ``dataset.skipped_columns`` with the reason.
+
+Splits come from ``split_column`` if given (values ``train``, ``val`` /
+``valid`` / ``validation``, ``test``), else from a seeded 80/20 train/test
+split. Pick the target and sensitive attributes with ``--target`` /
+``--sensitive``; by default a column named ``label``, ``target``, ``y`` or
+``class`` is the target (else the first column) and the next one the
+sensitive attribute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.data.loaders.common import (ImageFileDataset, code_values, read_csv, require_columns, require_path,
+                                           seeded_split)
+from fairaudit.data.registry import DatasetSpec, register_dataset
+from fairaudit.errors import DatasetError
+
+MAX_CLASSES = 100
+TARGET_NAMES = ("label", "target", "y", "class")
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+TEST_FRACTION = 0.2
+
+
+class ManifestDataset(ImageFileDataset):
+    """Images listed in a CSV; selecting an unusable column explains why it was skipped."""
+
+    def __init__(self, split: str, paths: Sequence[Path], attributes: pd.DataFrame,
+                 value_names: dict[str, list[str]], image_size: int, default_target: str,
+                 default_sensitive: Sequence[str], skipped_columns: dict[str, str]):
+        self.skipped_columns = dict(skipped_columns)
+        super().__init__("manifest", split, paths, attributes, value_names, image_size, default_target,
+                         default_sensitive)
+
+    def select(self, target=None, sensitive=None):
+        requested = [target, *(sensitive.split(",") if isinstance(sensitive, str) else sensitive or [])]
+        for name in requested:
+            if name in self.skipped_columns:
+                raise DatasetError(f"manifest column '{name}' cannot be used: {self.skipped_columns[name]}.")
+        return super().select(target, sensitive)
+
+
+def code_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str]]:
+    """Integer codes of the usable columns, their value names, and why the others were skipped."""
+    codes, names, skipped = {}, {}, {}
+    for column in frame.columns:
+        values = frame[column]
+        if values.isna().any():
+            skipped[column] = f"{int(values.isna().sum())} row(s) have no value"
+        elif values.nunique() > MAX_CLASSES:
+            skipped[column] = f"it has {values.nunique()} distinct values (at most {MAX_CLASSES} allowed)"
+        else:
+            codes[column], names[column] = code_values(values, None, f"manifest column '{column}'")
+    return pd.DataFrame(codes, index=frame.index), names, skipped
+
+
+def default_roles(columns: Sequence[str], manifest: str) -> tuple[str, list[str]]:
+    if len(columns) < 2:
+        raise DatasetError(f"'{manifest}' needs at least two usable label/attribute columns besides the paths "
+                           f"(a target and a sensitive attribute); found {len(columns)}.")
+    target = next((c for c in columns if str(c).lower() in TARGET_NAMES), columns[0])
+    return target, [next(c for c in columns if c != target)]
+
+
+def resolve_paths(values: pd.Series, folder: Path, manifest: str) -> list[Path]:
+    paths = [p if p.is_absolute() else folder / p for p in map(Path, values.astype(str))]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} of {len(paths)} image(s) listed in '{manifest}' are missing, "
+                           f"the first being '{missing[0]}'.")
+    return paths
+
+
+def split_rows(frame: pd.DataFrame, split: str, split_column: str, seed: int, manifest: str) -> np.ndarray:
+    if not split_column:
+        train_idx, test_idx = seeded_split(len(frame), TEST_FRACTION, seed)
+        if split == "val":
+            raise DatasetError(f"'{manifest}' has no split column, so it has no 'val' split; "
+                               "set the option split_column or use train/test.")
+        return train_idx if split == "train" else test_idx
+    labels = frame[split_column].astype(str).str.strip().str.lower()
+    unknown = sorted(set(labels) - set(SPLIT_VALUES))
+    if unknown:
+        raise DatasetError(f"split column '{split_column}' of '{manifest}' has the unknown value "
+                           f"{unknown[0]!r}; use train, val or test.")
+    rows = np.flatnonzero(labels.map(SPLIT_VALUES).to_numpy() == split)
+    if not len(rows):
+        raise DatasetError(f"no row of '{manifest}' belongs to the '{split}' split.")
+    return rows
+
+
+def build_manifest(split: str = "test", data_dir: str | Path | None = None, manifest: str = "manifest.csv",
+                   path_column: str = "path", split_column: str = "", image_size: int = 64,
+                   seed: int = 0) -> ManifestDataset:
+    csv_path = require_path(Path(data_dir) / manifest, "the manifest CSV")
+    frame = read_csv(csv_path)
+    require_columns(frame, [path_column] + ([split_column] if split_column else []), csv_path.name)
+    attribute_columns = [c for c in frame.columns if c not in (path_column, split_column)]
+    # Coded on the whole file so that every split uses the same codes.
+    codes, names, skipped = code_columns(frame[attribute_columns])
+    target, sensitive = default_roles(list(codes.columns), csv_path.name)
+    rows = split_rows(frame, split, split_column, seed, csv_path.name)
+    paths = resolve_paths(frame[path_column].iloc[rows], csv_path.parent, csv_path.name)
+    return ManifestDataset(split, paths, codes.iloc[rows], names, image_size, target, sensitive, skipped)
+
+
+register_dataset(DatasetSpec(
+    name="manifest",
+    builder=build_manifest,
+    kind="image",
+    description="Images listed in a CSV (path column + label/attribute columns), any folder layout.",
+    default_target="label",
+    default_sensitive=["group"],
+    embedded=False,
+    options={"manifest": "manifest.csv", "path_column": "path", "split_column": "", "image_size": 64, "seed": 0},
+    splits=("train", "val", "test"),
+))

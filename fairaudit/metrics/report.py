@@ -1,0 +1,126 @@
+"""The audit report: a plain dataclass that serialises to JSON and tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.metrics.rates import DISPARITY_NAMES, OVERALL_METRICS, PER_GROUP_METRICS
+
+_NUMERIC_KEYS = frozenset(PER_GROUP_METRICS) | frozenset(DISPARITY_NAMES) | frozenset(OVERALL_METRICS)
+
+
+def to_json_types(obj: Any) -> Any:
+    """Recursively convert to JSON types: numpy scalars to Python numbers, tuples to lists, NaN/inf to ``None``."""
+    if isinstance(obj, dict):
+        return {str(k): to_json_types(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [to_json_types(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _restore_nan(obj: Any, key: str | None = None, in_ci: bool = False) -> Any:
+    """Inverse of the NaN → ``None`` step for metric values; a ``None`` interval (no bootstrap) stays ``None``."""
+    if isinstance(obj, dict):
+        return {k: _restore_nan(v, k, in_ci or k == "ci") for k, v in obj.items()}
+    if isinstance(obj, list):
+        if key in _NUMERIC_KEYS and len(obj) == 2 and all(v is None or isinstance(v, (int, float)) for v in obj):
+            return [math.nan if v is None else v for v in obj]
+        return [_restore_nan(v, None, in_ci) for v in obj]
+    if obj is None and key in _NUMERIC_KEYS and not in_ci:
+        return math.nan
+    return obj
+
+
+@dataclass
+class AuditReport:
+    """Per-group metrics, disparities and bootstrap intervals of one audit.
+
+    Attributes
+    ----------
+    overall:
+        ``accuracy``, ``balanced_accuracy``, ``bacc_cells`` and ``n`` of the whole population.
+    groups:
+        One dict per (intersectional) group: ``group`` (readable name),
+        ``attributes`` ``{attr: value label}``, ``n``, every metric of
+        :data:`~fairaudit.metrics.PER_GROUP_METRICS`, ``ci`` ``{metric: [low, high]}``
+        and ``confusion`` (``C × C`` counts, rows = true class); multiclass
+        targets add ``per_class`` ``{class: {metric: value}}`` one-vs-rest rates.
+    disparities:
+        Every name of :data:`~fairaudit.metrics.DISPARITY_NAMES` plus the
+        boolean ``passes_80_rule`` (``dp_ratio >= 0.8``; ``None`` when the ratio
+        is undefined).
+    ci:
+        ``[low, high]`` percentile interval of every disparity and overall
+        score (``None`` values when no bootstrap was run).
+    marginal:
+        With several attributes, ``{attr: {"groups", "disparities", "ci"}}``
+        for each attribute alone.
+    per_class:
+        Multiclass targets: ``{class: {"disparities", "ci"}}`` of each
+        one-vs-rest problem (the top-level disparities are their mean).
+    meta:
+        How the audit was run: threshold, prediction rule, bootstrap settings,
+        device, sensitive attributes, classes.
+    """
+
+    overall: dict[str, Any]
+    groups: list[dict[str, Any]]
+    disparities: dict[str, Any]
+    ci: dict[str, Any]
+    marginal: dict[str, Any] = field(default_factory=dict)
+    per_class: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A dict of pure JSON types (NaN and infinities become ``None``)."""
+        return to_json_types({
+            "overall": self.overall, "groups": self.groups, "disparities": self.disparities, "ci": self.ci,
+            "marginal": self.marginal, "per_class": self.per_class, "meta": self.meta,
+        })
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The report as JSON text; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AuditReport":
+        """Rebuild a report from :meth:`to_dict` output (``None`` metric values become NaN again)."""
+        d = _restore_nan(d)
+        return cls(overall=d["overall"], groups=d["groups"], disparities=d["disparities"], ci=d["ci"],
+                   marginal=d.get("marginal", {}), per_class=d.get("per_class", {}), meta=d.get("meta", {}))
+
+    def groups_frame(self) -> pd.DataFrame:
+        """One row per group: name, attribute labels, ``n``, every metric and, with CIs, ``<metric>_ci_low/high``."""
+        rows = []
+        for g in self.groups:
+            row = {"group": g["group"], **g["attributes"], "n": g["n"]}
+            row.update({m: g[m] for m in PER_GROUP_METRICS})
+            for m, interval in (g.get("ci") or {}).items():
+                if interval is not None:
+                    row[f"{m}_ci_low"], row[f"{m}_ci_high"] = interval
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def disparity_frame(self) -> pd.DataFrame:
+        """Columns ``name, value, ci_low, ci_high``, one row per disparity."""
+        rows = []
+        for name in DISPARITY_NAMES:
+            interval = self.ci.get(name) or (math.nan, math.nan)
+            rows.append({"name": name, "value": self.disparities[name], "ci_low": interval[0], "ci_high": interval[1]})
+        return pd.DataFrame(rows).astype({"value": float, "ci_low": float, "ci_high": float})

@@ -1,0 +1,150 @@
+"""Tables and pass/fail checks the audit page shows, read from an :class:`~fairaudit.metrics.AuditReport`.
+
+No metric is computed here: every number comes from the report; this module
+only selects, labels and arranges them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "selection_rate": "Selection rate",
+    "base_rate": "Base rate",
+    "tpr": "True positive rate",
+    "fpr": "False positive rate",
+    "fnr": "False negative rate",
+    "tnr": "True negative rate",
+    "ppv": "Precision (PPV)",
+    "npv": "Negative predictive value",
+}
+"""Per-group metrics in the order the page offers them."""
+
+
+@dataclass(frozen=True)
+class DisparityInfo:
+    name: str
+    label: str
+    kind: str  # "gap": smaller is fairer; "ratio" / "floor": larger is better
+    help: str
+
+
+DISPARITIES: tuple[DisparityInfo, ...] = (
+    DisparityInfo("spd", "SPD", "gap", "Statistical parity difference: max − min selection rate over groups."),
+    DisparityInfo("deo", "DEO", "gap", "Difference of equalized odds: |ΔFNR| + |ΔFPR| (FAAP, §5.1)."),
+    DisparityInfo("eo_max", "EO max", "gap", "Equalized-odds difference: max(|ΔTPR|, |ΔFPR|) (fairlearn)."),
+    DisparityInfo("eod", "EOD", "gap", "Equal-opportunity difference: |ΔTPR|."),
+    DisparityInfo("aaod", "AAOD", "gap", "Average absolute odds difference: ½(|ΔTPR| + |ΔFPR|)."),
+    DisparityInfo("aed", "AED", "gap", "Accuracy equality difference: |ΔAccuracy| between groups."),
+    DisparityInfo("dp_ratio", "DP ratio", "ratio",
+                  "Demographic-parity ratio: min / max selection rate; the 80 % rule asks for ≥ 0.8."),
+    DisparityInfo("worst_group_accuracy", "Worst-group accuracy", "floor",
+                  "Lowest accuracy of any group (Max-Min fairness)."),
+)
+
+DEFAULT_TOLERANCES: dict[str, float] = {"gap": 0.1, "ratio": 0.8, "floor": 0.8}
+"""Differences pass at ≤ 0.1, the DP ratio at ≥ 0.8 (80 % rule), worst-group accuracy at ≥ 0.8."""
+
+
+@dataclass(frozen=True)
+class DisparityCheck:
+    """One disparity card: its value, whether it passes and the rule it was held to."""
+
+    name: str
+    label: str
+    value: float
+    passes: bool | None  # None when the value is undefined (NaN)
+    rule: str
+    help: str
+
+    @property
+    def value_text(self) -> str:
+        return "n/a" if self.passes is None else f"{self.value:.3f}"
+
+    @property
+    def verdict(self) -> str:
+        if self.passes is None:
+            return "undefined"
+        return f"pass · {self.rule}" if self.passes else f"fail · {self.rule}"
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def disparity_checks(disparities: Mapping[str, Any], tolerances: Mapping[str, float] | None = None
+                     ) -> list[DisparityCheck]:
+    """Compare every disparity with its tolerance.
+
+    ``tolerances`` maps a disparity name (or a kind: ``gap``, ``ratio``,
+    ``floor``) to its limit; gaps pass at ``value <= limit``, the ratio and the
+    worst-group accuracy at ``value >= limit``.
+    """
+    tolerances = dict(tolerances or {})
+    checks = []
+    for info in DISPARITIES:
+        value = disparities.get(info.name)
+        limit = float(tolerances.get(info.name, tolerances.get(info.kind, DEFAULT_TOLERANCES[info.kind])))
+        if _is_missing(value):
+            passes, value = None, math.nan
+        else:
+            value = float(value)
+            passes = value <= limit + 1e-12 if info.kind == "gap" else value >= limit - 1e-12
+        rule = f"≤ {limit:.2f}" if info.kind == "gap" else f"≥ {limit:.2f}"
+        checks.append(DisparityCheck(info.name, info.label, value, passes, rule, info.help))
+    return checks
+
+
+def group_table(groups: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """The per-group table to display: group, n, then each metric followed by its CI as ``[lo, hi]`` text.
+
+    ``groups`` is :meth:`AuditReport.groups_frame` output.
+    """
+    metrics = [m for m in (metrics or METRIC_LABELS) if m in groups.columns]
+    out = pd.DataFrame({"Group": groups["group"], "n": groups["n"].astype(int)})
+    for m in metrics:
+        out[METRIC_LABELS.get(m, m)] = groups[m].astype(float)
+        lo, hi = f"{m}_ci_low", f"{m}_ci_high"
+        if lo in groups.columns:
+            out[f"{METRIC_LABELS.get(m, m)} CI"] = [
+                "" if _is_missing(a) or _is_missing(b) else f"[{a:.3f}, {b:.3f}]"
+                for a, b in zip(groups[lo], groups[hi])]
+    return out
+
+
+def metric_with_errors(groups: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``group, value, err_minus, err_plus`` for a bar chart with asymmetric CI error bars."""
+    value = groups[metric].astype(float).to_numpy()
+    lo_col, hi_col = f"{metric}_ci_low", f"{metric}_ci_high"
+    if lo_col in groups.columns:
+        lo = groups[lo_col].astype(float).to_numpy()
+        hi = groups[hi_col].astype(float).to_numpy()
+        minus, plus = np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)
+    else:
+        minus = plus = np.full_like(value, np.nan)
+    return pd.DataFrame({"group": groups["group"].astype(str), "value": value, "err_minus": minus,
+                         "err_plus": plus, "n": groups["n"].astype(int)})
+
+
+def intersection_matrix(groups: Sequence[Mapping[str, Any]], row_attr: str, col_attr: str,
+                        metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pivot intersectional groups into ``row_attr × col_attr`` tables of ``metric`` and of ``n``.
+
+    ``groups`` is :attr:`AuditReport.groups` of a report over exactly these two
+    attributes; a combination with no samples is left empty (NaN).
+    """
+    rows = []
+    for g in groups:
+        attrs = g["attributes"]
+        rows.append({row_attr: attrs[row_attr], col_attr: attrs[col_attr], "value": g[metric], "n": g["n"]})
+    frame = pd.DataFrame(rows)
+    values = frame.pivot(index=row_attr, columns=col_attr, values="value").astype(float)
+    counts = frame.pivot(index=row_attr, columns=col_attr, values="n").fillna(0).astype(int)
+    return values, counts

@@ -1,0 +1,207 @@
+"""The Streamlit app, driven headlessly with ``streamlit.testing.v1.AppTest``.
+
+The demo model is trained once per session (``demo_home``); the first audit
+pass is shared by the tests through the app's process-wide background
+registry, so only the first test that opens the Audit page waits for it.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaudit.audit import audit_predictions
+from fairaudit.ui import background
+from fairaudit.ui.tables import disparity_checks
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+AUDIT = "pages/audit.py"
+DATA = "pages/data_and_model.py"
+TIMEOUT = 180
+
+
+@pytest.fixture()
+def app(demo_home) -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics_by_label(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# ---------------------------------------------------------------------------- pages render
+
+
+def test_home_renders_with_link_to_demo_audit(app):
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "fairaudit"
+    links = [link.proto.label for link in app.get("page_link")]
+    assert "Open the demo audit" in links
+
+
+def test_data_page_previews_groups_of_demo_dataset(app):
+    at = open_page(app, DATA)
+    assert at.selectbox(key="dataset:builtin").value == "synthetic-faces"
+    assert at.selectbox(key="target:synthetic-faces").value == "Smiling"
+    assert at.multiselect(key="sensitive:synthetic-faces").value == ["Male"]
+    # 2 groups (Male yes / no) × 6 preview images each.
+    assert len(at.get("imgs")) == 12
+    assert not at.error
+
+
+def test_audit_page_shows_disparity_cards_with_numbers(app):
+    at = open_page(app, AUDIT)
+    cards = metrics_by_label(at)
+    for label in ("SPD", "DEO", "EO max", "EOD", "AAOD", "AED", "DP ratio", "Worst-group accuracy", "Accuracy"):
+        assert label in cards, cards
+    assert 0.0 <= float(cards["DEO"]) <= 2.0
+    assert 0.0 <= float(cards["SPD"]) <= 1.0
+    # The demo model is trained on data where Smiling follows Male 90 % of the time: a visible gap.
+    assert float(cards["SPD"]) > 0.05
+    assert at.tabs and [t.label for t in at.tabs][:4] == ["Groups", "Confusion matrices", "Intersections",
+                                                          "Misclassified samples"]
+    assert len(at.get("plotly_chart")) >= 4  # bars + 2 confusion matrices + intersection heatmap
+    assert [d.proto.label for d in at.get("download_button")] == ["Group table (CSV)", "Full report (JSON)"]
+
+
+def test_threshold_slider_recomputes_from_stored_predictions(app):
+    at = open_page(app, AUDIT)
+    before = metrics_by_label(at)
+    preds = next(background.get(k).result.predictions for k in background.keys()
+                 if background.get(k).done and background.get(k).result.setup.is_demo)
+    at.slider(key="threshold").set_value(0.85).run()
+    assert not at.exception
+    after = metrics_by_label(at)
+    assert after["Accuracy"] != before["Accuracy"] or after["SPD"] != before["SPD"]
+    expected = audit_predictions(preds, threshold=0.85, n_boot=0)
+    assert after["SPD"] == f"{expected.disparities['spd']:.3f}"
+    assert after["Accuracy"] == f"{expected.overall['accuracy']:.3f}"
+
+
+def test_tolerance_turns_a_card_from_fail_to_pass(app):
+    at = open_page(app, AUDIT)
+    spd = float(metrics_by_label(at)["SPD"])
+    at.number_input(key="tol-gap").set_value(round(min(1.0, spd + 0.05), 2)).run()
+    card = next(m for m in at.metric if m.label == "SPD")
+    assert card.proto.delta.startswith("pass")
+    at.number_input(key="tol-gap").set_value(round(max(0.0, spd - 0.05), 2)).run()
+    card = next(m for m in at.metric if m.label == "SPD")
+    assert card.proto.delta.startswith("fail")
+
+
+# ---------------------------------------------------------------------------- errors are shown, not raised
+
+
+def test_missing_checkpoint_path_shows_specific_error(app):
+    at = open_page(app, DATA)
+    at.radio(key="model-kind").set_value("path").run()
+    at.text_input(key="model-path").input("/no/such/model.safetensors").run()
+    at.button[0].click().run()
+    assert not at.exception
+    messages = [e.value for e in at.error]
+    assert any("/no/such/model.safetensors" in m for m in messages), messages
+
+
+def test_missing_dataset_folder_shows_specific_error(app):
+    at = open_page(app, DATA)
+    at.segmented_control(key="data-source").set_value("folder").run()
+    at.selectbox(key="dataset:folder").set_value("celeba").run()
+    at.text_input(key="folder:celeba").input("/no/such/folder").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["data folder '/no/such/folder' does not exist."]
+
+
+def _predictions_csv(scores: np.ndarray) -> bytes:
+    rng = np.random.default_rng(0)
+    n = len(scores)
+    frame = pd.DataFrame({"label": rng.integers(0, 2, n), "pred": (scores >= 0.5).astype(int), "score": scores,
+                          "sex": rng.choice(["F", "M"], n), "age": rng.choice(["young", "old"], n)})
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def test_bad_predictions_upload_shows_specific_error(app):
+    at = open_page(app, DATA)
+    at.segmented_control(key="data-source").set_value("predictions").run()
+    bad = _predictions_csv(np.linspace(-0.5, 1.5, 40))
+    at.file_uploader(key="predictions-upload").set_value(("preds.csv", bad, "text/csv")).run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["score column 'score' must hold probabilities in [0, 1]."]
+
+
+def test_predictions_upload_is_audited(app):
+    at = open_page(app, DATA)
+    at.segmented_control(key="data-source").set_value("predictions").run()
+    good = _predictions_csv(np.random.default_rng(1).uniform(0, 1, 200))
+    at.file_uploader(key="predictions-upload").set_value(("preds.csv", good, "text/csv")).run()
+    assert at.selectbox(key="pred-score").value == "score"
+    assert at.multiselect(key="pred-sensitive").value == ["sex"]
+    at.button[0].click().run()
+    assert not at.exception
+    at.switch_page(AUDIT).run()
+    assert not at.exception
+    cards = metrics_by_label(at)
+    assert cards["Samples"] == "200"
+    assert "DEO" in cards and cards["Groups"] == "2"
+
+
+# ---------------------------------------------------------------------------- Streamlit-free helpers
+
+
+def test_background_registry_runs_once_per_key_and_reports_progress():
+    calls = []
+
+    def work(x, progress):
+        calls.append(x)
+        progress(0.5, "half way")
+        time.sleep(0.2)
+        return x * 2
+
+    key = f"test:{time.time()}"
+    first = background.submit(key, work, 21)
+    second = background.submit(key, work, 99)  # same key: the running task is reused
+    assert first.running and second.key == key
+    state = background.wait(key, timeout=10)
+    assert state.done and state.result == 42 and state.fraction == 1.0 and state.message == "half way"
+    assert calls == [21]
+
+
+def test_background_registry_records_failure_and_retries():
+    def boom(progress):
+        raise ValueError("broken input")
+
+    key = f"test-fail:{time.time()}"
+    background.submit(key, boom)
+    state = background.wait(key, timeout=10)
+    assert state.failed and isinstance(state.error, ValueError) and "broken input" in state.traceback
+    background.submit(key, lambda progress: "ok")  # a failed task is started afresh
+    assert background.wait(key, timeout=10).result == "ok"
+
+
+def test_disparity_checks_use_direction_of_each_metric():
+    checks = {c.name: c for c in disparity_checks(
+        {"spd": 0.12, "deo": 0.05, "eo_max": float("nan"), "eod": 0.1, "aaod": 0.0, "aed": 0.3,
+         "dp_ratio": 0.79, "worst_group_accuracy": 0.81}, {"gap": 0.1, "ratio": 0.8, "floor": 0.8})}
+    assert checks["spd"].passes is False and checks["deo"].passes is True and checks["eod"].passes is True
+    assert checks["eo_max"].passes is None and checks["eo_max"].value_text == "n/a"
+    assert checks["dp_ratio"].passes is False and checks["worst_group_accuracy"].passes is True
+    assert checks["dp_ratio"].verdict == "fail · ≥ 0.80"
