@@ -8,8 +8,8 @@ values → 8 intersectional groups):
    ``difference()``, ``ratio()`` and ``group_min()`` (from which every
    disparity follows);
 2. bootstrap on ``--boot-rows`` samples: 1000 Poisson resamples with ours vs
-   ``MetricFrame(n_boot=--fairlearn-boot)``, compared per resample (the
-   point-estimate time is subtracted from both).
+   ``MetricFrame(n_boot=--fairlearn-boot)``, compared per resample (ours
+   counts the whole call, fairlearn's has its point-estimate time subtracted).
 
 It prints both speed ratios and the largest absolute difference between our
 values and fairlearn's (expected ~1e-16).
@@ -117,13 +117,13 @@ def main() -> None:
     y, scores, sens = synthetic(args.boot_rows, seed=1)
     y_pred = (scores >= 0.5).astype(np.int64)
     kw = dict(scores=scores, sensitive=sens, sensitive_names=["a", "b"], device=device)
-    point_s, _ = timed(lambda: audit_metrics(y, n_boot=0, **kw), repeats=3)
     boot_s, boot = timed(lambda: audit_metrics(y, n_boot=args.n_boot, **kw))
     cells_s, cells = timed(lambda: audit_metrics(y, n_boot=args.n_boot, bootstrap="cells", **kw))
     fl_point_s, _ = timed(lambda: fairlearn_frame(y, y_pred, sens))
     fl_boot_s, _ = timed(lambda: fairlearn_frame(y, y_pred, sens, n_boot=args.fairlearn_boot))
-    ours_per = max(boot_s - point_s, 1e-9) / args.n_boot
-    cells_per = max(cells_s - point_s, 1e-9) / args.n_boot
+    # Ours per resample includes the point estimate (conservative); fairlearn's has it subtracted.
+    ours_per = boot_s / args.n_boot
+    cells_per = cells_s / args.n_boot
     theirs_per = max(fl_boot_s - fl_point_s, 1e-9) / args.fairlearn_boot
     print(f"\nbootstrap, {args.boot_rows:,} rows")
     print(f"  ours (row weights)  {args.n_boot} resamples in {boot_s:7.2f} s -> {ours_per * 1e3:9.3f} ms/resample")

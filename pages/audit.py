@@ -30,7 +30,7 @@ def sidebar_settings() -> tuple[dict[str, float], int]:
         floor = st.number_input("Smallest acceptable worst-group accuracy", 0.0, 1.0, DEFAULT_TOLERANCES["floor"],
                                 0.01, format="%.2f", key="tol-floor")
         st.markdown("**Confidence intervals**")
-        n_boot = st.select_slider("Bootstrap resamples", [0, 100, 200, 500, 1000], value=200, key="n-boot",
+        n_boot = st.select_slider("Bootstrap resamples", [0, 200, 500, 1000, 2000], value=1000, key="n-boot",
                                   help="95 % percentile intervals; 0 turns them off.")
     return {"gap": gap, "ratio": ratio, "floor": floor}, int(n_boot)
 

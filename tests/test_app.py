@@ -62,7 +62,7 @@ def test_data_page_previews_groups_of_demo_dataset(app):
     assert at.selectbox(key="target:synthetic-faces").value == "Smiling"
     assert at.multiselect(key="sensitive:synthetic-faces").value == ["Male"]
     # 2 groups (Male yes / no) × 6 preview images each.
-    assert len(at.get("imgs")) == 12
+    assert len(at.image) == 12
     assert not at.error
 
 

@@ -262,7 +262,8 @@ def test_report_file(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(y_true=[0, 1, 1], y_pred=[0, 1], sensitive=[0, 1, 1]), "y_pred has 2 rows but y_true has 3"),
     (dict(y_true=[0, 1, 1], y_pred=[0, 1, 1], sensitive=[0, 1]), "sensitive has 2 rows but y_true has 3"),
-    (dict(y_true=[0, 2, 1], scores=[0.1, 0.6, 0.9], sensitive=[0, 1, 1]), "y_true contains label 2 but there are only 2"),
+    (dict(y_true=[0, 2, 1], scores=[0.1, 0.6, 0.9], sensitive=[0, 1, 1]),
+     "y_true contains label 2 but there are only 2"),
     (dict(y_true=[0, 1, 1], y_pred=[0, 1, 3], sensitive=[0, 1, 1], class_names=["n", "y", "m"]),
      "y_pred contains label 3 but there are only 3"),
     (dict(y_true=[0, 1, 1], sensitive=[0, 1, 1]), "either scores"),
@@ -272,8 +273,10 @@ def test_report_file(tmp_path):
     (dict(y_true=[0, 1, 1], y_pred=[0, 1, 1], sensitive=[[0, 1], [1, 1], [1, 0]], sensitive_names=["a"]),
      "2 column(s) but 1 sensitive name"),
     (dict(y_true=[0, 1, 1, 0], y_pred=[0, 1, 1, 0], sensitive=[0, 1, 1, 1], sensitive_names=["sex"],
-          value_names={"sex": ["F", "M"]}, min_group_size=2), "group 'sex=F' has 1 sample(s), fewer than min_group_size=2"),
-    (dict(y_true=[0, 1], y_pred=[0, 1], sensitive=[0, 1], n_boot=-1), "n_boot"),
+          value_names={"sex": ["F", "M"]}, min_group_size=2),
+     "group 'sex=F' has 1 sample(s), fewer than min_group_size=2"),
+    (dict(y_true=[0, 1], y_pred=[0, 1], sensitive=[0, 1], n_boot=-1), "n_boot must be a whole number >= 0"),
+    (dict(y_true=[0, 1], scores=[0.2, 0.7], sensitive=[0, 1], threshold="high"), "threshold must be a finite number"),
 ])
 def test_bad_input_raises_specific_errors(kwargs, message):
     kwargs.setdefault("n_boot", 0)

@@ -18,7 +18,7 @@ from fairaudit.models import (ScriptedModel, build_model, features_available, lo
 from fairaudit.models import checkpoint_files
 from fairaudit.models.checkpoint_files import sha256
 
-SHAPES = {"small_cnn": (3, 16, 16), "resnet18": (3, 16, 16), "mlp": (10,)}
+SHAPES = {"small_cnn": (3, 16, 16), "resnet18": (3, 8, 8), "mlp": (10,)}
 
 
 def trained_like(arch: str, num_classes: int = 3, shape=None, seed: int = 0) -> nn.Module:
@@ -197,11 +197,11 @@ def test_plain_torchvision_state_dict_maps_onto_our_resnet18(tmp_path):
     net = small_input_torchvision_resnet18(2)
     assert "conv1.weight" in net.state_dict() and "fc.weight" in net.state_dict()
     torch.save(net.state_dict(), tmp_path / "tv.pth")
-    loaded = load_model(tmp_path / "tv.pth", arch="resnet18", expected_input_shape=(3, 16, 16))
+    loaded = load_model(tmp_path / "tv.pth", arch="resnet18", expected_input_shape=(3, 8, 8))
     assert loaded.arch == "resnet18" and loaded.num_classes == 2
     assert torch.equal(loaded.state_dict()["g.body.conv1.weight"], net.conv1.weight)
     assert torch.equal(loaded.state_dict()["f.weight"], net.fc.weight)
-    x = sample((3, 16, 16))
+    x = sample((3, 8, 8))
     with torch.no_grad():
         assert torch.allclose(loaded(x), net(x), atol=1e-6)
 
@@ -258,6 +258,10 @@ def test_truncated_checkpoints_are_reported_as_corrupt(tmp_path, fmt):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     assert "truncated or corrupt" in load_error(path, arch="small_cnn")
+    # With its sidecar present the damage is still reported as such, not as a hash mismatch.
+    save_checkpoint(trained_like("small_cnn"), tmp_path / "full.bin", format=fmt)
+    (tmp_path / "full.bin").write_bytes(data[: len(data) // 2])
+    assert "truncated or corrupt" in load_error(tmp_path / "full.bin")
 
 
 def test_random_bytes_and_sidecars_are_not_model_files(tmp_path):
@@ -319,29 +323,31 @@ def test_wrong_class_count_names_the_target(tmp_path):
 def test_wrong_feature_count_for_tabular_model(tmp_path):
     model = trained_like("mlp")
     path = save_checkpoint(model, tmp_path / "m.safetensors")
-    assert "first layer takes 10 input features but the dataset has 12" in load_error(
+    assert "first layer takes 10 input features but the dataset has 12 features" in load_error(
         path, expected_input_shape=(12,))
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    assert "first layer takes 10 input features but the dataset has 12" in load_error(
+    assert "first layer takes 10 input features but the dataset has 12 features" in load_error(
         tmp_path / "plain.pt", arch="mlp", expected_input_shape=(12,))
 
 
 def test_grayscale_conv_net_refuses_colour_images(tmp_path):
     model = trained_like("small_cnn", shape=(1, 16, 16))
     path = save_checkpoint(model, tmp_path / "gray.safetensors")
-    assert "first layer takes 1 input channels but the dataset has 3" in load_error(
+    assert "first layer takes 1 input channel but the dataset has 3 channels" in load_error(
         path, expected_input_shape=(3, 16, 16))
     torch.save(model.state_dict(), tmp_path / "gray.pt")
-    assert "first layer takes 1 input channels but the dataset has 3" in load_error(
+    assert "first layer takes 1 input channel but the dataset has 3 channels" in load_error(
         tmp_path / "gray.pt", arch="small_cnn", expected_input_shape=(3, 16, 16))
-    # A different image size is fine: the network pools globally.
+    # A larger image size is fine (the network pools globally); one too small for four max-pools is not.
     assert load_model(path, expected_input_shape=(1, 32, 32)).num_classes == 3
+    assert "(built for inputs of shape (1, 16, 16)) fails on the dataset's inputs of shape (1, 8, 8)" in \
+        load_error(path, expected_input_shape=(1, 8, 8))
 
 
 def test_unknown_architecture_suggests_a_close_name(tmp_path):
     torch.save(trained_like("mlp").state_dict(), tmp_path / "m.pt")
     message = load_error(tmp_path / "m.pt", arch="resnet19", input_shape=(10,))
-    assert "unknown architecture 'resnet19'" in message and "did you mean" in message
+    assert "unknown architecture 'resnet19'" in message and "(closest: 'resnet18')" in message
 
 
 def test_size_limit_from_argument_and_environment(tmp_path, monkeypatch):

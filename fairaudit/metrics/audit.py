@@ -71,12 +71,11 @@ def audit_metrics(
     _check_settings(n_boot, ci_level, min_group_size, bootstrap)
     inp = prepare_inputs(y_true, scores, y_pred, sensitive, sensitive_names, class_names, threshold, dev)
     index = index_groups(inp.sensitive, inp.sensitive_names, value_names)
-    sizes = torch.bincount(index.ids, minlength=index.n_groups).cpu().numpy()
-    _check_group_sizes(index, sizes, min_group_size)
-
     n_classes = inp.n_classes
     cells = cell_ids(index.ids, inp.y_true, inp.y_pred, n_classes)
     conf = confusion_counts(cells, index.n_groups, n_classes)
+    sizes = conf.sum((-2, -1)).round().long().cpu().numpy()
+    _check_group_sizes(index, sizes, min_group_size)
     replicates = None
     if n_boot > 0:
         gen = make_generator(seed, dev)
@@ -195,7 +194,9 @@ def _marginal_section(index: GroupIndex, j: int, attr: str, conf: torch.Tensor, 
 
 
 def _intervals(summary: dict[str, Any], level: float) -> dict[str, Any]:
-    return {part: (None if values is None else {k: percentile_interval(v, level) for k, v in values.items()})
+    # Per-class rates of each group are reported without intervals, so their quantiles are skipped.
+    return {part: (None if values is None or part == "group_per_class"
+                   else {k: percentile_interval(v, level) for k, v in values.items()})
             for part, values in summary.items()}
 
 

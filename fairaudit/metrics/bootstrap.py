@@ -14,6 +14,12 @@ Two ways to draw the replicates are offered:
   Poisson(``n``), and every metric depends on the rows only through the cell
   counts, so both give replicates with the same distribution; ``"cells"``
   costs O(resamples × cells) instead of O(resamples × rows).
+
+Intervals are percentile intervals of the replicates. For gaps defined as
+max − min over groups the replicates are biased upward when the groups are
+truly alike (resampling noise only widens a spread), so an interval for a
+near-zero gap can sit above the point estimate; read such intervals as "how
+large could the gap plausibly be".
 """
 
 from __future__ import annotations
@@ -40,11 +46,10 @@ def poisson_confusions_rows(cells: torch.Tensor, n_groups: int, n_classes: int, 
     # float32 counts are exact integers up to 2**24; larger samples accumulate in float64.
     dtype = torch.float32 if n < (1 << 23) else torch.float64
     per_chunk = max(1, min(n_boot, chunk_weights // max(n, 1)))
-    rate = torch.ones((), dtype=dtype, device=cells.device)
     blocks = []
     for start in range(0, n_boot, per_chunk):
         b = min(per_chunk, n_boot - start)
-        weights = torch.poisson(rate.expand(b, n), generator=generator)
+        weights = torch.poisson(torch.ones(b, n, dtype=dtype, device=cells.device), generator=generator)
         blocks.append(weighted_confusion_counts(cells, weights, n_groups, n_classes).double())
     return torch.cat(blocks)
 

@@ -75,9 +75,9 @@ def index_groups(sensitive: torch.Tensor, sensitive_names: Sequence[str],
     cards = (sensitive.amax(0) + 1).tolist()
     if float(np.prod(np.asarray(cards, dtype=np.float64))) < 2.0 ** 62:
         # One mixed-radix integer per row: a 1-D unique is an order of magnitude faster than unique(dim=0).
-        code = torch.zeros(sensitive.shape[0], dtype=torch.int64, device=sensitive.device)
-        for j, card in enumerate(cards):
-            code = code * card + sensitive[:, j]
+        code = sensitive[:, 0]
+        for j in range(1, len(cards)):
+            code = code * cards[j] + sensitive[:, j]
         present, ids = _dense_ranks(code, int(np.prod(cards)))
         codes = np.zeros((present.numel(), len(cards)), dtype=np.int64)
         rest = present.cpu().numpy()

@@ -7,6 +7,7 @@ that says which array is wrong and how.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -109,10 +110,14 @@ def _predictions(scores: Any, y_pred: Any, threshold: float, n: int, n_classes: 
     if n_classes is not None and n_classes != 2:
         raise MetricInputError(f"binary scores were given but there are {n_classes} class names; "
                                "pass (N, C) probabilities for a multiclass target.")
-    if not np.isfinite(threshold):
+    try:
+        cut = float(threshold)
+    except (TypeError, ValueError):
+        cut = math.nan
+    if not math.isfinite(cut):
         raise MetricInputError(f"threshold must be a finite number, got {threshold!r}.")
     positive = s[:, 1] if s.dim() == 2 else s
-    return (positive >= threshold).long(), 2, f"scores>={threshold:g}"
+    return (positive >= cut).long(), 2, f"scores>={cut:g}"
 
 
 def prepare_inputs(y_true: Any, scores: Any, y_pred: Any, sensitive: Any, sensitive_names: Sequence[str] | None,

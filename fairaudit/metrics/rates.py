@@ -6,7 +6,7 @@ with rows = true class and columns = predicted class. :func:`summarize` turns
 it into per-group rates, overall scores and disparities; the point estimate and
 every bootstrap replicate go through the same code, so they cannot disagree.
 
-Conventions (names follow ``/specs/metrics.md``):
+Conventions (JSON names as in the project's metric glossary):
 
 * Binary targets: class 1 is the favourable / positive class.
 * Multiclass targets (``C > 2``): each rate is computed one-vs-rest for every

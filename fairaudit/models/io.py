@@ -120,9 +120,9 @@ class _FeaturesUnavailable(nn.Module):
 class ScriptedModel(SplitModel):
     """A TorchScript model without a ``g``/``f`` split.
 
-    ``model(x)`` predicts as usual; ``model.g`` / ``model.features`` raise
-    :class:`~fairaudit.errors.ModelLoadError` because the latent space of an
-    opaque scripted module cannot be reached.
+    ``model(x)`` predicts as usual; ``model.g(x)`` and ``model.features(x)``
+    raise :class:`~fairaudit.errors.ModelLoadError` because the latent space of
+    an opaque scripted module cannot be reached.
     """
 
     features_available = False
@@ -219,26 +219,32 @@ def load_checkpoint_file(path: Path, label: str, *, arch: str | None = None, num
                          target: str | None = None, sidecar: Mapping[str, Any] | None = None,
                          max_bytes: int | None = None) -> SplitModel:
     """:func:`load_model` with ``label`` naming the file in messages (an upload's original name)."""
+    device = resolve_device(device)
     check_model_file(path, label, max_bytes)
     kind = detect_format(path, label)
     info = dict(sidecar) if sidecar is not None else read_sidecar(path)
-    if info and info.get("sha256") and info["sha256"] != sha256(path):
-        raise ModelLoadError(f"the weights file '{label}' does not match the SHA-256 recorded in its sidecar, so it "
-                             "was changed after saving or the sidecar belongs to another file; re-save the model or "
-                             "delete the sidecar.")
     dataset = _DatasetFit(expected_num_classes, expected_input_shape, target)
     if kind == "torchscript":
-        model = _wrap_torchscript(load_torchscript(path, label), label, info or {}, num_classes, input_shape,
-                                  dataset)
+        module = load_torchscript(path, label)
+        _verify_hash(path, label, info)
+        model = _wrap_torchscript(module, label, info or {}, num_classes, input_shape, dataset)
     else:
         state, embedded = read_safetensors(path, label) if kind == "safetensors" else (read_torch_state(path, label),
                                                                                           None)
         info = info if info is not None else embedded
+        _verify_hash(path, label, info)
         model = _build_from_state(state, info or {}, label, arch=arch, num_classes=num_classes,
                                   input_shape=input_shape, head=head, dataset=dataset)
     dataset.check_model(model)
     model.checkpoint_info = dict(info or {})
-    return model.to(resolve_device(device)).eval()
+    return model.to(device).eval()
+
+
+def _verify_hash(path: Path, label: str, info: Mapping[str, Any] | None) -> None:
+    if info and info.get("sha256") and info["sha256"] != sha256(path):
+        raise ModelLoadError(f"the weights file '{label}' does not match the SHA-256 recorded in its sidecar, so it "
+                             "was changed after saving or the sidecar belongs to another file; re-save the model or "
+                             "delete the sidecar.")
 
 
 # ---------------------------------------------------------------------------- matching a checkpoint to a model
@@ -267,27 +273,40 @@ class _DatasetFit:
             check_input_shape(model, self.input_shape)
         except ModelLoadError as exc:
             detail = str(exc).split(": ", 1)[-1].rstrip(".")
-            raise ModelLoadError(f"the model (saved for inputs of shape {model.input_shape}) does not accept the "
-                                 f"dataset's inputs of shape {self.input_shape}: {detail}.") from None
+            built = "" if tuple(model.input_shape) == self.input_shape else \
+                f" (built for inputs of shape {tuple(model.input_shape)})"
+            raise ModelLoadError(f"the model{built} fails on the dataset's inputs of shape {self.input_shape}: "
+                                 f"{detail}.") from None
 
 
 def _first_layer_weight(model: nn.Module) -> tuple[str, tuple[int, ...]] | None:
-    # state_dict order follows module registration, so the first 2-D+ weight is the input layer.
-    for key, tensor in model.state_dict().items():
-        if key.endswith("weight") and tensor.ndim >= 2:
-            return key, tuple(tensor.shape)
+    """Key and shape of the input layer's weight, when that layer is a plain ``Linear`` or ``Conv2d``.
+
+    ``named_modules`` follows registration order, so the first module with a
+    weight matrix is the input layer; other kinds (embeddings, grouped or
+    scripted layers) are left to the dummy forward pass of ``check_input_shape``.
+    """
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.ndim >= 2:
+            plain = isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
+            return (f"{name}.weight", tuple(weight.shape)) if plain else None
     return None
 
 
 def _check_first_layer(first: tuple[str, tuple[int, ...]], input_shape: tuple[int, ...], source: str) -> None:
     """Linear layers read ``shape[1]`` features and convolutions ``shape[1]`` channels of the input."""
     _, shape = first
-    if len(shape) == 2 and len(input_shape) == 1 and shape[1] != input_shape[0]:
-        raise ModelLoadError(f"the model's first layer takes {shape[1]} input features but {source} "
-                             f"{input_shape[0]}.")
-    if len(shape) == 4 and len(input_shape) == 3 and shape[1] != input_shape[0]:
-        raise ModelLoadError(f"the model's first layer takes {shape[1]} input channels but {source} "
-                             f"{input_shape[0]}.")
+    if len(shape) == 2 and len(input_shape) == 1:
+        unit = "feature"
+    elif len(shape) == 4 and len(input_shape) == 3:
+        unit = "channel"
+    else:
+        return
+    takes, has = shape[1], input_shape[0]
+    if takes != has:
+        raise ModelLoadError(f"the model's first layer takes {takes} input {unit}{'s' * (takes != 1)} but {source} "
+                             f"{has} {unit}{'s' * (has != 1)} (inputs of shape {tuple(input_shape)}).")
 
 
 def _natural_key(key: str) -> list:
@@ -358,8 +377,8 @@ def _builders(arch: str, head: str | None) -> list[Callable[[int, tuple[int, ...
     if not builders:
         known = sorted(MODEL_BUILDERS) + tv_names
         close = difflib.get_close_matches(arch, known, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ModelLoadError(f"unknown architecture '{arch}'; {hint}use one of {', '.join(sorted(MODEL_BUILDERS))} "
+        hint = f" (closest: '{close[0]}')" if close else ""
+        raise ModelLoadError(f"unknown architecture '{arch}'{hint}; use one of {', '.join(sorted(MODEL_BUILDERS))} "
                              "or a torchvision classification model name such as mobilenet_v3_small.")
     return builders
 
