@@ -41,6 +41,11 @@ REGION_NAMES = ("mouth", "eyes", "hair", "beard", "face", "skin", "background")
 # face unit is about 30 px at 64×64, so 0.06 ≈ 2 px).
 SMILE_LIFT = (0.045, 0.085)
 NEUTRAL_LIFT = (-0.025, 0.015)
+# Share of smiles that open the mouth and show a thin row of teeth, and how far
+# the lips part (face units: 0.05 ≈ 1.5 px at 64×64).
+P_TEETH = 0.6
+TEETH_OPENING = (0.035, 0.06)
+TEETH = np.array([0.96, 0.94, 0.88], np.float32)
 
 SKIN_TONES = np.array([[0.93, 0.78, 0.67], [0.76, 0.55, 0.40], [0.45, 0.30, 0.21]], np.float32)
 DARK_HAIR = np.array([[0.07, 0.06, 0.05], [0.22, 0.14, 0.09], [0.40, 0.26, 0.15], [0.50, 0.22, 0.12]],
@@ -263,6 +268,9 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     lift = (SMILE_LIFT[0] + lift_r * (SMILE_LIFT[1] - SMILE_LIFT[0]) if smiling
             else NEUTRAL_LIFT[0] + lift_r * (NEUTRAL_LIFT[1] - NEUTRAL_LIFT[0]))
     mouth_thick = d(0.016, 0.024)
+    shows_teeth, opening = d() < P_TEETH, d(*TEETH_OPENING)
+    if not (smiling and shows_teeth):
+        opening = 0.0
     hair_len, hair_rx = d(0.45, 1.1), d(0.55, 0.68)
     bangs = d() < 0.35
     fem_hairline = d(-0.26, -0.18) if bangs else d(-0.40, -0.32)
@@ -305,7 +313,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     cv.paint(box_f, face, skin)
 
     # The beard leaves a ring of skin around the lips so the smile stays visible.
-    mouth_window = _ellipse(fu, fv, 0.0, mouth_y - 0.04, mouth_w + 0.07, 0.11, px)
+    mouth_window = _ellipse(fu, fv, 0.0, mouth_y - 0.025, mouth_w + 0.07, 0.12, px)
     beard_zone = face * _band(fv, beard_top, 2.0, px) * (1.0 - mouth_window)
     if beard_style == 2:
         beard_zone = beard_zone * _band(fu, -0.2, 0.2, px)
@@ -316,8 +324,15 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     mu, mv = cv.uv(box_m)
     cv.paint(box_m, _ellipse(mu, mv, 0.0, 0.15, 0.06, 0.022, px) * 0.5, skin * 0.6)
 
-    box_m = cv.box(-mouth_w - 0.03, mouth_w + 0.03, mouth_y - 0.12, mouth_y + 0.06)
+    box_m = cv.box(-mouth_w - 0.03, mouth_w + 0.03, mouth_y - 0.12, mouth_y + 0.1)
     mu, mv = cv.uv(box_m)
+    if opening > 0.0:
+        t = mu * (1.0 / mouth_w)
+        upper = mouth_y - lift * t * t
+        teeth = _band(mv, upper, upper + opening * (1.0 - t * t), px) * _band(t, -1.0, 1.0, px / mouth_w)
+        cv.paint(box_m, teeth, TEETH)
+        cv.paint(box_m, _parabola_stroke(mu, mv, 0.0, mouth_y + opening, mouth_w, lift + opening, mouth_thick, px),
+                 lip)
     cv.paint(box_m, _parabola_stroke(mu, mv, 0.0, mouth_y, mouth_w, lift, mouth_thick, px), lip)
 
     brow_thick = 0.028 if male else 0.016
