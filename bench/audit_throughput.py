@@ -11,6 +11,11 @@ fastest possible loop: the same batches already in device memory, only
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
 import argparse
 import time
 

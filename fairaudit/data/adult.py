@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairaudit.data.loaders.common import code_values, first_existing, read_csv, seeded_split
+from fairaudit.data.loaders.common import code_values, first_existing, read_csv
 from fairaudit.data.registry import DatasetSpec, register_dataset
-from fairaudit.data.tabular import FeatureEncoder, TabularFairDataset
+from fairaudit.data.tabular import TabularFairDataset, encode_train_test
 from fairaudit.errors import DatasetError
 
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "adult"
@@ -85,11 +85,8 @@ def attribute_table(records: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list
 def _encoded(folder: str, seed: int, include_sensitive: bool):
     records = load_records(folder)
     table, names = attribute_table(records)
-    train_idx, test_idx = seeded_split(len(records), TEST_FRACTION, seed)
     categorical = [c for c in CATEGORICAL if include_sensitive or c not in SENSITIVE_COLUMNS]
-    encoder = FeatureEncoder(NUMERIC, categorical).fit(records.iloc[train_idx])
-    splits = {name: (encoder.transform(records.iloc[idx]), table.iloc[idx])
-              for name, idx in (("train", train_idx), ("test", test_idx))}
+    splits, encoder = encode_train_test(records, table, NUMERIC, categorical, TEST_FRACTION, seed)
     return splits, names, encoder
 
 

@@ -77,3 +77,18 @@ class TabularFairDataset(TensorFairDataset):
         self.favorable_label = int(favorable_label)
         super().__init__(name, split, x, attributes, value_names, default_target, default_sensitive,
                          kind="tabular", feature_names=encoder.feature_names)
+
+
+def encode_train_test(records: pd.DataFrame, table: pd.DataFrame, numeric: Sequence[str],
+                      categorical: Sequence[str], test_fraction: float, seed: int):
+    """Seeded train/test split; the encoder is fitted on the train rows only.
+
+    Returns ``({"train": (x, table), "test": (x, table)}, encoder)``.
+    """
+    from fairaudit.data.loaders.common import seeded_split
+
+    train_idx, test_idx = seeded_split(len(records), test_fraction, seed)
+    encoder = FeatureEncoder(numeric, categorical).fit(records.iloc[train_idx])
+    splits = {name: (encoder.transform(records.iloc[idx]), table.iloc[idx])
+              for name, idx in (("train", train_idx), ("test", test_idx))}
+    return splits, encoder

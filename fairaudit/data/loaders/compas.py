@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairaudit.data.loaders.common import code_values, first_existing, read_csv, require_columns, seeded_split
+from fairaudit.data.loaders.common import code_values, first_existing, read_csv, require_columns
 from fairaudit.data.registry import DatasetSpec, register_dataset
-from fairaudit.data.tabular import FeatureEncoder, TabularFairDataset
+from fairaudit.data.tabular import TabularFairDataset, encode_train_test
 from fairaudit.errors import DatasetError
 
 FILE_NAMES = ["compas-scores-two-years.csv", "compas-scores-two-years.csv.gz"]
@@ -86,11 +86,8 @@ def _encoded(path: str, mtime_ns: int, seed: int, include_sensitive: bool, two_r
     if two_races:
         records = records[records["race"].isin(["African-American", "Caucasian"])].reset_index(drop=True)
     table, names = attribute_table(records, two_races)
-    train_idx, test_idx = seeded_split(len(records), TEST_FRACTION, seed)
     categorical = [c for c in CATEGORICAL if include_sensitive or c not in SENSITIVE_COLUMNS]
-    encoder = FeatureEncoder(NUMERIC, categorical).fit(records.iloc[train_idx])
-    splits = {name: (encoder.transform(records.iloc[idx]), table.iloc[idx])
-              for name, idx in (("train", train_idx), ("test", test_idx))}
+    splits, encoder = encode_train_test(records, table, NUMERIC, categorical, TEST_FRACTION, seed)
     return splits, names, encoder
 
 
