@@ -1,22 +1,24 @@
 """fairaudit — the Streamlit app. Run with ``streamlit run app.py``.
 
 This file is the entry point: it sets the page configuration, declares the
-pages and renders the home page. The views are in ``pages/``; every number
-they show comes from the ``fairaudit`` engine.
+pages with ``st.navigation`` and renders the home page. The other views are
+in ``app_pages/`` (not ``pages/``, a folder name that would switch Streamlit to
+its older multipage mode and bypass ``st.navigation``); every number they show
+comes from the ``fairaudit`` engine.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from appkit.state import current_setup, start_run
+from appkit.state import current_setup, start_run, use_setup
 from fairaudit.ui.setup import demo_setup
 
 st.set_page_config(page_title="fairaudit", page_icon=":material/balance:", layout="wide",
                    initial_sidebar_state="expanded")
 
-AUDIT_PAGE = "pages/audit.py"
-DATA_PAGE = "pages/data_and_model.py"
+AUDIT_PAGE = "app_pages/audit.py"
+DATA_PAGE = "app_pages/data_and_model.py"
 
 
 def home() -> None:
@@ -32,7 +34,9 @@ def home() -> None:
         "and the disparities between groups (statistical parity, equalized odds, accuracy gaps, the 80 % rule). "
         "Move the decision threshold and every number updates instantly from the stored predictions."
     )
-    st.page_link(AUDIT_PAGE, label="Open the demo audit", icon=":material/play_circle:")
+    if st.button("Open the demo audit", type="primary", icon=":material/play_arrow:"):
+        use_setup(demo_setup())
+        st.switch_page(AUDIT_PAGE)
     st.caption("The demo audits a deliberately biased *Smiling* classifier on the synthetic-faces dataset "
                "(bias 0.9, sensitive attribute *Male*, test split). The first visit trains the demo model, "
                "which takes about a minute on a CPU; afterwards it is cached.")

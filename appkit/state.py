@@ -19,14 +19,39 @@ from fairaudit.ui.runner import open_dataset, run_setup
 from fairaudit.ui.setup import AuditSetup, demo_setup
 
 SETUP_KEY = "audit_setup"
+QUERY_KEY = "audit"
+MAX_KNOWN_SETUPS = 32
+
+
+@st.cache_resource(show_spinner=False)
+def _known_setups() -> dict[str, AuditSetup]:
+    """Setups used in this server process, by key, so a reloaded page can find its audit again."""
+    return {}
 
 
 def current_setup() -> AuditSetup:
-    return st.session_state.get(SETUP_KEY) or demo_setup()
+    """The session's setup; a fresh session (e.g. a reload) resumes the audit named in the URL, else the demo."""
+    setup = st.session_state.get(SETUP_KEY)
+    if setup is None:
+        setup = _known_setups().get(st.query_params.get(QUERY_KEY, "")) or demo_setup()
+        st.session_state[SETUP_KEY] = setup
+    return setup
 
 
 def use_setup(setup: AuditSetup) -> None:
+    known = _known_setups()
+    known[setup.key()] = setup
+    for key in list(known)[:max(0, len(known) - MAX_KNOWN_SETUPS)]:
+        del known[key]
     st.session_state[SETUP_KEY] = setup
+
+
+def remember_in_url(setup: AuditSetup) -> None:
+    """Name the setup in the page URL (``?audit=<key>``) so reloading the page resumes it."""
+    if setup == demo_setup():
+        st.query_params.pop(QUERY_KEY, None)
+    else:
+        st.query_params[QUERY_KEY] = setup.key()
 
 
 def task_key(setup: AuditSetup) -> str:

@@ -63,12 +63,12 @@ def setup_summary(setup: AuditSetup, run: AuditRun | None = None) -> None:
         if setup.source == "predictions":
             st.caption(f"Predictions table `{setup.table_name}`")
         else:
-            opts = ", ".join(f"{k}={v}" for k, v in setup.options)
+            opts = ", ".join(f"{k}={v}" for k, v in setup.changed_options().items())
             st.caption(f"Dataset `{setup.dataset}`" + (f" ({opts})" if opts else "") + f" · split `{setup.split}`")
             st.caption(f"Model: {run.model_description if run else setup.model}")
         target = run.predictions.meta.get("target") if run else setup.target
         st.caption(f"Target `{target or setup.label_column}` · sensitive `{', '.join(setup.sensitive)}`")
-        st.page_link("pages/data_and_model.py", label="Change data or model", icon=":material/tune:")
+        st.page_link("app_pages/data_and_model.py", label="Change data or model", icon=":material/tune:")
 
 
 def disparity_cards(checks: Sequence[DisparityCheck], per_row: int = 4) -> None:

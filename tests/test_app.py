@@ -23,14 +23,17 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-AUDIT = "pages/audit.py"
-DATA = "pages/data_and_model.py"
+AUDIT = "app_pages/audit.py"
+DATA = "app_pages/data_and_model.py"
 TIMEOUT = 180
 
 
 @pytest.fixture()
 def app(demo_home) -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+    yield AppTest.from_file(APP, default_timeout=TIMEOUT)
+    # A pass still running when the interpreter exits would abort it: let started passes finish.
+    for key in background.keys():
+        background.wait(key, timeout=TIMEOUT)
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
@@ -48,12 +51,14 @@ def metrics_by_label(at: AppTest) -> dict[str, str]:
 # ---------------------------------------------------------------------------- pages render
 
 
-def test_home_renders_with_link_to_demo_audit(app):
+def test_home_button_opens_the_demo_audit(app):
     app.run()
     assert not app.exception
     assert app.title[0].value == "fairaudit"
-    links = [link.proto.label for link in app.get("page_link")]
-    assert "Open the demo audit" in links
+    assert [b.label for b in app.button] == ["Open the demo audit"]
+    app.button[0].click().run()
+    assert not app.exception
+    assert "DEO" in metrics_by_label(app)  # the click lands on the demo audit
 
 
 def test_data_page_previews_groups_of_demo_dataset(app):
@@ -162,6 +167,13 @@ def test_predictions_upload_is_audited(app):
     cards = metrics_by_label(at)
     assert cards["Samples"] == "200"
     assert "DEO" in cards and cards["Groups"] == "2"
+    # The URL names the audit, so a reloaded page (a new session) resumes it instead of the demo.
+    key = at.query_params["audit"]
+    key = key[0] if isinstance(key, list) else key
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params["audit"] = key
+    open_page(reloaded, AUDIT)
+    assert metrics_by_label(reloaded) == cards
 
 
 # ---------------------------------------------------------------------------- Streamlit-free helpers

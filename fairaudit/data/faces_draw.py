@@ -37,6 +37,15 @@ import numpy as np
 
 REGION_NAMES = ("mouth", "eyes", "hair", "beard", "face", "skin", "background")
 
+# Nuisance ranges: pose shift (image half-widths), relative scale, rotation,
+# lighting gradient across the image, global brightness and noise level.
+POSE_SHIFT = 0.07
+POSE_SCALE = 0.1
+POSE_DEGREES = 10.0
+LIGHT_GRADIENT = 0.4
+BRIGHTNESS = 0.12
+NOISE_SIGMA = (0.01, 0.05)
+
 # How far the mouth corners rise above the mouth centre, in face units (one
 # face unit is about 30 px at 64×64, so 0.06 ≈ 2 px).
 SMILE_LIFT = (0.045, 0.085)
@@ -236,8 +245,8 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     young = bool(attrs.get("Young", 1))
     tone = int(attrs.get("Skin_Tone", 0))
 
-    cv = _Canvas(size * factor, tx=d(-0.08, 0.08), ty=d(-0.04, 0.10), scale=d(0.88, 1.08),
-                 angle=math.radians(d(-10.0, 10.0)))
+    cv = _Canvas(size * factor, tx=d(-1, 1) * POSE_SHIFT, ty=0.03 + d(-1, 1) * POSE_SHIFT,
+                 scale=1.0 + d(-1, 1) * POSE_SCALE, angle=math.radians(d(-1, 1) * POSE_DEGREES))
     u, v, px = cv.u, cv.v, cv.px
 
     # -- colours -------------------------------------------------------------
@@ -278,9 +287,9 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     beard_style = d.choice(3)  # full, stubble, goatee
     beard_strength = (d(0.8, 0.95), d(0.35, 0.55), d(0.8, 0.95))[beard_style]
     beard_top = d(0.08, 0.16)
-    light_angle, light_strength = d(0.0, 2 * math.pi), d(0.0, 0.4)
-    brightness = d(0.85, 1.1)
-    noise_sigma = d(0.01, 0.05)
+    light_angle, light_strength = d(0.0, 2 * math.pi), d(0.0, LIGHT_GRADIENT)
+    brightness = 1.0 + d(-1, 1) * BRIGHTNESS
+    noise_sigma = d(*NOISE_SIGMA)
 
     # -- painting, back to front ----------------------------------------------
     grad = (0.5 * math.cos(bg_angle) * cv.x + 0.5) + (0.5 * math.sin(bg_angle)) * cv.y

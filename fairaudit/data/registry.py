@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import coerce_like
 
 
 @dataclass
@@ -60,18 +61,7 @@ def parse_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
         if key not in spec.options:
             known = ", ".join(sorted(spec.options)) or "none"
             raise DatasetError(f"dataset '{spec.name}' has no option '{key}'; options: {known}.")
-        default = spec.options[key]
-        try:
-            if isinstance(value, str) and not isinstance(default, str):
-                if isinstance(default, bool):
-                    value = value.strip().lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, int):
-                    value = int(value)
-                elif isinstance(default, float):
-                    value = float(value)
-        except ValueError:
-            raise DatasetError(f"option '{key}' of dataset '{spec.name}' expects a "
-                               f"{type(default).__name__}, got {value!r}.") from None
+        value = coerce_like(value, spec.options[key], f"option '{key}' of dataset '{spec.name}'")
         parsed[key] = value
     return parsed
 

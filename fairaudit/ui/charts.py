@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-# A calm qualitative palette (colour-blind safe, Okabe–Ito order).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+# Okabe–Ito (colour-blind safe) followed by Paul Tol's muted colours: 12 distinct groups before a repeat.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+           "#882255", "#44AA99", "#999933", "#888888")
 FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
 
 
@@ -20,36 +21,36 @@ def _style(fig: go.Figure, title: str | None, height: int) -> go.Figure:
     return fig
 
 
-def metric_bars(table: pd.DataFrame, metric_label: str, *, reference: float | None = None,
-                title: str | None = None, height: int = 340) -> go.Figure:
-    """One bar per group with asymmetric CI error bars.
+def metric_bars(table: pd.DataFrame, *, title: str | None = None, height: int = 360) -> go.Figure:
+    """Grouped bars: one cluster per metric, one coloured bar per group, CI error bars.
 
-    ``table`` has columns ``group, value, err_minus, err_plus, n`` (see
-    :func:`fairaudit.ui.tables.metric_with_errors`); ``reference`` draws a
-    dashed line, e.g. the overall value.
+    ``table`` is the long table of :func:`fairaudit.ui.tables.metric_with_errors`
+    (``group, metric, value, err_minus, err_plus, n``).
     """
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(table))]
+    fig = go.Figure()
     has_ci = not table["err_plus"].isna().all()
-    fig = go.Figure(go.Bar(
-        x=table["group"], y=table["value"], marker_color=colors,
-        error_y=dict(type="data", symmetric=False, array=table["err_plus"], arrayminus=table["err_minus"],
-                     color="#374151", thickness=1.5, width=6, visible=has_ci),
-        customdata=np.stack([table["n"], table["value"] - table["err_minus"], table["value"] + table["err_plus"]], 1),
-        hovertemplate=("%{x}<br>" + metric_label + " %{y:.3f}" + ("<br>CI [%{customdata[1]:.3f}, %{customdata[2]:.3f}]"
-                                                                   if has_ci else "") + "<br>n = %{customdata[0]:,}<extra></extra>"),
-        texttemplate="%{y:.3f}", textposition="inside", insidetextanchor="start",
-        textfont=dict(color="white"),
-    ))
-    finite = table["value"].dropna()
-    top = float((table["value"] + table["err_plus"].fillna(0)).max()) if len(finite) else 1.0
-    fig.update_yaxes(title_text=metric_label, range=[0, max(1.0, top * 1.05)] if top <= 1.0 else None,
-                     gridcolor="#e5e7eb", zeroline=False)
+    for i, (group, rows) in enumerate(table.groupby("group", sort=False)):
+        lo, hi = rows["value"] - rows["err_minus"], rows["value"] + rows["err_plus"]
+        fig.add_trace(go.Bar(
+            name=group, x=rows["metric"], y=rows["value"], marker_color=PALETTE[i % len(PALETTE)],
+            error_y=dict(type="data", symmetric=False, array=rows["err_plus"], arrayminus=rows["err_minus"],
+                         color="#374151", thickness=1.2, width=4, visible=has_ci),
+            customdata=np.stack([rows["n"], lo, hi], 1),
+            hovertemplate=(f"<b>{group}</b><br>%{{x}} %{{y:.3f}}"
+                           + ("<br>CI [%{customdata[1]:.3f}, %{customdata[2]:.3f}]" if has_ci else "")
+                           + "<br>n = %{customdata[0]:,}<extra></extra>"),
+        ))
+    top = float((table["value"] + table["err_plus"].fillna(0)).max()) if table["value"].notna().any() else 1.0
+    fig.update_yaxes(range=[0, max(1.0, top * 1.05)], gridcolor="#e5e7eb", zeroline=False, title_text=None)
     fig.update_xaxes(title_text=None)
-    if reference is not None and np.isfinite(reference):
-        fig.add_hline(y=reference, line_dash="dash", line_color="#6b7280",
-                      annotation_text=f"overall {reference:.3f}", annotation_position="top right",
-                      annotation_font_color="#6b7280")
-    return _style(fig, title, height)
+    fig.update_layout(barmode="group", bargap=0.25, bargroupgap=0.05)
+    n_groups = table["group"].nunique()
+    legend_rows = -(-n_groups // 3)  # about three legend entries fit on a line
+    _style(fig, title, height + 24 * legend_rows)
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0,
+                                                   title_text=None),
+                      margin=dict(b=10 + 24 * legend_rows))
+    return fig
 
 
 def confusion_heatmap(matrix: Sequence[Sequence[float]], class_names: Sequence[str], *, title: str | None = None,

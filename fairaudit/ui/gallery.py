@@ -88,10 +88,13 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(array[:3].transpose(1, 2, 0))
 
 
-def attribute_rows(dataset: FairDataset, indices: Sequence[int]) -> pd.DataFrame:
-    """Readable attribute values (all columns) of the samples at ``indices``."""
+def attribute_rows(dataset: FairDataset, indices: Sequence[int],
+                   columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Readable attribute values of the samples at ``indices`` (all columns unless ``columns`` is given)."""
     indices = np.asarray(indices, dtype=np.int64)
     table = dataset.attributes.iloc[indices]
+    if columns is not None:
+        table = table[list(columns)]
     out = pd.DataFrame({"sample": indices})
     for column in table.columns:
         names = dataset.value_names[column]
@@ -100,10 +103,14 @@ def attribute_rows(dataset: FairDataset, indices: Sequence[int]) -> pd.DataFrame
 
 
 def sample_caption(dataset: FairDataset, index: int, columns: Sequence[str] | None = None) -> str:
-    """A short caption such as ``#12 · Smiling=yes · Male=no``."""
+    """A short caption such as ``#12 · Smiling · Female`` (``digit=3`` where a value is a bare number)."""
     columns = list(columns) if columns is not None else [dataset.target, *dataset.sensitive]
     row = dataset.attributes.iloc[int(index)]
-    parts = [f"{c}={dataset.value_names[c][int(row[c])]}" for c in columns]
+    parts = []
+    for column in columns:
+        value = dataset.value_names[column][int(row[column])]
+        parts.append(f"{column}={value}" if value.lstrip("-").replace(".", "", 1).isdigit() or len(value) < 2
+                     else value)
     return " · ".join([f"#{int(index)}", *parts])
 
 

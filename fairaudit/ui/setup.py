@@ -71,6 +71,13 @@ class AuditSetup:
     def is_demo(self) -> bool:
         return self.source == SOURCE_DATASET and self.model == MODEL_DEMO
 
+    def changed_options(self) -> dict[str, Any]:
+        """The options that differ from the dataset's defaults (what is worth showing)."""
+        from fairaudit.data import get_spec
+
+        defaults = get_spec(self.dataset).options
+        return {k: v for k, v in self.options if defaults.get(k) != v}
+
     def with_options(self, options: Mapping[str, Any]) -> "AuditSetup":
         return replace(self, options=_freeze(options))
 
@@ -92,10 +99,10 @@ class AuditSetup:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def title(self) -> str:
-        """A one-line human description, e.g. ``synthetic-faces (bias=0.9) · test · demo model``."""
+        """A one-line description, e.g. ``synthetic-faces (bias=0.5) · test · demo model`` (default options omitted)."""
         if self.source == SOURCE_PREDICTIONS:
             return f"predictions from {self.table_name}"
-        opts = ", ".join(f"{k}={v}" for k, v in self.options)
+        opts = ", ".join(f"{k}={v}" for k, v in self.changed_options().items())
         data = f"{self.dataset} ({opts})" if opts else self.dataset
         model = {MODEL_DEMO: "demo model", MODEL_PATH: f"model {self.model_path}",
                  MODEL_UPLOAD: f"model {self.upload_name}"}.get(self.model, self.model)

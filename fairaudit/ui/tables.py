@@ -119,18 +119,27 @@ def group_table(groups: pd.DataFrame, metrics: Sequence[str] | None = None) -> p
     return out
 
 
-def metric_with_errors(groups: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``group, value, err_minus, err_plus`` for a bar chart with asymmetric CI error bars."""
-    value = groups[metric].astype(float).to_numpy()
-    lo_col, hi_col = f"{metric}_ci_low", f"{metric}_ci_high"
-    if lo_col in groups.columns:
-        lo = groups[lo_col].astype(float).to_numpy()
-        hi = groups[hi_col].astype(float).to_numpy()
-        minus, plus = np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)
-    else:
-        minus = plus = np.full_like(value, np.nan)
-    return pd.DataFrame({"group": groups["group"].astype(str), "value": value, "err_minus": minus,
-                         "err_plus": plus, "n": groups["n"].astype(int)})
+def metric_with_errors(groups: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Long table ``group, metric, value, err_minus, err_plus, n`` for bar charts with CI error bars.
+
+    ``groups`` is :meth:`AuditReport.groups_frame` output; ``metric`` holds the
+    display label; the errors are the distances from the value to the CI bounds
+    (NaN without a bootstrap).
+    """
+    parts = []
+    for metric in metrics:
+        value = groups[metric].astype(float).to_numpy()
+        lo_col, hi_col = f"{metric}_ci_low", f"{metric}_ci_high"
+        if lo_col in groups.columns:
+            lo = groups[lo_col].astype(float).to_numpy()
+            hi = groups[hi_col].astype(float).to_numpy()
+            minus, plus = np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)
+        else:
+            minus = plus = np.full_like(value, np.nan)
+        parts.append(pd.DataFrame({"group": groups["group"].astype(str), "metric": METRIC_LABELS.get(metric, metric),
+                                   "value": value, "err_minus": minus, "err_plus": plus,
+                                   "n": groups["n"].astype(int)}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def intersection_matrix(groups: Sequence[Mapping[str, Any]], row_attr: str, col_attr: str,

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from appkit.state import cached_report, current_setup
+from appkit.state import cached_report, current_setup, remember_in_url
 from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary, show_error
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
@@ -16,6 +16,7 @@ from fairaudit.ui.tables import (DEFAULT_TOLERANCES, METRIC_LABELS, disparity_ch
                                  intersection_matrix, metric_with_errors)
 
 PER_GROUP_ERRORS = 8
+DEFAULT_BAR_METRICS = ("accuracy", "selection_rate", "tpr", "fpr")
 MAX_CONFUSION = 12
 
 
@@ -55,15 +56,14 @@ def overall_cards(report: AuditReport, threshold: float, run: AuditRun) -> None:
 
 def groups_tab(report: AuditReport, run_key: str) -> None:
     frame = report.groups_frame()
-    left, right = st.columns([1, 2], vertical_alignment="bottom")
-    metric = left.selectbox("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="bar-metric")
-    overall = report.overall.get(metric)
-    fig = charts.metric_bars(metric_with_errors(frame, metric), METRIC_LABELS[metric],
-                             reference=overall if isinstance(overall, float) else None,
-                             title=f"{METRIC_LABELS[metric]} per group")
-    right.caption("Error bars: bootstrap confidence intervals." if f"{metric}_ci_low" in frame.columns
-                  else "No confidence intervals (bootstrap resamples = 0).")
-    st.plotly_chart(fig, key="bars")
+    metrics = st.multiselect("Metrics", list(METRIC_LABELS), default=list(DEFAULT_BAR_METRICS),
+                             format_func=METRIC_LABELS.get, key="bar-metrics")
+    if metrics:
+        has_ci = f"{metrics[0]}_ci_low" in frame.columns
+        st.plotly_chart(charts.metric_bars(metric_with_errors(frame, metrics), title="Metrics per group"),
+                        key="bars")
+        st.caption("Error bars: 95 % bootstrap confidence intervals." if has_ci
+                   else "No confidence intervals (bootstrap resamples = 0).")
     table = group_table(frame)
     number_columns = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns
                       if c not in ("Group", "n") and not c.endswith("CI")}
@@ -120,6 +120,8 @@ def intersection_tab(run: AuditRun, threshold: float, report: AuditReport) -> No
 
 def errors_tab(run: AuditRun, threshold: float) -> None:
     preds = run.predictions
+    st.caption("Captions read *sample · true class → predicted class (score)*, the score being "
+               + (f"P({preds.class_names[1]})." if preds.probs.shape[1] == 2 else "the predicted class's probability."))
     for found in gallery.misclassified_samples(preds, threshold, PER_GROUP_ERRORS):
         st.markdown(f"**{found.group}** · {found.errors:,} of {found.size:,} misclassified")
         if not len(found.rows):
@@ -128,12 +130,13 @@ def errors_tab(run: AuditRun, threshold: float) -> None:
         info = gallery.prediction_rows(preds, found.rows, threshold)
         if run.dataset is not None and run.dataset.kind == "image":
             images = [gallery.to_image(run.dataset.load_input(int(i))) for i in info["sample"]]
-            captions = [f"#{s} · true {t} · predicted {p}" + (f" ({c:.2f})" if "score" in info else "")
-                        for s, t, p, c in zip(info["sample"], info["true"], info["predicted"],
-                                              info.get("score", info.get("confidence")))]
+            confidence = info["score"] if "score" in info else info["confidence"]
+            captions = [f"#{s} · {t} → {p} ({c:.2f})"
+                        for s, t, p, c in zip(info["sample"], info["true"], info["predicted"], confidence)]
             image_grid(images, captions, per_row=PER_GROUP_ERRORS)
         elif run.dataset is not None:
-            details = gallery.attribute_rows(run.dataset, info["sample"]).drop(columns="sample")
+            others = [c for c in run.dataset.attributes.columns if c != run.dataset.target]
+            details = gallery.attribute_rows(run.dataset, info["sample"], others).drop(columns="sample")
             st.dataframe(info.join(details), hide_index=True)
         else:
             st.dataframe(info.join(run.table.iloc[info["sample"]].reset_index(drop=True), rsuffix=" (table)"),
@@ -142,6 +145,7 @@ def errors_tab(run: AuditRun, threshold: float) -> None:
 
 def main() -> None:
     setup = current_setup()
+    remember_in_url(setup)
     tolerances, n_boot = sidebar_settings()
     st.title("Fairness audit")
     st.caption(setup.title())

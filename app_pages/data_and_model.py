@@ -19,7 +19,7 @@ from fairaudit.ui.setup import (MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_DAT
                                 AuditSetup, full_options)
 from fairaudit.ui.uploads import MANIFEST_NAME, stage_manifest
 
-AUDIT_PAGE = "pages/audit.py"
+AUDIT_PAGE = "app_pages/audit.py"
 SOURCES = {
     "builtin": "Built-in dataset",
     "folder": "Dataset folder",
@@ -169,14 +169,17 @@ def preview_dataset(dataset: FairDataset, setup: AuditSetup) -> None:
     samples = gallery.dataset_samples(dataset, setup.sensitive, PER_GROUP)
     st.caption(f"{len(dataset):,} samples in the {dataset.split} split · {len(sizes)} groups · "
                f"target classes: {', '.join(dataset.value_names[setup.target])}")
+    if dataset.kind != "image":
+        # Tabular rows read best as one table with the group in the first column.
+        frames = [gallery.attribute_rows(dataset, rows).assign(group=group) for group, rows in samples.items()]
+        table = pd.concat(frames, ignore_index=True)
+        st.dataframe(table[["group", *[c for c in table.columns if c != "group"]]], hide_index=True)
+        return
+    columns = [setup.target, *setup.sensitive]
     for group, rows in list(samples.items())[:MAX_GROUPS]:
         st.markdown(f"**{group}** · {sizes.get(group, 0):,} samples")
-        if dataset.kind == "image":
-            columns = [setup.target, *setup.sensitive]
-            image_grid([gallery.to_image(dataset.load_input(i)) for i in rows],
-                       [gallery.sample_caption(dataset, i, columns) for i in rows], per_row=PER_GROUP)
-        else:
-            st.dataframe(gallery.attribute_rows(dataset, rows), hide_index=True)
+        image_grid([gallery.to_image(dataset.load_input(i)) for i in rows],
+                   [gallery.sample_caption(dataset, i, columns) for i in rows], per_row=PER_GROUP)
     if len(samples) > MAX_GROUPS:
         st.caption(f"{len(samples) - MAX_GROUPS} more groups not shown.")
 

@@ -1,0 +1,7 @@
+"""Bias-mitigation methods, one registry; each plugs into the shared trainer and attack module."""
+
+from fairaudit.mitigation.base import (METHODS, MethodContext, MitigationMethod, MitigationResult, config_help,
+                                       get_method, make_config, register_method)
+
+__all__ = ["METHODS", "MethodContext", "MitigationMethod", "MitigationResult", "config_help", "get_method",
+           "make_config", "register_method"]

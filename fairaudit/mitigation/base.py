@@ -1,0 +1,109 @@
+"""The contract every mitigation method implements.
+
+A method is a class with a ``Config`` dataclass (hyper-parameters with the
+papers' defaults; each field's ``metadata["help"]`` is a one-line help shown in
+the UI and the CLI) and a ``run(ctx, config)`` that does the work and returns a
+:class:`MitigationResult`. Methods never write their own training loop (they
+plug a step into :func:`fairaudit.train.fit`) nor their own attack
+(:mod:`fairaudit.attacks`). The job runner builds the context, audits the
+deployed model before and the mitigated one after on the test split, and
+records everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from torch import nn
+
+from fairaudit.audit.inference import Predictions
+from fairaudit.data.base import FairDataset
+from fairaudit.errors import FairauditError
+from fairaudit.options import coerce_like
+
+
+@dataclass
+class MethodContext:
+    """What a method may use; built by the job runner."""
+
+    model: nn.Module  # the deployed model (a SplitModel), already on ``device``
+    dataset: str
+    target: str
+    sensitive: list[str]
+    data_options: dict[str, Any]
+    data_dir: str | None
+    device: Any
+    workdir: Path  # artefacts of this run go here
+    progress: Callable[[dict], None] = lambda event: None  # same events as fit(); "fraction" in [0, 1]
+    should_stop: Callable[[], bool] = lambda: False
+    checkpoint_path: Path | None = None  # pass to TrainConfig(checkpoint_path=...) to allow resuming
+    resume: bool = False
+    seed: int = 0
+
+    def load_split(self, split: str) -> FairDataset:
+        from fairaudit.data import load_dataset
+
+        return load_dataset(self.dataset, split, self.target, self.sensitive, self.data_dir, **self.data_options)
+
+
+@dataclass
+class MitigationResult:
+    """What a method hands back: an ``after_model`` to audit like any model, or ready ``after_predictions``
+    (post-processing methods), plus artefact paths and method-specific statistics."""
+
+    after_model: nn.Module | None = None
+    after_predictions: Callable[[FairDataset], Predictions] | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+class MitigationMethod:
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type]
+    kinds: ClassVar[tuple[str, ...]] = ("image", "tabular")
+
+    def run(self, ctx: MethodContext, config) -> MitigationResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+METHODS: dict[str, type[MitigationMethod]] = {}
+
+
+def register_method(cls: type[MitigationMethod]) -> type[MitigationMethod]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[MitigationMethod]:
+    from fairaudit import mitigation  # noqa: F401  (registers the built-in methods)
+
+    if name not in METHODS:
+        raise FairauditError(f"unknown mitigation method '{name}'; available: {', '.join(sorted(METHODS))}.")
+    return METHODS[name]
+
+
+def make_config(method: type[MitigationMethod], overrides: dict[str, Any] | None = None):
+    """Build ``method.Config`` from defaults plus ``key=value`` overrides (strings are coerced)."""
+    fields = {f.name: f for f in dataclasses.fields(method.Config)}
+    values = {}
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise FairauditError(f"method '{method.name}' has no setting '{key}'; settings: {', '.join(fields)}.")
+        value = coerce_like(value, fields[key].default, f"setting '{key}' of '{method.name}'")
+        values[key] = value
+    config = method.Config(**values)
+    validate = getattr(config, "validate", None)
+    if validate:
+        validate()
+    return config
+
+
+def config_help(method: type[MitigationMethod]) -> list[dict[str, Any]]:
+    """``[{name, default, help}]`` for the UI form and ``--help``."""
+    return [{"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
+            for f in dataclasses.fields(method.Config)]

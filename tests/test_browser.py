@@ -1,0 +1,120 @@
+"""The served app in a real browser: ``streamlit run app.py`` driven by headless Chromium (Playwright)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STARTUP_SECONDS = 90
+AUDIT_SECONDS = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with code {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer within {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(demo_home, tmp_path_factory):
+    """The app served on a free local port, using the workspace with the pre-trained demo model."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    pytest.importorskip("playwright.sync_api")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, "FAIRAUDIT_HOME": str(demo_home)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture()
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1440, "height": 1000})
+        finally:
+            browser.close()
+
+
+def _card_value(page, label: str) -> str:
+    card = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(
+        label, exact=True))
+    card.first.wait_for(timeout=AUDIT_SECONDS * 1000)
+    return card.first.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+def test_home_link_opens_demo_audit_with_disparity_cards(server, page, tmp_path):
+    page.goto(server)
+    page.get_by_text("Open the demo audit").click()
+    values = {label: _card_value(page, label) for label in ("DEO", "SPD", "DP ratio", "Accuracy")}
+    page.wait_for_timeout(1500)  # let the charts finish drawing before the screenshot
+    page.screenshot(path=tmp_path / "audit.png", full_page=True)
+    assert page.url.endswith("/audit")
+    assert 0.0 <= float(values["DEO"]) <= 2.0
+    assert 0.0 < float(values["SPD"]) <= 1.0
+    assert 0.0 <= float(values["DP ratio"]) <= 1.0
+    assert 0.0 <= float(values["Accuracy"]) <= 1.0
+    assert page.get_by_test_id("stException").count() == 0
+    assert (tmp_path / "audit.png").stat().st_size > 10_000
+
+
+def test_threshold_slider_updates_cards_in_the_browser(server, page):
+    page.goto(f"{server}/audit")
+    before = _card_value(page, "Accuracy")
+    thumb = page.get_by_test_id("stSlider").filter(has_text="Decision threshold").get_by_role("slider")
+    thumb.focus()
+    for _ in range(30):  # 0.50 → 0.80 in steps of 0.01
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        """([before]) => {
+            const cards = [...document.querySelectorAll('[data-testid="stMetric"]')];
+            const acc = cards.find(c => c.querySelector('[data-testid="stMetricLabel"]')?.innerText.trim() === 'Accuracy');
+            return acc && acc.querySelector('[data-testid="stMetricValue"]').innerText.trim() !== before;
+        }""", arg=[before], timeout=60_000)
+    assert thumb.get_attribute("aria-valuenow") == "0.8"
