@@ -147,12 +147,16 @@ def main() -> None:
     setup = current_setup()
     remember_in_url(setup)
     tolerances, n_boot = sidebar_settings()
+    with st.sidebar:
+        setup_summary(setup)
     st.title("Fairness audit")
-    st.caption(setup.title())
+    caption = st.empty()
+    caption.caption(setup.title())
     run = await_run(setup)
-    setup_summary(setup, run)
     if run is None:
         return
+    caption.caption(f"{setup.data_title()} · model: {run.model_description} · {len(run.predictions):,} "
+                    f"predictions from a {run.seconds:.1f} s pass")
     threshold = threshold_control(run)
     run_key = setup.key()
     try:

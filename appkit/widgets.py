@@ -56,19 +56,17 @@ def await_run(setup: AuditSetup) -> AuditRun | None:
     return state.result
 
 
-def setup_summary(setup: AuditSetup, run: AuditRun | None = None) -> None:
-    """The current setup in the sidebar, with a link to change it."""
-    with st.sidebar:
-        st.markdown("**Current audit**")
-        if setup.source == "predictions":
-            st.caption(f"Predictions table `{setup.table_name}`")
-        else:
-            opts = ", ".join(f"{k}={v}" for k, v in setup.changed_options().items())
-            st.caption(f"Dataset `{setup.dataset}`" + (f" ({opts})" if opts else "") + f" · split `{setup.split}`")
-            st.caption(f"Model: {run.model_description if run else setup.model}")
-        target = run.predictions.meta.get("target") if run else setup.target
-        st.caption(f"Target `{target or setup.label_column}` · sensitive `{', '.join(setup.sensitive)}`")
-        st.page_link("app_pages/data_and_model.py", label="Change data or model", icon=":material/tune:")
+def setup_summary(setup: AuditSetup) -> None:
+    """The current setup (call inside the sidebar), with a link to change it."""
+    st.markdown("**Current audit**")
+    if setup.source == "predictions":
+        st.caption(f"Predictions table `{setup.table_name}` · label `{setup.label_column}`")
+    else:
+        opts = ", ".join(f"{k}={v}" for k, v in setup.changed_options().items())
+        st.caption(f"Dataset `{setup.dataset}`" + (f" ({opts})" if opts else "") + f" · split `{setup.split}`")
+        st.caption(f"Target `{setup.target}` · {setup.model_title()}")
+    st.caption(f"Sensitive `{', '.join(setup.sensitive)}`")
+    st.page_link("app_pages/data_and_model.py", label="Change data or model", icon=":material/tune:")
 
 
 def disparity_cards(checks: Sequence[DisparityCheck], per_row: int = 4) -> None:

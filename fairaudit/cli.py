@@ -1,6 +1,6 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
-Commands: ``audit``, ``audit-predictions``, ``train``, ``datasets``, ``models``.
+Commands: ``audit``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``, ``runs``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -143,6 +143,138 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _settings(pairs: list[str] | None) -> dict[str, str]:
+    settings = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise FairauditError(f"--set expects key=value, got {pair!r}.")
+        key, value = pair.split("=", 1)
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _job_progress(desc: str):
+    """A percentage bar for a job's overall progress, with its phase, epoch and loss."""
+    bar = _progress_bar(100, desc)
+    bar.unit = "%"
+
+    def update(event: dict) -> None:
+        bar.n = round(100 * float(event.get("fraction") or 0.0), 1)
+        postfix = {"phase": event.get("phase", "")}
+        if isinstance(event.get("epoch"), int):
+            postfix["epoch"] = event["epoch"] + (event.get("event") == "step")
+        if isinstance(event.get("loss"), float):
+            postfix["loss"] = f"{event['loss']:.3f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def _print_outcome(result: dict, out: str | None) -> None:
+    b, a = result["summary"]["before"], result["summary"]["after"]
+    where = f"  -> {out}" if out else ""
+    print(f"run {result['run_id']} ({result['method']}): accuracy {b['accuracy']:.4f} -> {a['accuracy']:.4f}  "
+          f"deo {b['deo']:.4f} -> {a['deo']:.4f}  spd {b['spd']:.4f} -> {a['spd']:.4f}{where}")
+
+
+def _follow(run_id: str, desc: str) -> dict:
+    """Wait for a run executed elsewhere (worker pool or Ray) with a progress bar; return its result."""
+    from fairaudit.jobs import run_result, wait
+
+    bar, update = _job_progress(desc)
+    with bar:
+        run = wait(run_id, on_update=lambda r: update({**(r.get("event") or {}), "fraction": r["progress"],
+                                                       "phase": r.get("phase") or r["status"]}))
+    return run_result(run)
+
+
+def cmd_mitigate(args) -> int:
+    from fairaudit.jobs import JobSpec, run_job, submit
+    from fairaudit.jobs.spec import load_methods
+    from fairaudit.mitigation import config_help, get_method
+
+    if args.list_settings:
+        load_methods()
+        for item in config_help(get_method(args.method)):
+            print(f"{item['name']:24s} default {item['default']!r:12}  {item['help']}")
+        return 0
+    if not args.dataset:
+        raise FairauditError("mitigate: the following arguments are required: --dataset")
+    if not args.json and not args.detach:
+        raise FairauditError("mitigate: --json OUT is required (or --detach to queue the run and return).")
+    if args.json and not Path(args.json).parent.exists():
+        raise FairauditError(f"output folder '{Path(args.json).parent}' does not exist.")
+    spec = JobSpec(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
+                   sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
+                   settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
+                   n_boot=args.bootstrap)
+    if args.detach or args.ray_address:
+        run_id = submit(spec, ray_address=args.ray_address)
+        if args.detach:
+            print(run_id)
+            return 0
+        result = _follow(run_id, f"{args.method} on {args.dataset} (run {run_id})")
+    else:
+        bar, update = _job_progress(f"{args.method} on {args.dataset}")
+        with bar:
+            result = run_job(spec, progress=update)
+    if args.json:
+        _write_json(result, args.json)
+    _print_outcome(result, args.json)
+    return 0
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cmd_runs(args) -> int:
+    import time
+
+    from fairaudit.jobs import cancel, get_run, list_runs, resume, run_result
+
+    if args.cancel:
+        print(f"run {args.cancel}: {cancel(args.cancel)}"
+              + (" (stops at its next step)" if get_run(args.cancel)["status"] == "running" else ""))
+        return 0
+    if args.resume:
+        if args.detach:
+            resume(args.resume)
+            print(f"run {args.resume}: queued to resume")
+            return 0
+        bar, update = _job_progress(f"resuming {args.resume}")
+        with bar:
+            resume(args.resume, foreground=True, progress=update)
+        result = run_result(get_run(args.resume))
+        if args.json:
+            _write_json(result, args.json)
+        _print_outcome(result, args.json)
+        return 0
+    if args.show:
+        run = get_run(args.show)
+        if args.json:
+            _write_json(run, args.json)
+        else:
+            print(json.dumps({k: v for k, v in run.items() if k not in ("before", "after", "traceback")},
+                             indent=2, default=str))
+        return 0
+    runs = list_runs(limit=args.limit, dataset=args.dataset, status=args.status)
+    if args.json:
+        _write_json({"runs": runs}, args.json)
+    print(f"{'run':22s} {'method':16s} {'dataset':16s} {'status':11s} {'progress':>8s}  {'deo before -> after':22s}"
+          f" created")
+    for run in runs:
+        summary = run.get("summary") or {}
+        deo = f"{_fmt((summary.get('before') or {}).get('deo'))} -> {_fmt((summary.get('after') or {}).get('deo'))}"
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"]))
+        print(f"{run['id']:22s} {run['method']:16s} {run['dataset']:16s} {run['status']:11s} "
+              f"{100 * run['progress']:7.0f}%  {deo:22s} {created}")
+        if run["status"] in ("failed", "interrupted") and run.get("message"):
+            print(f"{'':22s} {run['message']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fairaudit", description="Group-fairness auditing for vision and tabular models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -182,6 +314,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("mitigate", help="run a bias-mitigation method and audit before/after")
+    p.add_argument("method", help="mitigation method name")
+    _add_data_args(p, dataset_required=False)
+    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
+    p.add_argument("--json", help="output JSON path")
+    p.add_argument("--ray-address", help="run on a Ray cluster ('local', 'auto' or an address) and wait")
+    p.add_argument("--detach", action="store_true", help="queue the run for the background workers, print its id")
+    p.add_argument("--list-settings", action="store_true", help="print the method's settings and exit")
+    p.set_defaults(func=cmd_mitigate)
+
+    p = sub.add_parser("runs", help="list, show, cancel or resume mitigation runs")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--dataset", help="only runs on this dataset")
+    p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--json", help="write the listing (or the --show/--resume run) to this JSON file")
+    p.add_argument("--show", metavar="RUN_ID", help="print every recorded field of one run")
+    p.add_argument("--cancel", metavar="RUN_ID", help="cancel a queued or running run")
+    p.add_argument("--resume", metavar="RUN_ID", help="resume an interrupted, failed or cancelled run here")
+    p.add_argument("--detach", action="store_true", help="with --resume: hand the run to the background workers")
+    p.set_defaults(func=cmd_runs)
 
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)

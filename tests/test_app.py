@@ -120,8 +120,20 @@ def test_missing_checkpoint_path_shows_specific_error(app):
     at.text_input(key="model-path").input("/no/such/model.safetensors").run()
     at.button[0].click().run()
     assert not at.exception
-    messages = [e.value for e in at.error]
-    assert any("/no/such/model.safetensors" in m for m in messages), messages
+    assert [e.value for e in at.error] == ["the model file '/no/such/model.safetensors' does not exist."]
+    assert at.session_state["audit_setup"].model == "demo"  # the failed choice did not replace the audit
+
+
+def test_corrupt_checkpoint_upload_shows_specific_error(app):
+    at = open_page(app, DATA)
+    at.radio(key="model-kind").set_value("upload").run()
+    at.file_uploader(key="model-upload").set_value(("model.safetensors", b"not a model", "application/octet-stream"))
+    at.run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "the file 'model.safetensors' is not a recognised model format "
+        "(expected safetensors, a PyTorch state_dict or a TorchScript archive)."]
 
 
 def test_missing_dataset_folder_shows_specific_error(app):

@@ -82,14 +82,19 @@ def page(server):
             browser.close()
 
 
+def _card(page, label: str):
+    """The value element of the ``st.metric`` card whose label is ``label``."""
+    card = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)).first
+    card.wait_for(timeout=AUDIT_SECONDS * 1000)
+    return card.get_by_test_id("stMetricValue")
+
+
 def _card_value(page, label: str) -> str:
-    card = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(
-        label, exact=True))
-    card.first.wait_for(timeout=AUDIT_SECONDS * 1000)
-    return card.first.get_by_test_id("stMetricValue").inner_text().strip()
+    return _card(page, label).inner_text().strip()
 
 
-def test_home_link_opens_demo_audit_with_disparity_cards(server, page, tmp_path):
+def test_home_button_opens_demo_audit_with_disparity_cards(server, page, tmp_path):
     page.goto(server)
     page.get_by_text("Open the demo audit").click()
     values = {label: _card_value(page, label) for label in ("DEO", "SPD", "DP ratio", "Accuracy")}
@@ -105,16 +110,14 @@ def test_home_link_opens_demo_audit_with_disparity_cards(server, page, tmp_path)
 
 
 def test_threshold_slider_updates_cards_in_the_browser(server, page):
+    from playwright.sync_api import expect
+
     page.goto(f"{server}/audit")
     before = _card_value(page, "Accuracy")
-    thumb = page.get_by_test_id("stSlider").filter(has_text="Decision threshold").get_by_role("slider")
+    slider = page.get_by_test_id("stSlider").filter(has_text="Decision threshold")
+    thumb = slider.get_by_role("slider")
     thumb.focus()
     for _ in range(30):  # 0.50 → 0.80 in steps of 0.01
         page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        """([before]) => {
-            const cards = [...document.querySelectorAll('[data-testid="stMetric"]')];
-            const acc = cards.find(c => c.querySelector('[data-testid="stMetricLabel"]')?.innerText.trim() === 'Accuracy');
-            return acc && acc.querySelector('[data-testid="stMetricValue"]').innerText.trim() !== before;
-        }""", arg=[before], timeout=60_000)
-    assert thumb.get_attribute("aria-valuenow") == "0.8"
+    expect(_card(page, "Accuracy")).not_to_have_text(before, timeout=60_000)
+    assert slider.get_by_test_id("stSliderThumbValue").inner_text().strip() == "0.80"

@@ -46,15 +46,18 @@ LIGHT_GRADIENT = 0.4
 BRIGHTNESS = 0.12
 NOISE_SIGMA = (0.01, 0.05)
 
-# How far the mouth corners rise above the mouth centre, in face units (one
-# face unit is about 30 px at 64×64, so 0.06 ≈ 2 px).
-SMILE_LIFT = (0.045, 0.085)
-NEUTRAL_LIFT = (-0.025, 0.015)
-# Share of smiles that open the mouth and show a thin row of teeth, and how far
-# the lips part (face units: 0.05 ≈ 1.5 px at 64×64).
-P_TEETH = 0.6
-TEETH_OPENING = (0.035, 0.06)
-TEETH = np.array([0.96, 0.94, 0.88], np.float32)
+# Smiles vary in intensity t ~ U(0, 1): the mouth corners rise by
+# lerp(SMILE_LIFT, t) face units (one face unit is about 30 px at 64×64, so 0.06
+# ≈ 2 px) and, above TEETH_FROM, the lips part by lerp(TEETH_OPENING, ·) to show
+# a row of teeth. Faint smiles look much like neutral mouths, whose corners move
+# by NEUTRAL_LIFT: the overlap is what a biased model resolves with gender.
+SMILE_LIFT = (0.03, 0.12)
+NEUTRAL_LIFT = (-0.03, 0.015)
+TEETH_FROM = 0.2
+TEETH_OPENING = (0.03, 0.10)
+# Teeth are the brightest thing in the picture (eyes, background and clothes stay darker).
+TEETH = np.array([1.0, 0.99, 0.96], np.float32)
+SCLERA = np.array([0.86, 0.85, 0.82], np.float32)
 
 SKIN_TONES = np.array([[0.93, 0.78, 0.67], [0.76, 0.55, 0.40], [0.45, 0.30, 0.21]], np.float32)
 DARK_HAIR = np.array([[0.07, 0.06, 0.05], [0.22, 0.14, 0.09], [0.40, 0.26, 0.15], [0.50, 0.22, 0.12]],
@@ -250,8 +253,8 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     u, v, px = cv.u, cv.v, cv.px
 
     # -- colours -------------------------------------------------------------
-    bg_a = np.array([d(0.15, 0.95), d(0.15, 0.95), d(0.15, 0.95)], np.float32)
-    bg_b = np.clip(bg_a + d.colour(0.35), 0.0, 1.0)
+    bg_a = np.array([d(0.12, 0.82), d(0.12, 0.82), d(0.12, 0.82)], np.float32)
+    bg_b = np.clip(bg_a + d.colour(0.3), 0.05, 0.85)
     bg_angle = d(0.0, 2 * math.pi)
     skin = np.clip(SKIN_TONES[tone] * d(0.92, 1.06) + d.colour(0.03), 0.0, 1.0)
     hair = np.clip(DARK_HAIR[d.choice(len(DARK_HAIR))] + d.colour(0.04), 0.0, 1.0)
@@ -262,7 +265,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     if not young:
         hair = hair + greying * (GREY_HAIR - hair)
         skin = skin * 0.96
-    clothes = np.array([d(0.05, 0.9), d(0.05, 0.9), d(0.05, 0.9)], np.float32)
+    clothes = np.array([d(0.05, 0.82), d(0.05, 0.82), d(0.05, 0.82)], np.float32)
     iris = IRIS_COLOURS[d.choice(len(IRIS_COLOURS))]
     frame = np.array([d(0.0, 0.5)] * 3, np.float32) + d.colour(0.1)
     lip = skin * 0.5 + LIP_TINT * 0.35
@@ -273,13 +276,14 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     jaw_rx, jaw_cy, jaw_ry = (face_rx * d(0.92, 0.98), 0.24, 0.34) if male else (face_rx * d(0.62, 0.72), 0.2, 0.36)
     eye_y, eye_dx = d(-0.10, -0.05), d(0.15, 0.19)
     mouth_y, mouth_w = d(0.27, 0.32), d(0.11, 0.15)
-    lift_r = d()
-    lift = (SMILE_LIFT[0] + lift_r * (SMILE_LIFT[1] - SMILE_LIFT[0]) if smiling
-            else NEUTRAL_LIFT[0] + lift_r * (NEUTRAL_LIFT[1] - NEUTRAL_LIFT[0]))
+    intensity = d()
+    lift = (SMILE_LIFT[0] + intensity * (SMILE_LIFT[1] - SMILE_LIFT[0]) if smiling
+            else NEUTRAL_LIFT[0] + intensity * (NEUTRAL_LIFT[1] - NEUTRAL_LIFT[0]))
     mouth_thick = d(0.016, 0.024)
-    shows_teeth, opening = d() < P_TEETH, d(*TEETH_OPENING)
-    if not (smiling and shows_teeth):
-        opening = 0.0
+    opening = 0.0
+    if smiling and intensity > TEETH_FROM:
+        grin = (intensity - TEETH_FROM) / (1.0 - TEETH_FROM)
+        opening = TEETH_OPENING[0] + grin * (TEETH_OPENING[1] - TEETH_OPENING[0])
     hair_len, hair_rx = d(0.45, 1.1), d(0.55, 0.68)
     bangs = d() < 0.35
     fem_hairline = d(-0.26, -0.18) if bangs else d(-0.40, -0.32)
@@ -350,7 +354,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
         box_e = cv.box(cx - 0.12, cx + 0.12, eye_y - 0.14, eye_y + 0.12)
         eu, ev = cv.uv(box_e)
         sclera = _ellipse(eu, ev, cx, eye_y, 0.065, 0.035, px)
-        cv.paint(box_e, sclera, np.float32([0.95, 0.95, 0.93]))
+        cv.paint(box_e, sclera, SCLERA)
         cv.paint(box_e, _ellipse(eu, ev, cx, eye_y, 0.028, 0.028, px) * sclera, iris)
         cv.paint(box_e, _parabola_stroke(eu, ev, cx, eye_y - 0.085, 0.075, 0.02, brow_thick, px), hair * 0.7)
 

@@ -5,3 +5,5 @@ from fairaudit.mitigation.base import (METHODS, MethodContext, MitigationMethod,
 
 __all__ = ["METHODS", "MethodContext", "MitigationMethod", "MitigationResult", "config_help", "get_method",
            "make_config", "register_method"]
+
+from fairaudit.mitigation import faap  # noqa: E402,F401  (registers the method)

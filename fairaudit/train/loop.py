@@ -95,14 +95,18 @@ def _save_atomic(state: dict, path: str) -> None:
 def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, *, device="auto",
         step_fn: StepFn = cross_entropy_step, params: Iterable[torch.nn.Parameter] | None = None,
         val_fn: Callable[[nn.Module], float] | None = None, progress: ProgressFn | None = None,
-        should_stop: Callable[[], bool] | None = None) -> list[dict]:
+        should_stop: Callable[[], bool] | None = None, resume_from: str | Path | None = None) -> list[dict]:
     """Train ``model`` on ``train_ds`` and return the per-epoch history.
 
     ``step_fn(model, batch)`` returns the batch loss (or ``(loss, scalars)``);
     ``params`` restricts which parameters are optimised; ``val_fn(model)``
     returns a score to maximise (used for early stopping, best weights are
     restored); ``progress`` receives a dict after every step and every epoch;
-    ``should_stop()`` lets a caller cancel between steps.
+    ``should_stop()`` lets a caller cancel between steps. ``resume_from`` names
+    a checkpoint written by ``config.checkpoint_path``: model and optimizer
+    state, epoch count and history are restored and training continues with
+    the next epoch (a missing file starts from scratch; the best weights of
+    early stopping are not part of a checkpoint).
     """
     config = config or TrainConfig()
     device = resolve_device(device)
@@ -118,9 +122,15 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, 
                          config.sampler_weights)
     steps_per_epoch = len(loader) if config.max_steps is None else min(len(loader), config.max_steps)
     history: list[dict] = []
+    start_epoch = 0
+    if resume_from is not None and Path(resume_from).exists():
+        state = torch.load(resume_from, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
     best, best_state, stale = -math.inf, None, 0
     start = time.perf_counter()
-    for epoch in range(config.epochs):
+    for epoch in range(start_epoch, config.epochs):
         model.train()
         total, count, extras = 0.0, 0, {}
         for step, batch in enumerate(loader):

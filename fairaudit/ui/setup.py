@@ -98,15 +98,22 @@ class AuditSetup:
         text = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def title(self) -> str:
-        """A one-line description, e.g. ``synthetic-faces (bias=0.5) · test · demo model`` (default options omitted)."""
+    def data_title(self) -> str:
+        """The data part of :meth:`title`, e.g. ``synthetic-faces (bias=0.5) · test``."""
         if self.source == SOURCE_PREDICTIONS:
             return f"predictions from {self.table_name}"
         opts = ", ".join(f"{k}={v}" for k, v in self.changed_options().items())
-        data = f"{self.dataset} ({opts})" if opts else self.dataset
-        model = {MODEL_DEMO: "demo model", MODEL_PATH: f"model {self.model_path}",
-                 MODEL_UPLOAD: f"model {self.upload_name}"}.get(self.model, self.model)
-        return f"{data} · {self.split} · {model}"
+        return f"{self.dataset} ({opts}) · {self.split}" if opts else f"{self.dataset} · {self.split}"
+
+    def model_title(self) -> str:
+        return {MODEL_DEMO: "demo model", MODEL_PATH: f"model {self.model_path}",
+                MODEL_UPLOAD: f"model {self.upload_name}"}.get(self.model, self.model)
+
+    def title(self) -> str:
+        """A one-line description, e.g. ``synthetic-faces (bias=0.5) · test · demo model`` (default options omitted)."""
+        if self.source == SOURCE_PREDICTIONS:
+            return self.data_title()
+        return f"{self.data_title()} · {self.model_title()}"
 
 
 def full_options(dataset: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:

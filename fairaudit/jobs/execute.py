@@ -1,0 +1,349 @@
+"""Running one job: audit the deployed model, run the method, audit the result, record everything.
+
+:func:`execute` does the work and knows nothing about the registry, so the
+same code runs in a worker process, in the CLI's foreground and in a Ray task.
+:func:`run_job` wraps it for one registered run: it streams progress events to
+the registry (at most :data:`WRITE_INTERVAL` apart, epoch metrics always),
+polls the run's cancel flag, keeps a heartbeat, and records the result or the
+error.
+
+Overall progress: loading and the *before* audit take the first 5 %, the
+method 5–95 % (its own ``fraction`` scaled), the *after* audit the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import random
+import threading
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from fairaudit import workspace
+from fairaudit.errors import FairauditError
+from fairaudit.jobs.registry import (CANCELLED, DONE, FAILED, HOST, INTERRUPTED, QUEUED, RUNNING, JobRegistry,
+                                     pid_alive)
+from fairaudit.jobs.spec import JobSpec
+
+LOADING, BEFORE, MITIGATING, AFTER = "loading", "auditing before", "mitigating", "auditing after"
+BEFORE_END, METHOD_END = 0.05, 0.95
+WRITE_INTERVAL = 0.2  # seconds between progress writes: ≤ 5 per second
+STOP_POLL_INTERVAL = 0.5
+HEARTBEAT_SECONDS = 5.0
+_EVENT_KEYS_NOT_METRICS = frozenset({"event", "phase", "fraction", "epoch", "step", "steps", "seconds"})
+
+Emit = Callable[[dict], None]
+
+
+class JobCancelled(FairauditError):
+    """Raised inside a run when its cancel flag is set; the run is recorded as ``cancelled``."""
+
+
+def run_dir(run_id: str) -> Path:
+    """Where the artefacts, checkpoint and ``result.json`` of a run live."""
+    path = workspace.subdir("runs") / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def library_versions() -> dict[str, str | None]:
+    import torch
+
+    from fairaudit import __version__
+
+    # torch.__version__ names the build too (e.g. "+cu130"), which the package metadata does not.
+    versions: dict[str, str | None] = {"fairaudit": __version__, "python": platform.python_version(),
+                                       "platform": platform.platform(), "torch": torch.__version__,
+                                       "cuda": torch.version.cuda}
+    for package in ("torchvision", "numpy", "pandas", "scikit-learn", "ray"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _summary(report: dict) -> dict:
+    keys = ("spd", "deo", "eo_max", "worst_group_accuracy")
+    return {"accuracy": report["overall"].get("accuracy"), **{k: report["disparities"].get(k) for k in keys}}
+
+
+def _scalars(event: dict) -> dict[str, Any]:
+    """The JSON-friendly part of an event (what the registry keeps as ``event``)."""
+    return {k: v for k, v in event.items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _write_json_atomic(data: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, before: dict | None = None,
+            emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Run job ``spec`` and return the result JSON (also written to ``workdir/result.json``).
+
+    ``before`` is the stored *before* audit of a resumed run (not recomputed);
+    ``emit`` receives every progress event as ``{"phase", "fraction", ...}``
+    where ``fraction`` is the overall progress; an event ``{"event":
+    "before_audit", "report": ...}`` carries the *before* audit as soon as it
+    exists. ``should_stop()`` cancels the run between steps
+    (:class:`JobCancelled`).
+    """
+    from fairaudit.audit import audit_predictions, run_audit
+    from fairaudit.data import load_dataset
+    from fairaudit.device import resolve_device
+    from fairaudit.loading import resolve_model
+    from fairaudit.metrics.report import to_json_types
+    from fairaudit.mitigation.base import MethodContext, get_method, make_config
+
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def check_stop() -> None:
+        if should_stop():
+            raise JobCancelled(f"run '{run_id}' was cancelled.")
+
+    method_cls = get_method(spec.method)
+    config = make_config(method_cls, spec.settings)
+    device = resolve_device(spec.device)
+    emit({"phase": LOADING, "fraction": 0.0})
+    test_ds = load_dataset(spec.dataset, "test", spec.target, spec.sensitive, spec.data_dir, **spec.data_options)
+    model, description = resolve_model(spec.model, test_ds, arch=spec.arch, data_options=spec.data_options,
+                                       data_dir=spec.data_dir, device=device,
+                                       progress=lambda e: emit({**_scalars(e), "phase": LOADING, "fraction": 0.0}))
+    model = model.to(device).eval()
+    timings["load"] = time.perf_counter() - start
+    artifacts: dict[str, str] = {}
+    meta = {"model": description, "data_options": spec.data_options, "run_id": run_id}
+    check_stop()
+
+    t = time.perf_counter()
+    if before is None:
+        emit({"phase": BEFORE, "fraction": 0.0})
+        report, preds = run_audit(test_ds, model, n_boot=spec.n_boot, seed=spec.seed, device=device,
+                                  progress=lambda done, total: emit({"phase": BEFORE,
+                                                                     "fraction": BEFORE_END * done / total}),
+                                  meta={**meta, "stage": "before"})
+        before = report.to_dict()
+        artifacts["before_predictions"] = str(preds.save(workdir / "before_predictions"))
+        emit({"event": "before_audit", "phase": BEFORE, "fraction": BEFORE_END, "report": before})
+    timings["before_audit"] = time.perf_counter() - t
+    check_stop()
+
+    def method_progress(event: dict) -> None:
+        fraction = min(1.0, max(0.0, float(event.get("fraction", 0.0))))
+        emit({**event, "phase": MITIGATING, "fraction": BEFORE_END + (METHOD_END - BEFORE_END) * fraction})
+        check_stop()
+
+    t = time.perf_counter()
+    _seed_everything(spec.seed)
+    ctx = MethodContext(model=model, dataset=spec.dataset, target=test_ds.target, sensitive=list(test_ds.sensitive),
+                        data_options=dict(spec.data_options), data_dir=spec.data_dir, device=device, workdir=workdir,
+                        progress=method_progress, should_stop=should_stop,
+                        checkpoint_path=workdir / "checkpoint.pt", resume=bool(resume), seed=spec.seed)
+    emit({"phase": MITIGATING, "fraction": BEFORE_END})
+    result = method_cls().run(ctx, config)
+    timings["method"] = time.perf_counter() - t
+    check_stop()
+
+    t = time.perf_counter()
+    emit({"phase": AFTER, "fraction": METHOD_END})
+    after_meta = {**meta, "stage": "after", "method": spec.method}
+    if result.after_model is not None:
+        report, preds = run_audit(test_ds, result.after_model, n_boot=spec.n_boot, seed=spec.seed, device=device,
+                                  progress=lambda done, total: emit({"phase": AFTER, "fraction": METHOD_END + (
+                                      1 - METHOD_END) * done / total}), meta=after_meta)
+        if "model" not in result.artifacts:
+            artifacts["model"] = _save_after_model(result.after_model, workdir / "after_model.safetensors", spec,
+                                                   test_ds)
+    elif result.after_predictions is not None:
+        preds = result.after_predictions(test_ds)
+        report = audit_predictions(preds, n_boot=spec.n_boot, seed=spec.seed, device=device, meta=after_meta)
+    else:
+        raise FairauditError(f"method '{spec.method}' returned neither a model nor predictions to audit.")
+    after = report.to_dict()
+    artifacts["after_predictions"] = str(preds.save(workdir / "after_predictions"))
+    timings["after_audit"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - start
+    artifacts.update({k: str(v) for k, v in result.artifacts.items()})
+    if ctx.checkpoint_path.exists():
+        artifacts.setdefault("checkpoint", str(ctx.checkpoint_path))
+    artifacts["result"] = str(workdir / "result.json")
+
+    output = to_json_types({
+        "run_id": run_id, "method": spec.method, "dataset": spec.dataset, "model": spec.model,
+        "model_description": description, "config": dataclasses.asdict(config), "spec": spec.to_dict(),
+        "seed": spec.seed, "device": str(device), "before": before, "after": after,
+        "summary": {"before": _summary(before), "after": _summary(after)},
+        "artifacts": artifacts, "stats": result.stats, "history": result.history,
+        "seconds": timings["total"], "timings": timings, "versions": library_versions(), "resumed": bool(resume),
+    })
+    _write_json_atomic(output, workdir / "result.json")
+    emit({"phase": "done", "fraction": 1.0})
+    return output
+
+
+def _save_after_model(model, path: Path, spec: JobSpec, dataset) -> str | None:
+    from fairaudit.models.io import save_checkpoint
+
+    try:
+        info = {"dataset": spec.dataset, "target": dataset.target, "sensitive": list(dataset.sensitive),
+                "class_names": dataset.class_names, "data_options": spec.data_options,
+                "mitigation": {"method": spec.method, "settings": spec.settings, "seed": spec.seed}}
+        return str(save_checkpoint(model.cpu(), path, extra=info))
+    except FairauditError:  # e.g. a TorchScript model: audited, not saved
+        return None
+
+
+class Recorder:
+    """Turns the events of one run into registry writes (throttled) and forwards them to ``callback``."""
+
+    def __init__(self, registry: JobRegistry, run_id: str, callback: Emit | None = None):
+        self.registry, self.run_id, self.callback = registry, run_id, callback
+        self.step = registry.next_step(run_id)
+        self._last_write = 0.0
+        self._phase: str | None = None
+        self._stop_checked = 0.0
+        self._stopped = False
+
+    def __call__(self, event: dict) -> None:
+        now = time.monotonic()
+        phase = event.get("phase", self._phase)
+        if event.get("event") == "before_audit":
+            self.registry._update(self.run_id, before=event["report"], summary={"before": _summary(event["report"])})
+        is_epoch = phase == MITIGATING and event.get("event") == "epoch"
+        if is_epoch:
+            self._metrics(event, "epoch")
+        if is_epoch or phase != self._phase or now - self._last_write >= WRITE_INTERVAL:
+            if phase == MITIGATING and event.get("event") == "step":
+                self._metrics(event, "step")
+            self.registry.update_progress(self.run_id, event.get("fraction", 0.0), _scalars(event), phase)
+            self._last_write, self._phase = now, phase
+        if self.callback is not None:
+            self.callback(event)
+
+    def _metrics(self, event: dict, kind: str) -> None:
+        epoch = event.get("epoch")
+        rows = [(self.step, epoch if isinstance(epoch, int) else None, name, float(value))
+                for name, value in event.items()
+                if name not in _EVENT_KEYS_NOT_METRICS and isinstance(value, (int, float))
+                and not isinstance(value, bool)]
+        if rows:
+            self.registry.append_metrics(self.run_id, rows, kind)
+            self.step += 1
+
+    def should_stop(self) -> bool:
+        """The run's cancel flag, read at most every :data:`STOP_POLL_INTERVAL` seconds."""
+        now = time.monotonic()
+        if not self._stopped and now - self._stop_checked >= STOP_POLL_INTERVAL:
+            self._stop_checked = now
+            self._stopped = self.registry.cancel_requested(self.run_id)
+        return self._stopped
+
+
+class Heartbeat:
+    """A daemon thread that refreshes ``heartbeat`` of the given runs while a process works on them."""
+
+    def __init__(self, beat: Callable[[], None], every: float = HEARTBEAT_SECONDS):
+        self._beat, self._every = beat, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fairaudit-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._beat()
+            except Exception:  # a locked database now and then must not kill the thread
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def record_result(registry: JobRegistry, run_id: str, result: dict) -> None:
+    fields = {k: result[k] for k in ("before", "after", "summary", "artifacts", "stats", "history", "versions",
+                                     "timings", "seconds")}
+    registry.set_status(run_id, DONE, progress=1.0, phase="done", result_path=result["artifacts"].get("result"),
+                        device=result["device"], message=None, traceback=None, **fields)
+
+
+def record_failure(registry: JobRegistry, run_id: str, exc: BaseException, tb: str | None = None) -> str:
+    """Record why a run stopped; returns the status written."""
+    if isinstance(exc, JobCancelled):
+        registry.set_status(run_id, CANCELLED, message=str(exc), phase="cancelled")
+        return CANCELLED
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        registry.set_status(run_id, INTERRUPTED, phase="interrupted",
+                            message="interrupted: its process was stopped; resume it to continue from its last "
+                                    "checkpoint.")
+        return INTERRUPTED
+    message = str(exc) if isinstance(exc, FairauditError) else f"{type(exc).__name__}: {exc}"
+    registry.set_status(run_id, FAILED, message=message, traceback=tb or traceback.format_exc(), phase="failed")
+    return FAILED
+
+
+def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRegistry | None = None) -> dict:
+    """Execute a run in this process and return its result JSON.
+
+    ``job`` is a :class:`JobSpec` (recorded as a new run with backend
+    ``foreground``, as the CLI does) or the id of a run that is queued, or
+    already claimed by this process (as workers do). ``progress`` receives
+    every event (see :func:`execute`). Errors are recorded in the registry
+    (``failed``, ``cancelled`` or ``interrupted``) and raised again.
+    """
+    registry = registry or JobRegistry()
+    pid = os.getpid()
+    if isinstance(job, JobSpec):
+        config = _config_json(job)
+        run_id = registry.create_run(job, config=config, backend="foreground", status=RUNNING, worker_pid=pid)
+        registry._update(run_id, attempts=1)
+    else:
+        run_id = job
+        run = registry.get(run_id)
+        claimed = run["status"] == RUNNING and run["worker_pid"] == pid and run["worker_host"] == HOST
+        if not claimed and not (run["status"] == QUEUED and registry.claim(run_id, pid)):
+            raise FairauditError(f"run '{run_id}' is {run['status']}" + (
+                f" in process {run['worker_pid']}" if pid_alive(run["worker_pid"]) else "") + "; it cannot start.")
+    run = registry.get(run_id)
+    workdir = run_dir(run_id)
+    registry._update(run_id, workdir=str(workdir), versions=library_versions())
+    recorder = Recorder(registry, run_id, progress)
+    try:
+        with Heartbeat(lambda: registry.heartbeat(run_id)):
+            spec = JobSpec.from_dict(run["spec"])
+            result = execute(spec, run_id, workdir, resume=run["resume"], before=run["before"], emit=recorder,
+                             should_stop=recorder.should_stop)
+    except BaseException as exc:
+        record_failure(registry, run_id, exc)
+        raise
+    record_result(registry, run_id, result)
+    return result
+
+
+def _config_json(spec: JobSpec) -> dict:
+    from fairaudit.metrics.report import to_json_types
+
+    return to_json_types(dataclasses.asdict(spec.config()))
