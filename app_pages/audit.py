@@ -40,18 +40,21 @@ def threshold_control(run: AuditRun) -> float:
     if not run.has_scores:
         st.caption("Decision rule: the predicted class (no score, so no threshold).")
         return 0.5
-    return st.slider("Decision threshold on P(" + run.predictions.class_names[1] + ")", 0.0, 1.0, 0.5, 0.01,
+    positive = run.predictions.class_names[1]
+    target = run.predictions.meta.get("target") or run.setup.label_column
+    event = f"{target} = {positive}" if positive.replace(".", "", 1).isdigit() or len(positive) < 2 else positive
+    return st.slider(f"Decision threshold on P({event})", 0.0, 1.0, 0.5, 0.01,
                      key="threshold", help="Metrics are recomputed from the stored predictions; "
                                            "the model is not run again.")
 
 
-def overall_cards(report: AuditReport, threshold: float, run: AuditRun) -> None:
+def overall_cards(report: AuditReport) -> None:
     cols = st.columns(4)
     cols[0].metric("Accuracy", f"{report.overall['accuracy']:.3f}", border=True)
     cols[1].metric("Balanced accuracy", f"{report.overall['balanced_accuracy']:.3f}", border=True)
     cols[2].metric("Samples", f"{int(report.overall['n']):,}", border=True)
     cols[3].metric("Groups", f"{len(report.groups)}", border=True,
-                   help=f"Threshold {threshold:.2f} · {run.seconds:.1f} s for the inference pass")
+                   help="Several sensitive attributes are crossed into intersectional groups.")
 
 
 def groups_tab(report: AuditReport, run_key: str) -> None:
@@ -155,7 +158,8 @@ def main() -> None:
     run = await_run(setup)
     if run is None:
         return
-    caption.caption(f"{setup.data_title()} · model: {run.model_description} · {len(run.predictions):,} "
+    caption.caption(f"{setup.data_title()} · {len(run.predictions):,} predictions" if run.dataset is None else
+                    f"{setup.data_title()} · model: {run.model_description} · {len(run.predictions):,} "
                     f"predictions from a {run.seconds:.1f} s pass")
     threshold = threshold_control(run)
     run_key = setup.key()
@@ -166,10 +170,11 @@ def main() -> None:
         show_error(exc)
         return
 
-    overall_cards(report, threshold, run)
+    overall_cards(report)
     st.subheader("Disparities between groups")
-    disparity_cards(disparity_checks(report.disparities, tolerances))
-    failing = [c.label for c in disparity_checks(report.disparities, tolerances) if c.passes is False]
+    checks = disparity_checks(report.disparities, tolerances)
+    disparity_cards(checks)
+    failing = [c.label for c in checks if c.passes is False]
     st.caption(("Outside tolerance: " + ", ".join(failing)) if failing else "Every disparity is within tolerance.")
 
     tabs = st.tabs(["Groups", "Confusion matrices", "Intersections", "Misclassified samples"])

@@ -207,12 +207,16 @@ def predictions_choice(setup: AuditSetup) -> AuditSetup | None:
     with c3:
         score = pick("Score column (optional)", ("score", "prob", "probability", "p"), optional=True,
                      key="pred-score")
-    rest = [c for c in columns if c not in (label, prediction, score)]
+    rest = gallery.suggest_sensitive(table, (label, prediction, score))
     default = [c for c in setup.sensitive if c in rest] or rest[:1]
     sensitive = st.multiselect("Sensitive column(s)", rest, default=default, key="pred-sensitive")
     if not sensitive:
         st.warning("Choose at least one sensitive column.")
         return None
+    many = [c for c in sensitive if table[c].nunique() > gallery.MAX_GROUP_VALUES]
+    if many:
+        st.warning(f"Column {', '.join(map(repr, many))} has more than {gallery.MAX_GROUP_VALUES} distinct values; "
+                   "every value becomes a group.")
     preview = table.groupby(sensitive, sort=True, dropna=False).head(3)
     st.markdown("**Rows per group**")
     st.dataframe(preview.sort_values(sensitive), hide_index=True, height=min(400, 38 + 35 * len(preview)))

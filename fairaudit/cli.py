@@ -209,8 +209,9 @@ def cmd_mitigate(args) -> int:
                    sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
                    settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
                    n_boot=args.bootstrap)
-    if args.detach or args.ray_address:
-        run_id = submit(spec, ray_address=args.ray_address)
+    ray_address = args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS")
+    if args.detach or ray_address:
+        run_id = submit(spec, ray_address=ray_address)
         if args.detach:
             print(run_id)
             return 0
@@ -324,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
     p.add_argument("--json", help="output JSON path")
-    p.add_argument("--ray-address", help="run on a Ray cluster ('local', 'auto' or an address) and wait")
+    p.add_argument("--ray-address", help="run on a Ray cluster ('local', 'auto' or an address) and wait "
+                                         "(default: $FAIRAUDIT_RAY_ADDRESS; none: run here)")
     p.add_argument("--detach", action="store_true", help="queue the run for the background workers, print its id")
     p.add_argument("--list-settings", action="store_true", help="print the method's settings and exit")
     p.set_defaults(func=cmd_mitigate)
@@ -332,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list, show, cancel or resume mitigation runs")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--dataset", help="only runs on this dataset")
-    p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled", "interrupted"),
+                   help="only runs with this status")
     p.add_argument("--json", help="write the listing (or the --show/--resume run) to this JSON file")
     p.add_argument("--show", metavar="RUN_ID", help="print every recorded field of one run")
     p.add_argument("--cancel", metavar="RUN_ID", help="cancel a queued or running run")

@@ -229,3 +229,26 @@ def test_disparity_checks_use_direction_of_each_metric():
     assert checks["eo_max"].passes is None and checks["eo_max"].value_text == "n/a"
     assert checks["dp_ratio"].passes is False and checks["worst_group_accuracy"].passes is True
     assert checks["dp_ratio"].verdict == "fail · ≥ 0.80"
+
+
+def test_suggested_sensitive_columns_put_named_and_few_valued_columns_first():
+    from fairaudit.ui.gallery import suggest_sensitive
+
+    frame = pd.DataFrame({"id": range(50), "label": [0, 1] * 25, "pred": [1, 0] * 25,
+                          "region": ["n", "s", "e", "w", "c"] * 10, "race": ["a", "b"] * 25})
+    assert suggest_sensitive(frame, ("label", "pred")) == ["race", "region", "id"]
+
+
+def test_setup_key_follows_every_choice_that_changes_predictions():
+    from dataclasses import replace
+
+    from fairaudit.ui.setup import AuditSetup, demo_setup, full_options
+
+    demo = demo_setup()
+    same = AuditSetup().with_options(full_options("synthetic-faces", {"bias": 0.9}))
+    assert same.key() == demo.key()
+    assert demo.with_options(full_options("synthetic-faces", {"bias": 0.5})).key() != demo.key()
+    assert replace(demo, split="val").key() != demo.key()
+    upload = replace(demo, model="upload", upload_name="m.pt", upload_bytes=b"a")
+    assert replace(upload, upload_bytes=b"b").key() != upload.key()
+    assert demo.title() == "synthetic-faces · test · demo model"

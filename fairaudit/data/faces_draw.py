@@ -51,10 +51,11 @@ NOISE_SIGMA = (0.01, 0.05)
 # ≈ 2 px) and, above TEETH_FROM, the lips part by lerp(TEETH_OPENING, ·) to show
 # a row of teeth. Faint smiles look much like neutral mouths, whose corners move
 # by NEUTRAL_LIFT: the overlap is what a biased model resolves with gender.
-SMILE_LIFT = (0.03, 0.12)
+SMILE_LIFT = (0.03, 0.09)
+SMILE_WIDEN = 0.25  # a full smile is this much wider than the mouth at rest
 NEUTRAL_LIFT = (-0.03, 0.015)
 TEETH_FROM = 0.2
-TEETH_OPENING = (0.03, 0.10)
+TEETH_OPENING = (0.04, 0.12)
 # Teeth are the brightest thing in the picture (eyes, background and clothes stay darker).
 TEETH = np.array([1.0, 0.99, 0.96], np.float32)
 SCLERA = np.array([0.86, 0.85, 0.82], np.float32)
@@ -280,6 +281,9 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     lift = (SMILE_LIFT[0] + intensity * (SMILE_LIFT[1] - SMILE_LIFT[0]) if smiling
             else NEUTRAL_LIFT[0] + intensity * (NEUTRAL_LIFT[1] - NEUTRAL_LIFT[0]))
     mouth_thick = d(0.016, 0.024)
+    mouth_reach = mouth_w * (1.0 + SMILE_WIDEN)  # the widest this mouth can get
+    if smiling:
+        mouth_w *= 1.0 + SMILE_WIDEN * intensity
     opening = 0.0
     if smiling and intensity > TEETH_FROM:
         grin = (intensity - TEETH_FROM) / (1.0 - TEETH_FROM)
@@ -326,7 +330,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     cv.paint(box_f, face, skin)
 
     # The beard leaves a ring of skin around the lips so the smile stays visible.
-    mouth_window = _ellipse(fu, fv, 0.0, mouth_y - 0.025, mouth_w + 0.07, 0.12, px)
+    mouth_window = _ellipse(fu, fv, 0.0, mouth_y - 0.02, mouth_reach + 0.07, 0.17, px)
     beard_zone = face * _band(fv, beard_top, 2.0, px) * (1.0 - mouth_window)
     if beard_style == 2:
         beard_zone = beard_zone * _band(fu, -0.2, 0.2, px)
@@ -337,7 +341,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     mu, mv = cv.uv(box_m)
     cv.paint(box_m, _ellipse(mu, mv, 0.0, 0.15, 0.06, 0.022, px) * 0.5, skin * 0.6)
 
-    box_m = cv.box(-mouth_w - 0.03, mouth_w + 0.03, mouth_y - 0.12, mouth_y + 0.1)
+    box_m = cv.box(-mouth_w - 0.03, mouth_w + 0.03, mouth_y - 0.13, mouth_y + 0.16)
     mu, mv = cv.uv(box_m)
     if opening > 0.0:
         t = mu * (1.0 / mouth_w)

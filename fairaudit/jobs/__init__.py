@@ -18,12 +18,12 @@ default 120), ``FAIRAUDIT_TEST_METHODS=1`` (register the test method
 ``noop_finetune`` of :mod:`fairaudit.jobs.testing` in every process).
 """
 
-from fairaudit.jobs.control import backend_for, cancel, get_run, list_runs, resume, run_result, submit, wait
+from fairaudit.jobs.control import (backend_for, cancel, get_run, list_runs, resume, run_result, start_workers, submit,
+                                    wait)
 from fairaudit.jobs.execute import JobCancelled, run_job
 from fairaudit.jobs.registry import (CANCELLED, DONE, FAILED, FINISHED, INTERRUPTED, QUEUED, RESUMABLE, RUNNING,
                                      STATUSES, JobRegistry)
 from fairaudit.jobs.spec import JobSpec
-from fairaudit.jobs.worker import start_workers
 
 __all__ = ["JobSpec", "JobRegistry", "JobCancelled", "submit", "run_job", "cancel", "resume", "get_run", "list_runs",
            "start_workers", "wait", "run_result", "backend_for", "STATUSES", "QUEUED", "RUNNING", "DONE", "FAILED",

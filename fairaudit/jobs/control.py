@@ -20,6 +20,18 @@ def backend_for(ray_address: str | None = None) -> str:
     return f"ray:{address}" if address else "local"
 
 
+def start_workers(n: int | None = None, *, ray_address: str | None = None,
+                  registry: JobRegistry | None = None) -> list[int]:
+    """Make sure the worker pool is running (``n`` local workers, default ``$FAIRAUDIT_WORKERS`` or 1, or the
+    Ray driver for ``ray_address``); return the pids started now. Also marks runs whose worker died as
+    ``interrupted``."""
+    from fairaudit.jobs.worker import ensure_workers
+
+    registry = registry or JobRegistry()
+    registry.mark_interrupted()
+    return ensure_workers(registry, backend_for(ray_address), n)
+
+
 def submit(spec: JobSpec, *, ray_address: str | None = None, registry: JobRegistry | None = None,
            start: bool = True) -> str:
     """Queue ``spec`` and return its run id at once; the worker pool (or the Ray driver) is started if needed.
@@ -36,8 +48,12 @@ def submit(spec: JobSpec, *, ray_address: str | None = None, registry: JobRegist
     registry = registry or JobRegistry()
     backend = backend_for(ray_address)
     registry.mark_interrupted()
-    return registry.create_run(spec, config=_config_json(spec), backend=backend,
-                               on_created=(lambda conn: ensure_workers(registry, backend, conn=conn)) if start else None)
+
+    def start_pool(conn) -> None:
+        if start:
+            ensure_workers(registry, backend, conn=conn)
+
+    return registry.create_run(spec, config=_config_json(spec), backend=backend, on_created=start_pool)
 
 
 def cancel(run_id: str, *, registry: JobRegistry | None = None) -> str:

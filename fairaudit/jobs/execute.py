@@ -9,6 +9,10 @@ error.
 
 Overall progress: loading and the *before* audit take the first 5 %, the
 method 5–95 % (its own ``fraction`` scaled), the *after* audit the rest.
+
+Cancelling: ``ctx.should_stop()`` turns true, and the next call of
+``ctx.progress`` raises :class:`JobCancelled`, so a method stops at its next
+progress event even if it never polls ``should_stop``.
 """
 
 from __future__ import annotations
@@ -228,7 +232,8 @@ class Recorder:
         now = time.monotonic()
         phase = event.get("phase", self._phase)
         if event.get("event") == "before_audit":
-            self.registry._update(self.run_id, before=event["report"], summary={"before": _summary(event["report"])})
+            report = event["report"]
+            self.registry.update_fields(self.run_id, before=report, summary={"before": _summary(report)})
         is_epoch = phase == MITIGATING and event.get("event") == "epoch"
         if is_epoch:
             self._metrics(event, "epoch")
@@ -319,7 +324,7 @@ def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRe
     if isinstance(job, JobSpec):
         config = _config_json(job)
         run_id = registry.create_run(job, config=config, backend="foreground", status=RUNNING, worker_pid=pid)
-        registry._update(run_id, attempts=1)
+        registry.update_fields(run_id, attempts=1)
     else:
         run_id = job
         run = registry.get(run_id)
@@ -329,7 +334,7 @@ def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRe
                 f" in process {run['worker_pid']}" if pid_alive(run["worker_pid"]) else "") + "; it cannot start.")
     run = registry.get(run_id)
     workdir = run_dir(run_id)
-    registry._update(run_id, workdir=str(workdir), versions=library_versions())
+    registry.update_fields(run_id, workdir=str(workdir), versions=library_versions())
     recorder = Recorder(registry, run_id, progress)
     try:
         with Heartbeat(lambda: registry.heartbeat(run_id)):

@@ -121,7 +121,7 @@ def drive(registry: JobRegistry, backend: str, pid: int, idle: float) -> None:
                     break
                 run = registry.get(run_id)
                 workdir = run_dir(run_id)
-                registry._update(run_id, workdir=str(workdir))
+                registry.update_fields(run_id, workdir=str(workdir))
                 recorders[run_id] = Recorder(registry, run_id)
                 spec = dict(run["spec"])
                 gpus = _num_gpus(ray, spec["device"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -105,6 +106,7 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 
+_RUN_COLUMNS = frozenset(re.findall(r"^    (\w+) [A-Z]+", _SCHEMA.split("CREATE INDEX")[0], re.MULTILINE))
 HOST = socket.gethostname()
 
 
@@ -171,7 +173,11 @@ class JobRegistry:
                 raise
             conn.execute("COMMIT")
 
-    def _update(self, run_id: str, conn: sqlite3.Connection | None = None, **fields: Any) -> int:
+    def update_fields(self, run_id: str, conn: sqlite3.Connection | None = None, **fields: Any) -> int:
+        """Set columns of one run (JSON columns take Python objects); returns the number of rows changed."""
+        unknown = set(fields) - _RUN_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown run columns: {sorted(unknown)}")
         values = {k: _dumps(v) if k in _JSON_COLUMNS else v for k, v in fields.items()}
         sql = f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?"
         if conn is not None:
@@ -236,10 +242,10 @@ class JobRegistry:
             fields["event"] = event
         if phase is not None:
             fields["phase"] = phase
-        self._update(run_id, **fields)
+        self.update_fields(run_id, **fields)
 
     def heartbeat(self, run_id: str) -> None:
-        self._update(run_id, heartbeat=time.time())
+        self.update_fields(run_id, heartbeat=time.time())
 
     def append_metric(self, run_id: str, step: int, epoch: int | None, name: str, value: float,
                       kind: str = "epoch") -> None:
@@ -276,7 +282,7 @@ class JobRegistry:
             raise ValueError(f"unknown status {status!r}")
         if status in FINISHED:
             fields.setdefault("finished", time.time())
-        self._update(run_id, status=status, **fields)
+        self.update_fields(run_id, status=status, **fields)
 
     def request_cancel(self, run_id: str) -> str:
         """Cancel a queued run now, or ask a running one to stop; returns the status after the call."""
@@ -285,10 +291,11 @@ class JobRegistry:
             if row is None:
                 raise FairauditError(f"there is no run '{run_id}'.")
             if row["status"] == QUEUED:
-                self._update(run_id, conn, status=CANCELLED, finished=time.time(), message="cancelled before it started.")
+                self.update_fields(run_id, conn, status=CANCELLED, finished=time.time(),
+                                   message="cancelled before it started.")
                 return CANCELLED
             if row["status"] == RUNNING:
-                self._update(run_id, conn, cancel_requested=1)
+                self.update_fields(run_id, conn, cancel_requested=1)
             return row["status"]
 
     def cancel_requested(self, run_id: str) -> bool:
@@ -314,7 +321,7 @@ class JobRegistry:
             if claim_pid is not None:
                 fields.update(status=RUNNING, worker_pid=claim_pid, worker_host=HOST, heartbeat=now, started=now)
                 conn.execute("UPDATE runs SET attempts = attempts + 1 WHERE id = ?", (run_id,))
-            self._update(run_id, conn, **fields)
+            self.update_fields(run_id, conn, **fields)
 
     def get(self, run_id: str) -> dict:
         """All fields of one run (JSON parsed), plus its epoch ``metrics``."""
@@ -352,19 +359,30 @@ class JobRegistry:
 
         A run held by a process of this host is gone when its pid is dead; any
         run is gone when its heartbeat is older than :data:`STALE_SECONDS`.
+        Called on every listing, so it only takes the write lock when it found
+        such a run.
         """
+        sql = "SELECT id, worker_pid, worker_host, heartbeat FROM runs WHERE status = ?"
+        with self._connect() as conn:
+            if not self._gone(conn.execute(sql, (RUNNING,)).fetchall()):
+                return []
+        gone = []
+        with self.transaction() as conn:  # look again under the lock: the run may have finished meanwhile
+            for run_id, why in self._gone(conn.execute(sql, (RUNNING,)).fetchall()):
+                self.update_fields(run_id, conn, status=INTERRUPTED, finished=time.time(),
+                                   message=f"interrupted: {why}; resume it to continue from its last checkpoint.")
+                gone.append(run_id)
+        return gone
+
+    @staticmethod
+    def _gone(rows: list[sqlite3.Row]) -> list[tuple[str, str]]:
         now = time.time()
         gone = []
-        with self.transaction() as conn:
-            for row in conn.execute("SELECT id, worker_pid, worker_host, heartbeat FROM runs WHERE status = ?",
-                                    (RUNNING,)).fetchall():
-                dead = row["worker_host"] == HOST and not pid_alive(row["worker_pid"])
-                stale = row["heartbeat"] is not None and now - row["heartbeat"] > STALE_SECONDS
-                if dead or stale:
-                    why = "its worker process died" if dead else "its worker stopped sending heartbeats"
-                    self._update(row["id"], conn, status=INTERRUPTED, finished=now,
-                                 message=f"interrupted: {why}; resume it to continue from its last checkpoint.")
-                    gone.append(row["id"])
+        for row in rows:
+            if row["worker_host"] == HOST and not pid_alive(row["worker_pid"]):
+                gone.append((row["id"], "its worker process died"))
+            elif row["heartbeat"] is not None and now - row["heartbeat"] > STALE_SECONDS:
+                gone.append((row["id"], "its worker stopped sending heartbeats"))
         return gone
 
     # ------------------------------------------------------------------ workers

@@ -1,7 +1,7 @@
 """Worker processes: ``python -m fairaudit.jobs.worker`` claims queued runs and executes them.
 
-Workers are started by :func:`start_workers` (which :func:`~fairaudit.jobs.submit`
-calls) as detached processes in their own session, so they outlive the
+Workers are started by :func:`ensure_workers` (which :func:`~fairaudit.jobs.submit`
+and :func:`~fairaudit.jobs.start_workers` call) as detached processes in their own session, so they outlive the
 Streamlit script run, the browser tab and even the server process that started
 them. Each worker runs one job at a time; ``FAIRAUDIT_WORKERS`` (default 1)
 sets how many local workers may run at once. A worker with nothing to do for
@@ -91,19 +91,6 @@ def ensure_workers(registry: JobRegistry, backend: str = "local", n: int | None 
         registry.add_worker(proc.pid, backend, conn)
         started.append(proc.pid)
     return started
-
-
-def start_workers(n: int | None = None, *, ray_address: str | None = None,
-                  registry: JobRegistry | None = None) -> list[int]:
-    """Make sure the worker pool is running (``n`` local workers, or the Ray driver); return new pids.
-
-    Also marks runs whose worker died as ``interrupted``.
-    """
-    from fairaudit.jobs.control import backend_for
-
-    registry = registry or JobRegistry()
-    registry.mark_interrupted()
-    return ensure_workers(registry, backend_for(ray_address), n)
 
 
 def serve(backend: str = "local", idle: float | None = None, registry: JobRegistry | None = None) -> None:

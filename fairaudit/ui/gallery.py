@@ -78,6 +78,28 @@ def misclassified_samples(preds: Predictions, threshold: float, per_group: int, 
     return out
 
 
+SENSITIVE_NAMES = ("sex", "gender", "race", "ethnicity", "age", "age_group", "group", "sensitive", "protected",
+                   "skin_tone", "male", "religion", "nationality", "disability")
+MAX_GROUP_VALUES = 20
+
+
+def suggest_sensitive(frame: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
+    """Columns of ``frame`` ordered by how likely they are sensitive attributes.
+
+    Commonly used names (``sex``, ``race``, ``age``...) come first, then
+    columns with 2 to ``MAX_GROUP_VALUES`` distinct values, then the rest
+    (identifiers and continuous columns make useless groups).
+    """
+    def rank(column: str) -> tuple[int, int]:
+        distinct = frame[column].nunique(dropna=False)
+        if str(column).lower() in SENSITIVE_NAMES and distinct <= MAX_GROUP_VALUES:
+            return 0, SENSITIVE_NAMES.index(str(column).lower())
+        return (1, distinct) if 2 <= distinct <= MAX_GROUP_VALUES else (2, distinct)
+
+    candidates = [c for c in frame.columns if c not in set(exclude)]
+    return sorted(candidates, key=lambda c: (rank(c), candidates.index(c)))
+
+
 def to_image(x: torch.Tensor) -> np.ndarray:
     """A ``(C, H, W)`` tensor in ``[0, 1]`` as an ``(H, W, 3)`` float array for ``st.image``."""
     array = x.detach().float().cpu().clamp(0, 1).numpy()

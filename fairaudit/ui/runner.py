@@ -22,6 +22,7 @@ from fairaudit.audit.external import predictions_from_frame
 from fairaudit.data import load_dataset
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
+from fairaudit.ui.gallery import suggest_sensitive
 from fairaudit.ui.setup import MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_PREDICTIONS, AuditSetup
 
 ProgressFn = Callable[[float, str], None]
@@ -50,8 +51,8 @@ class AuditRun:
         """Columns that can serve as a (second) sensitive attribute."""
         if self.dataset is not None:
             return [c for c in self.dataset.attributes.columns if c != self.dataset.target]
-        used = {self.setup.label_column, self.setup.prediction_column, self.setup.score_column}
-        return [c for c in self.table.columns if c not in used]
+        used = (self.setup.label_column, self.setup.prediction_column, self.setup.score_column)
+        return suggest_sensitive(self.table, used)
 
     @property
     def has_scores(self) -> bool:

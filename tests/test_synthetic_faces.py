@@ -1,0 +1,141 @@
+"""The ``synthetic-faces`` demo dataset: determinism, attribute statistics, masks, and the shortcut it plants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fairaudit.data.base import FairDataset
+from fairaudit.data.registry import DATASETS, parse_options
+from fairaudit.data.synthetic_faces import SyntheticFaces, make_attributes, render_face
+from fairaudit.errors import DatasetError
+
+BASE_ATTRS = {"Smiling": 0, "Male": 0, "Blond_Hair": 0, "Eyeglasses": 0, "Young": 1, "Skin_Tone": 1}
+
+
+def _centroid_row(mask: np.ndarray) -> float:
+    return float(np.nonzero(mask)[0].mean())
+
+
+def test_registered_spec_builds_every_split():
+    spec = DATASETS["synthetic-faces"]
+    assert spec.kind == "image" and spec.embedded
+    assert spec.default_target == "Smiling" and spec.default_sensitive == ["Male"]
+    assert spec.splits == ("train", "val", "test")
+    assert {"bias", "seed", "image_size", "n_train", "n_test"} <= set(spec.options)
+    opts = parse_options(spec, {"bias": "0.7", "n_train": "12", "n_val": "8", "n_test": "16", "image_size": "32"})
+    assert opts["bias"] == pytest.approx(0.7) and opts["n_train"] == 12
+    sizes = {split: len(spec.builder(split=split, data_dir=None, **opts)) for split in spec.splits}
+    assert sizes == {"train": 12, "val": 8, "test": 16}
+    ds = spec.builder(split="test", data_dir=None, **opts)
+    assert isinstance(ds, FairDataset)
+    assert ds.target == "Smiling" and ds.sensitive == ["Male"]
+    assert set(ds.attributes.columns) >= {"Smiling", "Male", "Blond_Hair", "Eyeglasses", "Young", "Skin_Tone"}
+    assert ds.value_names["Skin_Tone"] == ["Light", "Medium", "Dark"]
+    assert ds.value_names["Male"] == ["Female", "Male"]
+
+
+def test_samples_have_contract_shapes_and_range():
+    ds = SyntheticFaces("test", n=8)
+    x, y, s, i = ds[3]
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.std()) > 0.05
+    assert y.dtype == torch.int64 and y.shape == () and int(y) == ds.targets[3]
+    assert s.dtype == torch.int64 and s.shape == (1,) and int(s[0]) == ds.sensitive_codes[3, 0]
+    assert i == 3
+    small = SyntheticFaces("test", n=8, image_size=32)
+    assert small.input_shape == (3, 32, 32) and small[0][0].shape == (3, 32, 32)
+    # The 32-pixel image is the area-averaged 64-pixel drawing up to noise and lighting.
+    coarse = ds[0][0].reshape(3, 32, 2, 32, 2).mean(dim=(2, 4))
+    assert float((coarse - small[0][0]).abs().mean()) < 0.06
+
+
+def test_same_seed_same_tensors_and_other_seed_differs():
+    a, b = SyntheticFaces("train", n=40, seed=3), SyntheticFaces("train", n=40, seed=3)
+    assert a.attributes.equals(b.attributes)
+    for i in (0, 17, 39):
+        assert torch.equal(a[i][0], b[i][0])
+        assert torch.equal(a[i][0], a[i][0])
+    other = SyntheticFaces("train", n=40, seed=4)
+    assert not torch.equal(a[0][0], other[0][0])
+    test = SyntheticFaces("test", n=40, seed=3)
+    assert not torch.equal(a[0][0], test[0][0])
+    image, _ = render_face(BASE_ATTRS, [3, 0, 5], 64, masks=False)
+    again, _ = render_face(BASE_ATTRS, [3, 0, 5], 64, masks=False)
+    assert np.array_equal(image, again)
+
+
+@pytest.mark.parametrize("bias", [0.9, 0.5, 0.75])
+def test_train_split_bias_statistic(bias):
+    attrs = make_attributes(2000, "train", bias, seed=0)
+    smiling, male = attrs["Smiling"].to_numpy(), attrs["Male"].to_numpy()
+    assert abs(smiling.mean() - 0.5) < 0.01
+    assert abs(np.mean(male[smiling == 1] == 0) - bias) <= 0.03
+    assert abs(np.mean(male[smiling == 0] == 1) - bias) <= 0.03
+
+
+@pytest.mark.parametrize("split,n", [("val", 400), ("test", 2000), ("test", 1003)])
+def test_val_and_test_cells_are_balanced(split, n):
+    attrs = make_attributes(n, split, bias=0.9, seed=1)
+    cells = attrs.groupby(["Smiling", "Male"]).size()
+    assert len(cells) == 4
+    assert cells.max() - cells.min() <= 1
+
+
+def test_other_attributes_follow_documented_rates():
+    attrs = make_attributes(6000, "test", bias=0.9, seed=2)
+    assert abs(attrs["Young"].mean() - 0.75) < 0.03
+    assert abs(attrs["Eyeglasses"].mean() - 0.20) < 0.03
+    tone_share = np.bincount(attrs["Skin_Tone"], minlength=3) / len(attrs)
+    assert np.allclose(tone_share, [0.5, 0.3, 0.2], atol=0.03)
+    blond_by_sex = attrs.groupby("Male")["Blond_Hair"].mean()
+    assert abs(blond_by_sex[0] - 0.25) < 0.03 and abs(blond_by_sex[1] - 0.08) < 0.03
+    # Independent of the target within each sex.
+    young_by_smile = attrs.groupby("Smiling")["Young"].mean()
+    assert abs(young_by_smile[0] - young_by_smile[1]) < 0.04
+
+
+def test_region_masks_are_where_the_parts_are():
+    ds = SyntheticFaces("test", n=24, seed=5)
+    assert set(ds.region_names) >= {"mouth", "eyes", "hair", "beard", "face", "skin"}
+    for i in range(len(ds)):
+        m = {r: ds.region_mask(i, r) for r in ds.region_names}
+        for region, mask in m.items():
+            assert mask.shape == (64, 64) and mask.dtype == bool
+            assert mask.sum() >= 6, (i, region)
+        assert _centroid_row(m["eyes"]) + 6 < _centroid_row(m["mouth"])
+        assert np.nonzero(m["hair"])[0].min() < np.nonzero(m["eyes"])[0].min()
+        assert _centroid_row(m["eyes"]) < _centroid_row(m["beard"])
+        assert (m["mouth"] & m["face"]).sum() >= 0.95 * m["mouth"].sum()
+        assert not (m["face"] & m["background"]).any()
+        assert not (m["skin"] & m["mouth"]).any()
+    small = SyntheticFaces("test", n=4, image_size=32)
+    assert small.region_mask(0, "mouth").shape == (32, 32)
+    with pytest.raises(DatasetError, match="unknown region"):
+        ds.region_mask(0, "nose")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_smile_is_a_few_mouth_pixels_and_sex_is_many(seed):
+    attrs = dict(BASE_ATTRS, Male=seed % 2, Skin_Tone=seed % 3)
+    base, masks = render_face(attrs, [seed, 9], 64)
+    smiling, _ = render_face(dict(attrs, Smiling=1), [seed, 9], 64)
+    other_sex, _ = render_face(dict(attrs, Male=1 - attrs["Male"]), [seed, 9], 64)
+    smile_diff = np.abs(smiling - base).sum(axis=0)
+    sex_diff = np.abs(other_sex - base).sum(axis=0)
+    assert smile_diff[masks["mouth"]].sum() >= 0.97 * smile_diff.sum()
+    smile_pixels, sex_pixels = int((smile_diff > 0.1).sum()), int((sex_diff > 0.1).sum())
+    assert 5 <= smile_pixels <= 80
+    assert sex_pixels >= 8 * smile_pixels
+
+
+def test_invalid_options_raise_dataset_errors():
+    with pytest.raises(DatasetError, match="bias"):
+        SyntheticFaces("train", n=8, bias=1.5)
+    with pytest.raises(DatasetError, match="image_size"):
+        SyntheticFaces("train", n=8, image_size=8)
+    with pytest.raises(DatasetError, match="no split"):
+        SyntheticFaces("holdout", n=8)
+    with pytest.raises(DatasetError, match="at least 4"):
+        SyntheticFaces("train", n=2)
