@@ -428,6 +428,7 @@ def test_ray_backend_without_ray_fails_the_runs_clearly(home, tiny_model, monkey
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
 def test_two_jobs_on_a_local_ray_instance(home, tiny_model):
     ids = [submit(_spec(tiny_model, epochs=2, steps=2), ray_address="local"),
