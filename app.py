@@ -19,6 +19,8 @@ st.set_page_config(page_title="fairaudit", page_icon=":material/balance:", layou
 
 AUDIT_PAGE = "app_pages/audit.py"
 DATA_PAGE = "app_pages/data_and_model.py"
+MITIGATE_PAGE = "app_pages/mitigate.py"
+RUN_PAGE = "app_pages/run.py"
 
 
 def home() -> None:
@@ -65,5 +67,7 @@ navigation = st.navigation([
     st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page(DATA_PAGE, title="Data & Model", icon=":material/tune:", url_path="data"),
     st.Page(AUDIT_PAGE, title="Audit", icon=":material/analytics:", url_path="audit"),
+    st.Page(MITIGATE_PAGE, title="Mitigate", icon=":material/healing:", url_path="mitigate"),
+    st.Page(RUN_PAGE, title="Run details", icon=":material/list_alt:", url_path="run"),
 ])
 navigation.run()

@@ -119,7 +119,7 @@ def cmd_train(args) -> int:
         _, path, info = train_deployed_model(args.dataset, args.target, args.sensitive, arch=args.arch,
                                              config=config, data_options=_data_options(args.data_opt),
                                              data_dir=args.data_dir, device=args.device, out=out,
-                                             progress=update)
+                                             progress=update, variant=args.variant)
     print(f"trained in {info['train_seconds']:.1f}s, final loss {info['history'][-1]['loss']:.4f} -> {path}")
     return 0
 
@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", choices=("normal", "fair", "lf", "rg"), default="normal",
+                   help="training objective: normal (ERM), fair (adversarial debiasing), lf (label flipping) "
+                        "or rg (reversed adversary gradient, amplifies the sensitive correlation)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 

@@ -7,3 +7,5 @@ __all__ = ["METHODS", "MethodContext", "MitigationMethod", "MitigationResult", "
            "make_config", "register_method"]
 
 from fairaudit.mitigation import faap  # noqa: E402,F401  (registers the method)
+from fairaudit.mitigation import baselines  # noqa: E402,F401  (registers the methods)
+from fairaudit.mitigation import aeda  # noqa: E402,F401  (registers the methods)

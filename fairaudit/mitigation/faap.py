@@ -56,6 +56,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
 from fairaudit.models.split import SplitModel
 from fairaudit.train.loop import TrainConfig, fit
+from fairaudit.train.variants import group_ids
 
 __all__ = ["FAAP", "FaapConfig", "FaapModel", "PerturbationGenerator", "SensitiveDiscriminator", "faap_step"]
 
@@ -206,15 +207,6 @@ class FaapConfig:
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
     log_p = torch.log_softmax(logits.float(), dim=1)
     return -(log_p.exp() * log_p).sum(1).mean()
-
-
-def group_ids(s: torch.Tensor, cardinalities: list[int]) -> torch.Tensor:
-    """One class per intersection of the sensitive attributes (mixed-radix code of ``s``)."""
-    s = s.view(s.shape[0], -1)
-    ids = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
-    for j, k in enumerate(cardinalities):
-        ids = ids * k + s[:, j].long()
-    return ids
 
 
 def faap_step(discriminator: SensitiveDiscriminator, d_optimizer: torch.optim.Optimizer, alpha: float,

@@ -1,0 +1,219 @@
+"""Run: one mitigation run — status, configuration, timings, before/after audits, artefacts, FAAP samples.
+
+The run is named in the URL (``/run?run=<id>``), so the page can be
+bookmarked, reloaded or opened in a second tab.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import streamlit as st
+
+from appkit.runs import MITIGATE_PAGE, before_after_card, curves_chart, run_controls, status_line
+from appkit.widgets import image_grid, show_error
+from fairaudit import jobs
+from fairaudit.errors import FairauditError
+from fairaudit.jobs.spec import load_methods
+from fairaudit.metrics import AuditReport
+from fairaudit.mitigation import METHODS, config_help
+from fairaudit.ui import charts
+from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, AMPLIFY, artifact_table, before_after_long, cli_command,
+                                    comparison_table, config_table, faap_samples, run_label, short_model,
+                                    stats_rows, timings_table)
+from fairaudit.ui.tables import group_table, metric_with_errors
+
+QUERY = "run"
+SELECTED = "run-page-run"
+GROUP_METRICS = ("accuracy", "selection_rate", "tpr", "fpr")
+DOWNLOAD_LIMIT = 50 * 2**20  # files larger than this are listed, not offered for download
+FAAP_PER_GROUP = 3
+
+
+def choose_run() -> str | None:
+    runs = jobs.list_runs(limit=200)
+    if not runs:
+        st.info("No runs yet.", icon=":material/info:")
+        st.page_link(MITIGATE_PAGE, label="Launch one on the Mitigate page", icon=":material/healing:")
+        return None
+    ids = [r["id"] for r in runs]
+    by_id = {r["id"]: r for r in runs}
+    wanted = st.query_params.get(QUERY)
+    if wanted and wanted not in ids:
+        st.warning(f"There is no run '{wanted}'; showing the newest run.")
+    if st.session_state.get(SELECTED) not in ids:  # a fresh visit: the URL names the run
+        st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
+    run_id = st.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
+    st.query_params[QUERY] = run_id
+    return run_id
+
+
+def header(run: Mapping[str, Any]) -> None:
+    st.title(f"Run {run['id']}")
+    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"]))
+    st.caption(f"**{run['method']}** on **{run['dataset']}** · model {short_model(str(run['model']))} · seed "
+               f"{run['seed']} · {run.get('device') or 'device not chosen yet'} · created {created} · backend "
+               f"{run['backend']} · attempt {run.get('attempts') or 0}")
+
+
+def live_status(run_id: str) -> None:
+    """Progress and curves of an active run, polled; the whole page reruns once it finishes."""
+    run = jobs.get_run(run_id)
+    if run["status"] not in ACTIVE_STATUSES:
+        st.rerun(scope="app")
+    status_line(run)
+    if run_controls(run, key="run-page"):
+        st.rerun(scope="fragment")
+    curves_chart(run, key="run-live-curves")
+
+
+def comparison_tab(run: Mapping[str, Any]) -> None:
+    before, after = run["before"], run["after"]
+    table = comparison_table(before, after)
+    st.dataframe(table, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(c, format="%+.3f" if c == "Change" else "%.3f")
+        for c in ("Before", "After", "Change")})
+    st.plotly_chart(charts.metric_bars(before_after_long(before, after), title="Before and after (95 % intervals)"),
+                    key="run-before-after-bars")
+
+
+def groups_tab(run: Mapping[str, Any]) -> None:
+    """The per-group tables and bars of both audits side by side."""
+    cols = st.columns(2)
+    for col, stage in zip(cols, ("before", "after")):
+        frame = AuditReport.from_dict(run[stage]).groups_frame()
+        with col:
+            st.markdown(f"**{stage.capitalize()}** · {int(run[stage]['overall']['n']):,} test samples")
+            st.plotly_chart(charts.metric_bars(metric_with_errors(frame, GROUP_METRICS), height=300),
+                            key=f"run-groups-{stage}")
+            table = group_table(frame, GROUP_METRICS)
+            st.dataframe(table, hide_index=True, column_config={
+                c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns
+                if c not in ("Group", "n") and not c.endswith("CI")})
+
+
+def configuration_tab(run: Mapping[str, Any]) -> None:
+    load_methods()
+    help_rows = config_help(METHODS[run["method"]]) if run["method"] in METHODS else []
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Method settings**")
+        st.dataframe(config_table(run.get("config") or {}, help_rows), hide_index=True,
+                     column_config={"Changed": st.column_config.CheckboxColumn("Changed")})
+        spec = run.get("spec") or {}
+        if spec:
+            st.markdown("**Queue the same run from the command line**")
+            st.code(cli_command(spec), language="bash")
+    with right:
+        st.markdown("**Timings**")
+        timings = timings_table(run)
+        if timings.empty:
+            st.caption("No timings yet.")
+        else:
+            st.dataframe(timings, hide_index=True,
+                         column_config={"Seconds": st.column_config.NumberColumn("Seconds", format="%.2f")})
+        stats = stats_rows(run.get("stats"))
+        if stats:
+            st.markdown("**Method statistics**")
+            st.dataframe(pd.DataFrame(stats, columns=["Statistic", "Value"]), hide_index=True)
+        if run.get("versions"):
+            with st.expander("Library versions"):
+                st.json(run["versions"])
+
+
+def artifacts_tab(run: Mapping[str, Any]) -> None:
+    table = artifact_table(run.get("artifacts"))
+    if table.empty:
+        st.caption("No artefacts recorded.")
+        return
+    st.dataframe(table, hide_index=True,
+                 column_config={"Size (KB)": st.column_config.NumberColumn("Size (KB)", format="%.1f")})
+    offered = [(row["Artefact"], Path(row["Path"])) for _, row in table.iterrows()
+               if row["Size (KB)"] == row["Size (KB)"] and row["Size (KB)"] * 1024 <= DOWNLOAD_LIMIT]
+    cols = st.columns(4)
+    for i, (name, path) in enumerate(offered):
+        cols[i % 4].download_button(name, path.read_bytes(), file_name=f"{run['id']}-{path.name}",
+                                    key=f"download-{name}", icon=":material/download:", width="stretch")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_faap_samples(run_id: str, generator: str, spec: dict) -> list:
+    """The FAAP grid of a run (``run_id`` keys the cache: a run's generator never changes once it is done)."""
+    return faap_samples({"artifacts": {"generator": generator}, "spec": spec}, per_group=FAAP_PER_GROUP)
+
+
+def faap_tab(run: Mapping[str, Any]) -> None:
+    st.caption(f"Test images of each group: the original, the learned perturbation (×{AMPLIFY:g} around mid-grey, "
+               "so that it is visible) and the perturbed image the deployed model sees.")
+    try:
+        with st.spinner("Perturbing test images…"):
+            samples = cached_faap_samples(run["id"], (run.get("artifacts") or {}).get("generator") or "",
+                                          run.get("spec") or {})
+    except FairauditError as exc:
+        st.info(str(exc), icon=":material/info:")
+        return
+    for group in dict.fromkeys(s.group for s in samples):
+        st.markdown(f"**{group}**")
+        rows = [s for s in samples if s.group == group]
+        images, captions = [], []
+        for s in rows:
+            images += [s.original, s.perturbation, s.perturbed]
+            captions += [f"#{s.index} original", f"perturbation ×{AMPLIFY:g}", f"perturbed (L∞ {s.linf:.3f})"]
+        image_grid(images, captions, per_row=3 * len(rows))
+
+
+def main() -> None:
+    run_id = choose_run()
+    if run_id is None:
+        return
+    try:
+        run = jobs.get_run(run_id)
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    header(run)
+    if run["status"] in ACTIVE_STATUSES:
+        st.fragment(live_status, run_every=2.0)(run_id)
+    else:
+        status_line(run)
+        if run["status"] != "done" and run_controls(run, key="run-page"):
+            st.rerun()
+    if run["status"] == "done":
+        st.subheader("Before → after mitigation")
+        before_after_card(run)
+    names = ["Before / after", "Groups", "Training", "Configuration", "Artefacts"]
+    if run["method"] == "faap":
+        names.append("Samples")
+    tabs = dict(zip(names, st.tabs(names)))
+    done = run["status"] == "done"
+    with tabs["Before / after"]:
+        comparison_tab(run) if done else st.caption("Available when the run is done.")
+    with tabs["Groups"]:
+        groups_tab(run) if done else st.caption("Available when the run is done.")
+    with tabs["Training"]:
+        if run["status"] in ACTIVE_STATUSES:
+            st.caption("Live curves are shown above while the run is active.")
+        else:
+            curves_chart(run, key="run-curves")
+        if run.get("history"):
+            with st.expander("History (one row per epoch)"):
+                st.dataframe(pd.DataFrame(run["history"]), hide_index=True)
+    with tabs["Configuration"]:
+        configuration_tab(run)
+    with tabs["Artefacts"]:
+        artifacts_tab(run)
+        if run.get("result_path"):
+            st.caption(f"Result JSON: `{run['result_path']}`")
+    if "Samples" in tabs:
+        with tabs["Samples"]:
+            faap_tab(run) if done else st.caption("Available when the run is done.")
+    if run.get("traceback") and run["status"] == "failed":
+        with st.expander("Traceback"):
+            st.code(run["traceback"], language="text")
+    st.page_link(MITIGATE_PAGE, label="Back to the Mitigate page", icon=":material/healing:")
+
+
+main()

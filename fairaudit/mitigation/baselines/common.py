@@ -1,0 +1,229 @@
+"""Shared pieces of the classic baselines: retraining settings, fresh models, group cells, dataset views.
+
+Every retraining baseline builds a *fresh* model of the deployed architecture
+and trains it from scratch on the train split (changed by the method: weights,
+resampled indices or flipped labels) with :func:`fairaudit.train.fit`, so the
+audit compares the deployed model with what the same architecture learns under
+the mitigation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from fairaudit.audit.inference import iterate_batches
+from fairaudit.data.base import FairDataset, TensorFairDataset
+from fairaudit.device import resolve_device
+from fairaudit.errors import FairauditError
+from fairaudit.mitigation.base import MethodContext
+from fairaudit.models.registry import MODEL_BUILDERS, build_model
+from fairaudit.models.split import SplitModel
+from fairaudit.train.loop import TrainConfig, cross_entropy_step, fit
+
+
+def setting(default: Any, help: str):
+    """A ``Config`` field with its one-line help (shown by the UI and ``--list-settings``)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RetrainConfig:
+    """Settings every retraining baseline shares."""
+
+    epochs: int = setting(5, "training epochs of the new model")
+    lr: float = setting(1e-3, "Adam learning rate")
+    batch_size: int = setting(128, "mini-batch size")
+    weight_decay: float = setting(0.0, "Adam weight decay")
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise FairauditError(f"setting 'epochs' must be >= 1, got {self.epochs}.")
+        if self.batch_size < 1:
+            raise FairauditError(f"setting 'batch_size' must be >= 1, got {self.batch_size}.")
+        if not self.lr > 0:
+            raise FairauditError(f"setting 'lr' must be > 0, got {self.lr}.")
+        if self.weight_decay < 0:
+            raise FairauditError(f"setting 'weight_decay' must be >= 0, got {self.weight_decay}.")
+
+
+# ---------------------------------------------------------------------------- models
+
+def _reset_parameters(model: nn.Module) -> None:
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+
+def fresh_model(deployed: nn.Module, seed: int = 0) -> SplitModel:
+    """An untrained model of the deployed architecture (same ``arch``, classes and input shape).
+
+    Architectures of fairaudit's registry are rebuilt by their builder; any other
+    split model (e.g. a torchvision one) is copied and its layers re-initialised.
+    """
+    if not isinstance(deployed, SplitModel) or not getattr(deployed, "features_available", True):
+        raise FairauditError("retraining needs the deployed model's architecture, but this model is an opaque "
+                             "TorchScript archive; save it as a fairaudit checkpoint instead.")
+    torch.manual_seed(seed)
+    if deployed.arch in MODEL_BUILDERS:
+        return build_model(deployed.arch, deployed.num_classes, deployed.input_shape)
+    model = copy.deepcopy(deployed).cpu()
+    _reset_parameters(model)
+    model.requires_grad_(True)
+    return model
+
+
+@torch.no_grad()
+def latent_dim(model: SplitModel) -> int:
+    """Width of the flat latent ``g(x)``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return int(model.g(torch.zeros(1, *model.input_shape, device=device)).flatten(1).shape[1])
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------- groups and cells
+
+def group_codes(ds: FairDataset) -> tuple[np.ndarray, int]:
+    """One code per intersection of the sensitive attributes (mixed radix) and the number of such groups."""
+    cardinalities = [len(ds.value_names[a]) for a in ds.sensitive]
+    codes = np.zeros(len(ds), dtype=np.int64)
+    for j, k in enumerate(cardinalities):
+        codes = codes * k + ds.sensitive_codes[:, j]
+    return codes, int(math.prod(cardinalities))
+
+
+def group_attribute_codes(group: int, ds: FairDataset) -> list[int]:
+    """The per-attribute codes of intersection ``group`` (inverse of :func:`group_codes`)."""
+    codes = []
+    for a in reversed(ds.sensitive):
+        k = len(ds.value_names[a])
+        codes.append(group % k)
+        group //= k
+    return codes[::-1]
+
+
+def group_name(group: int, ds: FairDataset) -> str:
+    return " & ".join(f"{a}={ds.value_names[a][c]}" for a, c in zip(ds.sensitive, group_attribute_codes(group, ds)))
+
+
+def cell_counts(targets: np.ndarray, groups: np.ndarray, n_classes: int, n_groups: int) -> np.ndarray:
+    """``(C, G)`` number of samples in each (target, group) cell."""
+    counts = np.zeros((n_classes, n_groups), dtype=np.int64)
+    np.add.at(counts, (targets, groups), 1)
+    return counts
+
+
+def check_balanceable(counts: np.ndarray, what: str) -> None:
+    """Refuse when no target class occurs in two groups: then there is nothing to rebalance.
+
+    This is the fully confounded case (e.g. the colored-digits train split, where
+    each digit has one colour); AEDA's Table 1 marks re-sampling and
+    re-weighting as impossible there.
+    """
+    if not ((counts > 0).sum(1) >= 2).any():
+        raise FairauditError(f"{what} cannot balance this training split: every target class occurs in a single "
+                             "sensitive group, so there is no minority sample to up-weight or keep.")
+
+
+def describe_cells(counts: np.ndarray, ds: FairDataset) -> list[dict]:
+    return [{"target": ds.class_names[t], "group": group_name(g, ds), "n": int(counts[t, g])}
+            for t in range(counts.shape[0]) for g in range(counts.shape[1])]
+
+
+def base_rates(targets: np.ndarray, groups: np.ndarray, n_groups: int, positive: int = 1) -> np.ndarray:
+    """``P(y = positive | group)`` per group (NaN for an empty group)."""
+    rates = np.full(n_groups, np.nan)
+    for g in range(n_groups):
+        mask = groups == g
+        if mask.any():
+            rates[g] = float((targets[mask] == positive).mean())
+    return rates
+
+
+# ---------------------------------------------------------------------------- dataset views
+
+class CachedDataset(Dataset):
+    """A split's decoded inputs kept in memory, yielding ``(x, y, s, i)`` like the split itself."""
+
+    def __init__(self, x: torch.Tensor, targets: np.ndarray, sensitive: np.ndarray):
+        self.x = x
+        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+        self.sensitive = torch.as_tensor(np.asarray(sensitive), dtype=torch.int64).view(len(self.targets), -1)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        i = int(i)
+        return self.x[i], self.targets[i], self.sensitive[i], i
+
+
+def in_memory(ds: FairDataset, device="cpu", budget_mb: int = 2048) -> Dataset:
+    """``ds`` with its inputs decoded once into memory when they fit ``budget_mb`` (else ``ds`` itself).
+
+    Images are otherwise decoded or rendered again in every epoch, and the
+    methods below visit the train split many times.
+    """
+    if isinstance(ds, TensorFairDataset):
+        return CachedDataset(ds.x, ds.targets, ds.sensitive_codes)
+    if len(ds) * math.prod(ds.input_shape) * 4 > budget_mb * 2 ** 20:
+        return ds
+    xs = [x.float() for x, *_ in iterate_batches(ds, 256, resolve_device(device))]
+    return CachedDataset(torch.cat(xs), ds.targets, ds.sensitive_codes)
+
+
+class RelabeledDataset(Dataset):
+    """``dataset`` with its target labels replaced by ``targets`` (label flipping)."""
+
+    def __init__(self, dataset: Dataset, targets: Sequence[int]):
+        self.dataset = dataset
+        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+        if len(self.targets) != len(dataset):
+            raise ValueError("one target per sample is needed.")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, _, s, idx = self.dataset[i]
+        return x, self.targets[int(i)], s, idx
+
+
+# ---------------------------------------------------------------------------- training
+
+def train_config(ctx: MethodContext, config: RetrainConfig, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a retraining baseline, checkpointing where the job runner says."""
+    values = dict(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                  weight_decay=config.weight_decay, seed=ctx.seed,
+                  checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def retrain(ctx: MethodContext, config: RetrainConfig, dataset: Dataset, *,
+            step_fn: Callable = cross_entropy_step, sampler_weights: Sequence[float] | None = None,
+            model: SplitModel | None = None) -> tuple[SplitModel, list[dict]]:
+    """Train a fresh deployed-architecture model (or ``model``) on ``dataset``; returns it and its history.
+
+    Progress, cancellation and checkpoints are the job's; a resumed job
+    continues from its last checkpoint.
+    """
+    model = model if model is not None else fresh_model(ctx.model, ctx.seed)
+    weights = None if sampler_weights is None else [float(w) for w in sampler_weights]
+    tc = train_config(ctx, config, sampler_weights=weights)
+    history = fit(model, dataset, tc, device=ctx.device, step_fn=step_fn, progress=ctx.progress,
+                  should_stop=ctx.should_stop,
+                  resume_from=ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None)
+    return model.eval(), history
