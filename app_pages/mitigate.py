@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from appkit.runs import (RUN_PAGE, before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
+from appkit.runs import (before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
                          status_line)
 from appkit.state import current_setup
 from appkit.widgets import show_error
@@ -125,7 +125,7 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
     model, arch = model_choice(setup)
     fields = setting_fields(config_help(get_method(method)))
     with st.form(f"mitigate-form:{method}", border=True):
-        st.markdown("**Hyper-parameters** · defaults from the paper; hover ⓘ for what each one does")
+        st.markdown("**Hyper-parameters** · the paper's defaults; the **?** of each setting says what it does")
         values: dict[str, Any] = {}
         per_row = 4
         for start in range(0, len(fields), per_row):
@@ -184,8 +184,6 @@ def jobs_panel() -> None:
                  column_config={
                      "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0,
                                                                  format="percent"),
-                     **{c: st.column_config.NumberColumn(c, format="%.3f")
-                        for c in ("DEO before", "DEO after", "Acc. before", "Acc. after")},
                      "Created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm:ss"),
                      "Seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
                  })
@@ -202,7 +200,7 @@ def jobs_panel() -> None:
         return
     status_line(run)
     if run_controls(run, key="mitigate"):
-        st.rerun(scope="fragment")
+        st.rerun()
     curves_chart(run, key="mitigate-curves")
     if run["status"] == "done":
         st.markdown("**Before → after mitigation** (test split)")
@@ -228,7 +226,6 @@ def main() -> None:
     st.subheader("Runs")
     runs = jobs.list_runs(limit=MAX_RUNS)
     st.fragment(jobs_panel, run_every=poll_interval(runs))()
-    st.page_link(RUN_PAGE, label="All details of a run", icon=":material/list_alt:")
 
 
 main()

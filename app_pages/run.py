@@ -31,6 +31,7 @@ SELECTED = "run-page-run"
 GROUP_METRICS = ("accuracy", "selection_rate", "tpr", "fpr")
 DOWNLOAD_LIMIT = 50 * 2**20  # files larger than this are listed, not offered for download
 FAAP_PER_GROUP = 3
+NOT_DONE = "Available when the run is done."
 
 
 def choose_run() -> str | None:
@@ -46,7 +47,7 @@ def choose_run() -> str | None:
         st.warning(f"There is no run '{wanted}'; showing the newest run.")
     if st.session_state.get(SELECTED) not in ids:  # a fresh visit: the URL names the run
         st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
-    run_id = st.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
+    run_id = st.sidebar.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
     st.query_params[QUERY] = run_id
     return run_id
 
@@ -66,7 +67,7 @@ def live_status(run_id: str) -> None:
         st.rerun(scope="app")
     status_line(run)
     if run_controls(run, key="run-page"):
-        st.rerun(scope="fragment")
+        st.rerun()
     curves_chart(run, key="run-live-curves")
 
 
@@ -98,16 +99,17 @@ def groups_tab(run: Mapping[str, Any]) -> None:
 def configuration_tab(run: Mapping[str, Any]) -> None:
     load_methods()
     help_rows = config_help(METHODS[run["method"]]) if run["method"] in METHODS else []
-    left, right = st.columns([3, 2])
+    st.markdown("**Method settings**")
+    settings = config_table(run.get("config") or {}, help_rows)
+    st.dataframe(settings, hide_index=True, height=38 + 35 * len(settings),
+                 column_config={"Changed": st.column_config.CheckboxColumn("Changed", width="small"),
+                                "Help": st.column_config.TextColumn("Help", width="large")})
+    spec = run.get("spec") or {}
+    if spec:
+        st.markdown("**Queue the same run from the command line**")
+        st.code(cli_command(spec), language="bash", wrap_lines=True)
+    left, right = st.columns(2)
     with left:
-        st.markdown("**Method settings**")
-        st.dataframe(config_table(run.get("config") or {}, help_rows), hide_index=True,
-                     column_config={"Changed": st.column_config.CheckboxColumn("Changed")})
-        spec = run.get("spec") or {}
-        if spec:
-            st.markdown("**Queue the same run from the command line**")
-            st.code(cli_command(spec), language="bash")
-    with right:
         st.markdown("**Timings**")
         timings = timings_table(run)
         if timings.empty:
@@ -115,13 +117,14 @@ def configuration_tab(run: Mapping[str, Any]) -> None:
         else:
             st.dataframe(timings, hide_index=True,
                          column_config={"Seconds": st.column_config.NumberColumn("Seconds", format="%.2f")})
+    with right:
         stats = stats_rows(run.get("stats"))
         if stats:
             st.markdown("**Method statistics**")
             st.dataframe(pd.DataFrame(stats, columns=["Statistic", "Value"]), hide_index=True)
-        if run.get("versions"):
-            with st.expander("Library versions"):
-                st.json(run["versions"])
+    if run.get("versions"):
+        with st.expander("Library versions"):
+            st.json(run["versions"])
 
 
 def artifacts_tab(run: Mapping[str, Any]) -> None:
@@ -135,7 +138,8 @@ def artifacts_tab(run: Mapping[str, Any]) -> None:
                if row["Size (KB)"] == row["Size (KB)"] and row["Size (KB)"] * 1024 <= DOWNLOAD_LIMIT]
     cols = st.columns(4)
     for i, (name, path) in enumerate(offered):
-        cols[i % 4].download_button(name, path.read_bytes(), file_name=f"{run['id']}-{path.name}",
+        # The file is read only when the button is clicked.
+        cols[i % 4].download_button(name, path.read_bytes, file_name=f"{run['id']}-{path.name}",
                                     key=f"download-{name}", icon=":material/download:", width="stretch")
 
 
@@ -156,12 +160,12 @@ def faap_tab(run: Mapping[str, Any]) -> None:
         st.info(str(exc), icon=":material/info:")
         return
     for group in dict.fromkeys(s.group for s in samples):
-        st.markdown(f"**{group}**")
         rows = [s for s in samples if s.group == group]
+        st.markdown(f"**{group}** · largest pixel change {max(s.linf for s in rows):.3f}")
         images, captions = [], []
         for s in rows:
             images += [s.original, s.perturbation, s.perturbed]
-            captions += [f"#{s.index} original", f"perturbation ×{AMPLIFY:g}", f"perturbed (L∞ {s.linf:.3f})"]
+            captions += [f"#{s.index}", f"δ ×{AMPLIFY:g}", "perturbed"]
         image_grid(images, captions, per_row=3 * len(rows))
 
 
@@ -190,9 +194,15 @@ def main() -> None:
     tabs = dict(zip(names, st.tabs(names)))
     done = run["status"] == "done"
     with tabs["Before / after"]:
-        comparison_tab(run) if done else st.caption("Available when the run is done.")
+        if done:
+            comparison_tab(run)
+        else:
+            st.caption(NOT_DONE)
     with tabs["Groups"]:
-        groups_tab(run) if done else st.caption("Available when the run is done.")
+        if done:
+            groups_tab(run)
+        else:
+            st.caption(NOT_DONE)
     with tabs["Training"]:
         if run["status"] in ACTIVE_STATUSES:
             st.caption("Live curves are shown above while the run is active.")
@@ -205,11 +215,12 @@ def main() -> None:
         configuration_tab(run)
     with tabs["Artefacts"]:
         artifacts_tab(run)
-        if run.get("result_path"):
-            st.caption(f"Result JSON: `{run['result_path']}`")
     if "Samples" in tabs:
         with tabs["Samples"]:
-            faap_tab(run) if done else st.caption("Available when the run is done.")
+            if done:
+                faap_tab(run)
+            else:
+                st.caption(NOT_DONE)
     if run.get("traceback") and run["status"] == "failed":
         with st.expander("Traceback"):
             st.code(run["traceback"], language="text")

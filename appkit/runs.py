@@ -14,7 +14,7 @@ import streamlit as st
 from appkit.widgets import show_error
 from fairaudit import jobs
 from fairaudit.errors import FairauditError
-from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, STATUS_ICONS, headline_comparisons, run_duration,
+from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration,
                                     training_curves)
 
 RUN_PAGE = "app_pages/run.py"
@@ -36,10 +36,9 @@ def status_line(run: Mapping[str, Any]) -> None:
     status = run["status"]
     if status in ACTIVE_STATUSES:
         phase = run.get("phase") or ("waiting for a worker" if status == "queued" else status)
-        event = run.get("event") or {}
-        epoch = f" · epoch {event['epoch']}" if isinstance(event.get("epoch"), int) else ""
+        epoch = f" · {epoch_text(run)}" if epoch_text(run) else ""
         st.progress(float(run.get("progress") or 0.0),
-                    text=f"{STATUS_ICONS[status]} {status} · {phase}{epoch} · {100 * (run.get('progress') or 0):.0f} %"
+                    text=f"{status.capitalize()} · {phase}{epoch} · {100 * (run.get('progress') or 0):.0f} %"
                          f" · {format_seconds(run_duration(run))}")
         if run.get("cancel_requested"):
             st.caption("Cancel requested: the run stops at its next step.")
@@ -53,22 +52,23 @@ def status_line(run: Mapping[str, Any]) -> None:
 
 
 def run_controls(run: Mapping[str, Any], key: str) -> bool:
-    """Cancel and Resume buttons of one run; returns whether one of them changed the run."""
-    left, right, _ = st.columns([1, 1, 4])
-    active = run["status"] in ACTIVE_STATUSES
+    """Cancel (queued or running runs) or Resume (interrupted, failed or cancelled runs); returns whether the
+    click changed the run."""
     try:
-        if left.button("Cancel", key=f"{key}-cancel", icon=":material/stop_circle:",
-                       disabled=not active or bool(run.get("cancel_requested")), width="stretch"):
-            status = jobs.cancel(run["id"])
-            st.toast(f"Run {run['id']}: " + ("cancelled." if status == "cancelled" else
-                                              "stops at its next step."))
-            return True
-        if right.button("Resume", key=f"{key}-resume", icon=":material/play_circle:",
-                        disabled=run["status"] not in jobs.RESUMABLE, width="stretch",
-                        help="Continue from the last checkpoint; the before audit is kept."):
-            jobs.resume(run["id"])
-            st.toast(f"Run {run['id']} queued to resume.")
-            return True
+        if run["status"] in ACTIVE_STATUSES:
+            if st.columns([1, 4])[0].button("Cancel", key=f"{key}-cancel", icon=":material/stop_circle:",
+                                            width="stretch", disabled=bool(run.get("cancel_requested"))):
+                status = jobs.cancel(run["id"])
+                st.toast(f"Run {run['id']}: " + ("cancelled." if status == "cancelled" else
+                                                  "stops at its next step."))
+                return True
+        elif run["status"] in jobs.RESUMABLE:
+            if st.columns([1, 4])[0].button("Resume", key=f"{key}-resume", icon=":material/play_circle:",
+                                            width="stretch",
+                                            help="Continue from the last checkpoint; the before audit is kept."):
+                jobs.resume(run["id"])
+                st.toast(f"Run {run['id']} queued to resume.")
+                return True
     except FairauditError as exc:
         show_error(exc)
     return False
@@ -84,11 +84,12 @@ def before_after_card(run: Mapping[str, Any]) -> None:
     for col, c in zip(cols, headline_comparisons(before, after)):
         goal = "higher" if c.higher_is_better else "lower"
         col.metric(c.label, c.value_text, delta=c.change_text or None,
-                   delta_color="normal" if c.higher_is_better else "inverse", border=True,
+                   delta_color="off" if c.improved is None else ("normal" if c.higher_is_better else "inverse"),
+                   border=True,
                    help=f"After mitigation, change since before ({goal} is better). 95 % bootstrap intervals "
                         "below.")
         before_text = "n/a" if c.before != c.before else f"{c.before:.3f}"
-        col.caption(f"after {c.ci_text(c.after_ci) or '(no interval)'}  \n"
+        col.caption(f"95 % CI {c.ci_text(c.after_ci) or '–'}  \n"
                     f"before {before_text} {c.ci_text(c.before_ci)}")
 
 

@@ -134,11 +134,15 @@ def test_launch_queues_a_run_for_a_background_worker(app):
 
     table = at.dataframe[0].value
     assert list(table["Run"]) == [run["id"]] and list(table["Method"]) == ["noop_finetune"]
-    assert table["Status"].iloc[0].split()[-1] in ("queued", "running")
+    assert table["Status"].iloc[0] in ("queued", "running")
     assert '"progress"' in at.dataframe[0].proto.columns  # the Progress column draws a bar
     assert at.selectbox(key="mitigate-run").value == run["id"]
-    assert at.button(key="mitigate-cancel").disabled is False
-    assert at.button(key="mitigate-resume").disabled is True
+    assert [b.label for b in at.button if b.key and b.key.startswith("mitigate-")] == ["Cancel"]
+
+    at.button(key="mitigate-cancel").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    stopped = get_run(run["id"])
+    assert stopped["status"] == "cancelled" or stopped["cancel_requested"]
 
 
 def test_bad_settings_show_the_error_and_queue_nothing(app, tiny_model):
@@ -236,8 +240,11 @@ def test_comparisons_and_job_table_read_the_recorded_audits():
              "status": "running", "phase": "mitigating", "progress": 0.5, "summary": {"before": {"deo": 0.4}},
              "created": 100.0, "started": 110.0, "finished": None}]
     table = jobs_view.job_table(runs, now=130.0)
-    assert table.loc[0, ["Model", "Progress", "DEO before", "Seconds"]].tolist() == ["m.safetensors", 0.5, 0.4, 20.0]
-    assert math.isnan(table.loc[0, "DEO after"]) and table.loc[0, "Status"].endswith("running")
+    assert table.loc[0, ["Model", "Progress", "DEO before → after", "Seconds"]].tolist() == [
+        "m.safetensors", 0.5, "0.400 → –", 20.0]
+    assert table.loc[0, "Accuracy before → after"] == "" and table.loc[0, "Status"] == "running"
+    assert jobs_view.epoch_text({"event": {"event": "step", "epoch": 0}, "config": {"epochs": 6}}) == "epoch 1/6"
+    assert jobs_view.epoch_text({"event": {"event": "epoch", "epoch": 2}, "config": {}}) == "epoch 2"
 
 
 def test_cli_command_reproduces_the_spec():

@@ -121,3 +121,12 @@ def test_threshold_slider_updates_cards_in_the_browser(server, page):
         page.keyboard.press("ArrowRight")
     expect(_card(page, "Accuracy")).not_to_have_text(before, timeout=60_000)
     assert slider.get_by_test_id("stSliderThumbValue").inner_text().strip() == "0.80"
+
+
+def test_mitigate_page_renders_its_form_and_job_list(server, page):
+    page.goto(f"{server}/mitigate")
+    page.get_by_role("heading", name="Mitigate bias").wait_for(timeout=60_000)
+    assert page.get_by_role("button", name="Launch").count() == 1
+    assert page.get_by_test_id("stNumberInput").filter(has_text="epsilon").count() == 1  # FAAP's settings
+    page.get_by_role("heading", name="Runs").wait_for(timeout=30_000)
+    assert page.get_by_test_id("stException").count() == 0

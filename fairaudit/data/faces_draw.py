@@ -54,8 +54,8 @@ NOISE_SIGMA = (0.01, 0.05)
 SMILE_LIFT = (0.03, 0.09)
 SMILE_WIDEN = 0.25  # a full smile is this much wider than the mouth at rest
 NEUTRAL_LIFT = (-0.03, 0.015)
-TEETH_FROM = 0.2
-TEETH_OPENING = (0.04, 0.12)
+TEETH_FROM = 0.25
+TEETH_OPENING = (0.06, 0.13)
 # Teeth are the brightest thing in the picture (eyes, background and clothes stay darker).
 TEETH = np.array([1.0, 0.99, 0.96], np.float32)
 SCLERA = np.array([0.86, 0.85, 0.82], np.float32)
@@ -168,6 +168,26 @@ def _band(w, lo, hi, px):
     _unit(a)
     a *= _unit(b)
     return a
+
+
+def _above(w, lo, px):
+    """Alpha of ``w > lo`` with a soft one-pixel edge."""
+    a = w - lo
+    a *= 1.0 / px
+    a += 0.5
+    return _unit(a)
+
+
+def _rect(u, v, cx, cy, hx, hy, px):
+    """Alpha of the axis-aligned rectangle ``|u-cx| < hx``, ``|v-cy| < hy`` (face coordinates)."""
+    du = np.abs(u - cx)
+    du -= hx
+    dv = np.abs(v - cy)
+    dv -= hy
+    sdf = np.maximum(du, dv, out=du)
+    sdf *= -1.0 / px
+    sdf += 0.5
+    return _unit(sdf)
 
 
 def _parabola_stroke(u, v, cx, cy, half_width, lift, half_thick, px):
@@ -291,6 +311,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     hair_len, hair_rx = d(0.45, 1.1), d(0.55, 0.68)
     bangs = d() < 0.35
     fem_hairline = d(-0.26, -0.18) if bangs else d(-0.40, -0.32)
+    fem_inset = d(0.03, 0.07)  # how far long hair reaches over the sides of the face
     male_hairline = d(-0.40, -0.30) if young else d(-0.48, -0.34)
     beard_style = d.choice(3)  # full, stubble, goatee
     beard_strength = (d(0.8, 0.95), d(0.35, 0.55), d(0.8, 0.95))[beard_style]
@@ -314,13 +335,13 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
         box_h = cv.box(-hair_rx, hair_rx, -0.8, hair_len + 0.05)
         hu, hv = cv.uv(box_h)
         back = np.maximum(_ellipse(hu, hv, 0.0, -0.05, hair_rx, 0.72, px),
-                          _band(hu, -hair_rx, hair_rx, px) * _band(hv, -0.05, hair_len, px))
+                          _rect(hu, hv, 0.0, (hair_len - 0.05) / 2, hair_rx, (hair_len + 0.05) / 2, px))
         cv.paint(box_h, back, hair)
         back_hair = cv.full(box_h, back) if masks else None
 
     box_n = cv.box(-0.2, 0.2, 0.2, 1.0)
     nu, nv = cv.uv(box_n)
-    neck = _band(nu, -0.16, 0.16, px) * _band(nv, 0.2, 0.95, px)
+    neck = _rect(nu, nv, 0.0, 0.575, 0.16, 0.375, px)
     cv.paint(box_n, neck, skin * 0.85)
 
     box_f = cv.box(-face_rx, face_rx, -face_ry, jaw_cy + jaw_ry)
@@ -330,10 +351,11 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     cv.paint(box_f, face, skin)
 
     # The beard leaves a ring of skin around the lips so the smile stays visible.
-    mouth_window = _ellipse(fu, fv, 0.0, mouth_y - 0.02, mouth_reach + 0.07, 0.17, px)
-    beard_zone = face * _band(fv, beard_top, 2.0, px) * (1.0 - mouth_window)
+    mouth_window = _ellipse(fu, fv, 0.0, mouth_y - 0.02, mouth_reach + 0.07, 0.18, px)
+    beard_zone = face * _above(fv, beard_top, px)
+    beard_zone *= 1.0 - mouth_window
     if beard_style == 2:
-        beard_zone = beard_zone * _band(fu, -0.2, 0.2, px)
+        beard_zone *= _above(-np.abs(fu), -0.2, px)
     if male:
         cv.paint(box_f, beard_zone * beard_strength, hair * 0.8)
 
@@ -352,33 +374,31 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
                  lip)
     cv.paint(box_m, _parabola_stroke(mu, mv, 0.0, mouth_y, mouth_w, lift, mouth_thick, px), lip)
 
+    # Eyes, brows and glasses are mirror-symmetric: draw both sides at once on |u|.
+    box_e = cv.box(-eye_dx - 0.14, eye_dx + 0.14, eye_y - 0.14, eye_y + 0.13)
+    eu, ev = cv.uv(box_e)
+    eu = np.abs(eu)
+    sclera = _ellipse(eu, ev, eye_dx, eye_y, 0.065, 0.035, px)
+    cv.paint(box_e, sclera, SCLERA)
+    cv.paint(box_e, _ellipse(eu, ev, eye_dx, eye_y, 0.028, 0.028, px) * sclera, iris)
     brow_thick = 0.028 if male else 0.016
-    for side in (-1.0, 1.0):
-        cx = side * eye_dx
-        box_e = cv.box(cx - 0.12, cx + 0.12, eye_y - 0.14, eye_y + 0.12)
-        eu, ev = cv.uv(box_e)
-        sclera = _ellipse(eu, ev, cx, eye_y, 0.065, 0.035, px)
-        cv.paint(box_e, sclera, SCLERA)
-        cv.paint(box_e, _ellipse(eu, ev, cx, eye_y, 0.028, 0.028, px) * sclera, iris)
-        cv.paint(box_e, _parabola_stroke(eu, ev, cx, eye_y - 0.085, 0.075, 0.02, brow_thick, px), hair * 0.7)
+    cv.paint(box_e, _parabola_stroke(eu, ev, eye_dx, eye_y - 0.085, 0.075, 0.02, brow_thick, px), hair * 0.7)
 
     box_c = cv.box(-face_rx - 0.08, face_rx + 0.08, -face_ry - 0.12, 0.62)
     cu, cvv = cv.uv(box_c)
     if male:
         window = _ellipse(cu, cvv, 0.0, 0.25, face_rx - 0.01, 0.25 - male_hairline, px)
         cap = (_ellipse(cu, cvv, 0.0, -0.06, face_rx + 0.03, face_ry + 0.07, px) * (1.0 - window)
-               * _band(cvv, -2.0, -0.02, px))
+               * _above(-cvv, 0.02, px))
     else:
-        window = _ellipse(cu, cvv, 0.0, 0.18, face_rx - d(0.03, 0.07), 0.18 - fem_hairline, px)
+        window = _ellipse(cu, cvv, 0.0, 0.18, face_rx - fem_inset, 0.18 - fem_hairline, px)
         cap = _ellipse(cu, cvv, 0.0, -0.05, face_rx + 0.06, face_ry + 0.06, px) * (1.0 - window)
     cv.paint(box_c, cap, hair)
 
     if glasses:
-        box_g = cv.box(-eye_dx - 0.14, eye_dx + 0.14, eye_y - 0.13, eye_y + 0.13)
-        gu, gv = cv.uv(box_g)
-        rims = np.maximum(_ring(gu, gv, -eye_dx, eye_y, 0.1, 0.014, px), _ring(gu, gv, eye_dx, eye_y, 0.1, 0.014, px))
-        bridge = _band(gu, -eye_dx + 0.1, eye_dx - 0.1, px) * _band(gv, eye_y - 0.03, eye_y - 0.005, px)
-        cv.paint(box_g, np.maximum(rims, bridge), np.clip(frame, 0.0, 1.0))
+        rims = _ring(eu, ev, eye_dx, eye_y, 0.1, 0.014, px)
+        bridge = _above(-eu, 0.1 - eye_dx, px) * _band(ev, eye_y - 0.03, eye_y - 0.005, px)
+        cv.paint(box_e, np.maximum(rims, bridge), np.clip(frame, 0.0, 1.0))
 
     if not young:
         box_w = cv.box(-0.2, 0.2, -0.36, -0.18)
@@ -411,7 +431,7 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     hair_full = np.maximum(cap_full, back_hair * (face_full < 0.5) * (neck_full < 0.5)
                            if back_hair is not None else 0.0)
     mouth_full = cv.full(box_f, mouth_window * face)
-    eyes_full = np.maximum(_ellipse(u, v, -eye_dx, eye_y, 0.11, 0.07, px), _ellipse(u, v, eye_dx, eye_y, 0.11, 0.07, px))
+    eyes_full = _ellipse(np.abs(u), v, eye_dx, eye_y, 0.11, 0.07, px)
     beard_full = cv.full(box_f, beard_zone) * (cap_full < 0.5)
     shoulders_full = cv.full(box, shoulders)
     person = np.maximum.reduce([face_full, neck_full, hair_full, shoulders_full])

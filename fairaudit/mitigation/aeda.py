@@ -74,8 +74,8 @@ from fairaudit.mitigation.baselines.common import (RelabeledDataset, cell_counts
 from fairaudit.models.split import SplitModel
 from fairaudit.train.loop import TrainConfig, fit
 
-__all__ = ["AedaConfig", "AedaOnline", "AedaPre", "AedaRobust", "AdversarialSet", "AttackPlan", "balancing_plan",
-           "composite_attack", "generate_examples"]
+__all__ = ["AedaConfig", "AedaOnline", "AedaPre", "AedaRobust", "AdversarialSet", "AttackPlan", "SeparateModels",
+           "TwoHeads", "balancing_plan", "composite_attack", "generate_examples"]
 
 
 # ---------------------------------------------------------------------------- settings
@@ -146,20 +146,45 @@ def balancing_plan(targets: np.ndarray, groups: np.ndarray, n_classes: int, n_gr
 
 # ---------------------------------------------------------------------------- the attack (Eq. 3)
 
-def composite_attack(target_model: nn.Module, bias_model: nn.Module, x: torch.Tensor, t: torch.Tensor,
-                     b_attack: torch.Tensor, *, lam: float, epsilon: float, steps: int) -> torch.Tensor:
-    """I-FGSM on Eq. 3: move ``x`` towards group ``b_attack`` for ``bias_model`` while ``target_model`` keeps ``t``.
+class TwoHeads(nn.Module):
+    """``x ↦ (h_t(g(x)), h_b(g(x)))``: the coupled target and bias classifiers of Fig. 6 (one pass of ``g``)."""
 
-    Both models run in eval mode during the attack and get their modes back.
+    def __init__(self, g: nn.Module, target_head: nn.Module, bias_head: nn.Module):
+        super().__init__()
+        self.g, self.target_head, self.bias_head = g, target_head, bias_head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.g(x)
+        return self.target_head(z), self.bias_head(z)
+
+
+class SeparateModels(nn.Module):
+    """``x ↦ (target(x), bias(x))`` for two independent networks (AEDA_pre)."""
+
+    def __init__(self, target: nn.Module, bias: nn.Module):
+        super().__init__()
+        self.target, self.bias = target, bias
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.target(x), self.bias(x)
+
+
+def composite_attack(classifiers: nn.Module, x: torch.Tensor, t: torch.Tensor, b_attack: torch.Tensor, *,
+                     lam: float, epsilon: float, steps: int) -> torch.Tensor:
+    """I-FGSM on Eq. 3: move ``x`` towards group ``b_attack`` while the target prediction stays ``t``.
+
+    ``classifiers(x)`` returns ``(target_logits, bias_logits)`` (:class:`TwoHeads`
+    or :class:`SeparateModels`); it runs in eval mode during the attack and
+    gets its modes back.
     """
     ce = nn.functional.cross_entropy
 
     def objective(x_adv: torch.Tensor) -> torch.Tensor:
-        return (lam * ce(bias_model(x_adv).float(), b_attack, reduction="none")
-                + (1.0 - lam) * ce(target_model(x_adv).float(), t, reduction="none"))
+        target_logits, bias_logits = classifiers(x_adv)
+        return (lam * ce(bias_logits.float(), b_attack, reduction="none")
+                + (1.0 - lam) * ce(target_logits.float(), t, reduction="none"))
 
-    both = nn.ModuleDict({"target": target_model, "bias": bias_model})
-    return ifgsm_attack(both, x, eps=epsilon, steps=steps, norm="linf", targeted=True, loss_fn=objective,
+    return ifgsm_attack(classifiers, x, eps=epsilon, steps=steps, norm="linf", targeted=True, loss_fn=objective,
                         clip=(0.0, 1.0))
 
 
@@ -190,40 +215,35 @@ def _inputs(data: Dataset, indices: np.ndarray) -> torch.Tensor:
     return torch.stack([data[int(i)][0] for i in indices])
 
 
-@torch.no_grad()
-def _agreement(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return model(x).argmax(1) == labels
-
-
-def generate_examples(data: Dataset, plan: AttackPlan, target_model: nn.Module, bias_model: nn.Module,
-                      config: AedaConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
+def generate_examples(data: Dataset, plan: AttackPlan, classifiers: nn.Module, config: AedaConfig,
+                      device: torch.device) -> tuple[torch.Tensor, dict]:
     """Attack the planned originals (Eq. 3); returns the examples (on the CPU) and attack statistics.
 
-    Statistics: ``attack_success`` (share the bias model assigns to the attacked
-    group), ``target_kept`` (share the target model still assigns to ``t``) and
-    the mean L∞ size of the perturbation.
+    Statistics: ``attack_success`` (share the bias classifier assigns to the
+    attacked group), ``target_kept`` (share the target classifier still assigns
+    to ``t``) and ``perturbation_linf``, the mean L∞ size of the perturbation.
     """
     if len(plan) == 0:
         return torch.zeros(0, *data[0][0].shape), {"adv_samples": 0}
     out, success, kept, sizes = [], [], [], []
-    modes = [(m, m.training) for m in (target_model, bias_model)]
+    was_training = classifiers.training
     try:
         for start in range(0, len(plan), config.attack_batch_size):
             sl = slice(start, start + config.attack_batch_size)
             x = _inputs(data, plan.sources[sl]).to(device).float()
             t = torch.as_tensor(plan.targets[sl], device=device)
             b = torch.as_tensor(plan.attack_groups[sl], device=device)
-            x_adv = composite_attack(target_model, bias_model, x, t, b, lam=config.lam, epsilon=config.epsilon,
+            x_adv = composite_attack(classifiers, x, t, b, lam=config.lam, epsilon=config.epsilon,
                                      steps=config.steps)
-            target_model.eval()
-            bias_model.eval()
-            success.append(_agreement(bias_model, x_adv, b).cpu())
-            kept.append(_agreement(target_model, x_adv, t).cpu())
+            classifiers.eval()
+            with torch.no_grad():
+                target_logits, bias_logits = classifiers(x_adv)
+            success.append((bias_logits.argmax(1) == b).cpu())
+            kept.append((target_logits.argmax(1) == t).cpu())
             sizes.append((x_adv - x).flatten(1).abs().amax(1).cpu())
             out.append(x_adv.cpu())
     finally:
-        for module, mode in modes:
-            module.train(mode)
+        classifiers.train(was_training)
     stats = {"adv_samples": len(plan), "attack_success": float(torch.cat(success).float().mean()),
              "target_kept": float(torch.cat(kept).float().mean()), "perturbation_linf": float(torch.cat(sizes).mean())}
     return torch.cat(out), stats
@@ -346,7 +366,8 @@ class AedaPre(MitigationMethod):
         else:
             bias_net = self._bias_network(ctx, setup, config)
             ctx.progress({"event": "attack", "fraction": 0.15})
-            x_adv, attack = generate_examples(setup.data, setup.plan, ctx.model, bias_net, config, setup.device)
+            x_adv, attack = generate_examples(setup.data, setup.plan, SeparateModels(ctx.model, bias_net), config,
+                                               setup.device)
             _save_atomic({"x_adv": x_adv, "stats": attack}, examples_path)
         model = _target_model(ctx)
         tc = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=ctx.seed,
@@ -421,7 +442,7 @@ class _CoupledAeda(MitigationMethod):
                 _rescaled(ctx.progress, (m + 0.5) / epochs, (m + 0.6) / epochs, prefix="bias_"))
             # Eq. 3 through {g; h_b} and {g; h_t}: X_adv^(m) from the originals.
             ctx.progress({"event": "attack", "fraction": (m + 0.6) / epochs})
-            x_adv, attack = generate_examples(setup.data, setup.plan, model, nn.Sequential(model.g, head), config,
+            x_adv, attack = generate_examples(setup.data, setup.plan, TwoHeads(model.g, model.f, head), config,
                                               device)
             log.append(record)
             _save_atomic({"epoch": m + 1, "bias_head": head.state_dict(), "x_adv": x_adv, "attack": attack,

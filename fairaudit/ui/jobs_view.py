@@ -29,8 +29,6 @@ from fairaudit.ui.charts import FONT, PALETTE
 from fairaudit.ui.tables import DISPARITIES
 
 ACTIVE_STATUSES = ("queued", "running")
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️",
-                "interrupted": "⚠️"}
 
 # Headline metrics of the before/after card.
 HEADLINE: tuple[tuple[str, str], ...] = (("accuracy", "Accuracy"), ("spd", "DP difference (SPD)"), ("deo", "DEO"),
@@ -158,6 +156,14 @@ def run_duration(run: Mapping[str, Any], now: float | None = None) -> float | No
     return max(0.0, float(end) - float(run["started"]))
 
 
+def before_after_text(before: Any, after: Any) -> str:
+    """``0.412 → 0.105`` (a missing value shows as ``–``)."""
+    def fmt(value: Any) -> str:
+        return "–" if value is None or value != value else f"{float(value):.3f}"
+
+    return "" if before is None and after is None else f"{fmt(before)} → {fmt(after)}"
+
+
 def job_table(runs: Sequence[Mapping[str, Any]], now: float | None = None) -> pd.DataFrame:
     """One row per run (newest first, as listed): status, phase, progress in [0, 1], DEO and accuracy
     before → after, start time and duration."""
@@ -170,17 +176,28 @@ def job_table(runs: Sequence[Mapping[str, Any]], now: float | None = None) -> pd
         rows.append({
             "Run": run["id"], "Method": run["method"], "Dataset": run["dataset"],
             "Model": short_model(str(run["model"])),
-            "Status": f"{STATUS_ICONS.get(status, '')} {status}".strip(),
+            "Status": status,
             "Phase": "" if phase in (status, "done") else phase,
             "Progress": float(run.get("progress") or 0.0),
-            "DEO before": _number(before.get("deo")), "DEO after": _number(after.get("deo")),
-            "Acc. before": _number(before.get("accuracy")), "Acc. after": _number(after.get("accuracy")),
+            "DEO before → after": before_after_text(before.get("deo"), after.get("deo")),
+            "Accuracy before → after": before_after_text(before.get("accuracy"), after.get("accuracy")),
             "Created": pd.Timestamp.fromtimestamp(float(run["created"])).floor("s"),
             "Seconds": run_duration(run, now),
         })
-    columns = ["Run", "Method", "Dataset", "Model", "Status", "Phase", "Progress", "DEO before", "DEO after",
-               "Acc. before", "Acc. after", "Created", "Seconds"]
+    columns = ["Run", "Method", "Dataset", "Model", "Status", "Phase", "Progress", "DEO before → after",
+               "Accuracy before → after", "Created", "Seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def epoch_text(run: Mapping[str, Any]) -> str:
+    """``epoch 2/6`` from the run's latest event (training events count epochs from 0, epoch ends from 1)."""
+    event = run.get("event") or {}
+    epoch = event.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return ""
+    current = epoch + 1 if event.get("event") == "step" else epoch
+    total = (run.get("config") or {}).get("epochs")
+    return f"epoch {current}/{total}" if isinstance(total, int) and total >= current else f"epoch {current}"
 
 
 # ---------------------------------------------------------------------------- curves

@@ -1,4 +1,4 @@
 """Classic mitigation baselines: ERM, re-weighting, re-sampling, label flipping, group thresholds,
 adversarial fair training. Importing this package registers them."""
 
-from fairaudit.mitigation.baselines import label_flip, retraining, threshold  # noqa: F401  (registers the methods)
+from fairaudit.mitigation.baselines import adv_fair, label_flip, retraining, threshold  # noqa: F401  (registers them)

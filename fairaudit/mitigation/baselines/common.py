@@ -159,8 +159,8 @@ class CachedDataset(Dataset):
 
     def __init__(self, x: torch.Tensor, targets: np.ndarray, sensitive: np.ndarray):
         self.x = x
-        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
-        self.sensitive = torch.as_tensor(np.asarray(sensitive), dtype=torch.int64).view(len(self.targets), -1)
+        self.targets = torch.tensor(np.asarray(targets), dtype=torch.int64)
+        self.sensitive = torch.tensor(np.asarray(sensitive), dtype=torch.int64).view(len(self.targets), -1)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -189,7 +189,7 @@ class RelabeledDataset(Dataset):
 
     def __init__(self, dataset: Dataset, targets: Sequence[int]):
         self.dataset = dataset
-        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+        self.targets = torch.tensor(np.asarray(targets), dtype=torch.int64)
         if len(self.targets) != len(dataset):
             raise ValueError("one target per sample is needed.")
 
