@@ -37,12 +37,16 @@ PREFERRED_METHOD = "faap"
 # ---------------------------------------------------------------------------- the launch form
 
 
+def _shorten(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def method_choice() -> str:
     load_methods()
     names = sorted(METHODS)
     default = names.index(PREFERRED_METHOD) if PREFERRED_METHOD in names else 0
     name = st.selectbox("Method", names, index=default, key="mitigate-method",
-                        format_func=lambda n: f"{n} — {get_method(n).summary.split(':')[0].split('(')[0].strip()}")
+                        format_func=lambda n: f"{n} — {_shorten(get_method(n).summary)}")
     st.caption(get_method(name).summary)
     return name
 
@@ -111,6 +115,8 @@ def setting_widget(field: SettingField, key: str) -> Any:
     if field.kind == "choice":
         return st.selectbox(field.label, field.choices, index=field.choices.index(field.default), key=key,
                             help=field.help)
+    if field.kind == "optional":
+        return st.text_input(field.label, key=key, placeholder="none", help=field.help).strip() or None
     return st.text_input(field.label, value=str(field.default), key=key, help=field.help)
 
 
@@ -119,7 +125,8 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
     target = setup.target if setup.dataset == dataset else None
     sensitive = list(setup.sensitive) if setup.dataset == dataset and setup.sensitive else None
     spec = get_spec(dataset)
-    st.caption(f"Target `{target or spec.default_target}` · sensitive `{', '.join(sensitive or spec.default_sensitive)}`"
+    shown = ", ".join(sensitive or spec.default_sensitive)
+    st.caption(f"Target `{target or spec.default_target}` · sensitive `{shown}`"
                + (" (from the current audit)" if target else " (the dataset's defaults)"))
     options = data_options(dataset, setup)
     model, arch = model_choice(setup)
@@ -132,7 +139,11 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
             cols = st.columns(per_row)
             for col, field in zip(cols, fields[start:start + per_row]):
                 with col:
-                    values[field.name] = setting_widget(field, f"setting:{method}:{field.name}")
+                    if field.kind == "fixed":  # not a scalar: the method's default is used as is
+                        st.text_input(field.label, "default", disabled=True, help=field.help,
+                                      key=f"setting:{method}:{field.name}")
+                    else:
+                        values[field.name] = setting_widget(field, f"setting:{method}:{field.name}")
         st.markdown("**Run**")
         c1, c2, c3, _ = st.columns(4)
         seed = int(c1.number_input("Seed", value=0, step=1, key="mitigate-seed"))

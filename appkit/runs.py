@@ -7,7 +7,8 @@ or the CLI all see the same runs.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
@@ -88,7 +89,7 @@ def before_after_card(run: Mapping[str, Any]) -> None:
                    border=True,
                    help=f"After mitigation, change since before ({goal} is better). 95 % bootstrap intervals "
                         "below.")
-        before_text = "n/a" if c.before != c.before else f"{c.before:.3f}"
+        before_text = "n/a" if math.isnan(c.before) else f"{c.before:.3f}"
         col.caption(f"95 % CI {c.ci_text(c.after_ci) or '–'}  \n"
                     f"before {before_text} {c.ci_text(c.before_ci)}")
 
@@ -107,7 +108,7 @@ def run_page_link(run_id: str, label: str = "Open the run page") -> None:
     st.page_link(RUN_PAGE, label=label, icon=":material/open_in_new:", query_params={"run": run_id})
 
 
-def poll_interval(runs) -> float | None:
+def poll_interval(runs: Sequence[Mapping[str, Any]]) -> float:
     """Poll every :data:`POLL_SECONDS` while a run is queued or running, otherwise rarely (runs started
     from another tab or the CLI still show up)."""
     return POLL_SECONDS if any(r["status"] in ACTIVE_STATUSES for r in runs) else 15.0

@@ -112,7 +112,14 @@ def test_mitigate_page_builds_the_form_from_the_method_settings(app):
     assert split.value == "train" and split.options == ["train", "val"]
     assert [i.value for i in at.info] == ["No runs yet: choose a method above and launch one."]
     # FAAP perturbs images: the tabular Adult dataset is not offered for it.
-    assert "adult" not in at.selectbox(key="mitigate-dataset:faap").options
+    assert not any(o.startswith("adult") for o in at.selectbox(key="mitigate-dataset:faap").options)
+    # Every registered method gets a form with one widget per setting.
+    for name in sorted(METHODS):
+        at.selectbox(key="mitigate-method").set_value(name).run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        shown = {w.key.rsplit(":", 1)[1] for w in at.main if getattr(w, "key", None)
+                 and str(w.key).startswith(f"setting:{name}:")}
+        assert shown == {row["name"] for row in config_help(METHODS[name])}, name
 
 
 def test_launch_queues_a_run_for_a_background_worker(app):
@@ -202,8 +209,11 @@ def test_setting_fields_follow_the_defaults_and_help():
     assert (fields["lr_generator"].kind, fields["lr_generator"].step) == ("float", 0.001)
     assert fields["epochs"].kind == "int" and fields["train_split"].choices == ("train", "val")
     assert jobs_view.changed_settings(list(fields.values()), {"epsilon": 0.05, "epochs": 3}) == {"epochs": 3}
-    free_text = jobs_view.setting_fields([{"name": "note", "default": "", "help": "any 'x' text"}])[0]
+    free_text, optional, fixed = jobs_view.setting_fields([
+        {"name": "note", "default": "", "help": "any 'x' text"}, {"name": "groups", "default": None, "help": ""},
+        {"name": "layers", "default": [64, 64], "help": ""}])
     assert free_text.kind == "text" and free_text.choices == ()
+    assert (optional.kind, fixed.kind) == ("optional", "fixed")
 
 
 def test_curves_split_losses_from_other_metrics_and_keep_the_latest_epoch():

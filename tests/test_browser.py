@@ -124,9 +124,14 @@ def test_threshold_slider_updates_cards_in_the_browser(server, page):
 
 
 def test_mitigate_page_renders_its_form_and_job_list(server, page):
+    from playwright.sync_api import expect
+
     page.goto(f"{server}/mitigate")
     page.get_by_role("heading", name="Mitigate bias").wait_for(timeout=60_000)
-    assert page.get_by_role("button", name="Launch").count() == 1
-    assert page.get_by_test_id("stNumberInput").filter(has_text="epsilon").count() == 1  # FAAP's settings
+    expect(page.get_by_role("button", name="Launch")).to_have_count(1, timeout=30_000)
+    # The form is built from FAAP's settings, with the paper's ε.
+    epsilon = page.get_by_test_id("stNumberInput").filter(has_text="epsilon")
+    expect(epsilon).to_have_count(1, timeout=30_000)
+    expect(epsilon.locator("input")).to_have_value("0.05")
     page.get_by_role("heading", name="Runs").wait_for(timeout=30_000)
     assert page.get_by_test_id("stException").count() == 0

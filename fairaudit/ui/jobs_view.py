@@ -252,7 +252,12 @@ def training_curves(rows: Sequence[Mapping[str, Any]], *, height: int = 320) -> 
 
 @dataclass(frozen=True)
 class SettingField:
-    """One hyper-parameter of a method's form: ``kind`` is ``int``, ``float``, ``bool``, ``choice`` or ``text``."""
+    """One hyper-parameter of a method's form.
+
+    ``kind`` is ``int``, ``float``, ``bool``, ``choice``, ``text``, ``optional``
+    (default ``None``: free text, empty means ``None``) or ``fixed`` (a list,
+    dict or computed default: shown, not editable).
+    """
 
     name: str
     default: Any
@@ -282,7 +287,11 @@ def setting_fields(help_rows: Sequence[Mapping[str, Any]]) -> list[SettingField]
     out = []
     for row in help_rows:
         default, text = row["default"], str(row.get("help") or "")
-        if isinstance(default, bool):
+        if default is None:
+            kind, choices = "optional", ()
+        elif not isinstance(default, (bool, int, float, str)):
+            kind, choices = "fixed", ()
+        elif isinstance(default, bool):
             kind, choices = "bool", ()
         elif isinstance(default, int):
             kind, choices = "int", ()
