@@ -139,3 +139,36 @@ def test_invalid_options_raise_dataset_errors():
         SyntheticFaces("holdout", n=8)
     with pytest.raises(DatasetError, match="at least 4"):
         SyntheticFaces("train", n=2)
+
+
+def _equalised_odds_gap(y: np.ndarray, pred: np.ndarray, group: np.ndarray) -> float:
+    """DEO = |ΔFNR| + |ΔFPR| between the two groups."""
+    fnr = [np.mean(pred[(group == g) & (y == 1)] == 0) for g in (0, 1)]
+    fpr = [np.mean(pred[(group == g) & (y == 0)] == 1) for g in (0, 1)]
+    return float(abs(fnr[0] - fnr[1]) + abs(fpr[0] - fpr[1]))
+
+
+@pytest.mark.slow
+def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
+    """A small CNN trained on bias 0.9 uses Male for Smiling (DEO ≥ 0.2); on bias 0.5 it does not (DEO < 0.1)."""
+    from fairaudit.metrics import audit_metrics
+    from fairaudit.models.registry import build_model
+    from fairaudit.train import TrainConfig, fit
+
+    test = SyntheticFaces("test", n=1000, seed=0)
+    x_test = torch.stack([test.load_input(i) for i in range(len(test))])
+    y, male = test.targets, test.sensitive_codes[:, 0]
+    gaps, accuracy = {}, {}
+    for bias in (0.9, 0.5):
+        train = SyntheticFaces("train", n=2000, bias=bias, seed=0)
+        model = build_model("small_cnn", 2, train.input_shape)
+        fit(model, train, TrainConfig(epochs=3, batch_size=32, lr=2e-3, seed=0), device="cpu")
+        with torch.no_grad():
+            pred = torch.cat([model(x_test[i:i + 250]).argmax(1) for i in range(0, len(x_test), 250)]).numpy()
+        gaps[bias] = _equalised_odds_gap(y, pred, male)
+        accuracy[bias] = float(np.mean(pred == y))
+        report = audit_metrics(y, y_pred=pred, sensitive=male, sensitive_names=["Male"], n_boot=0, device="cpu")
+        assert report.disparities["deo"] == pytest.approx(gaps[bias], abs=1e-9)
+    assert gaps[0.9] >= 0.2, (gaps, accuracy)
+    assert gaps[0.5] < 0.1, (gaps, accuracy)
+    assert accuracy[0.5] >= 0.75, (gaps, accuracy)

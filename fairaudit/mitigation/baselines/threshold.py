@@ -91,7 +91,8 @@ class GroupThresholds:
 
 
 def describe_thresholds(optimizer: ThresholdOptimizer) -> dict:
-    """JSON-friendly rule per group: with probability ``p0`` apply ``operation0`` (e.g. ``> 0.42``), else ``operation1``."""
+    """JSON-friendly rule per group: with probability ``p0`` apply ``operation0`` (e.g. ``> 0.42``), else
+    ``operation1``."""
     out = {}
     for group, rule in optimizer.interpolated_thresholder_.interpolation_dict.items():
         out[str(group)] = {

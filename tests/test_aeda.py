@@ -1,0 +1,167 @@
+"""AEDA (Zhang & Sang 2020): balancing plan, the target-preserving attack (Eq. 3), the C-MNIST protocol (§4.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fairaudit.audit import predict
+from fairaudit.data import load_dataset
+from fairaudit.errors import FairauditError
+from fairaudit.mitigation import MethodContext, get_method, make_config
+from fairaudit.mitigation.aeda import SeparateModels, balancing_plan, composite_attack
+from fairaudit.mitigation.baselines.common import cell_counts, in_memory
+from fairaudit.models.split import SplitModel
+from fairaudit.train import TrainConfig, fit
+
+SIZE = 16
+DIGITS = {"image_size": SIZE}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Small convolutions are fastest on one thread, and two threads crawl on a busy two-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cnn(num_classes: int = 10) -> SplitModel:
+    """A small deployed architecture outside the model registry (so retraining copies and re-initialises it)."""
+    g = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(32 * (SIZE // 4) ** 2, 64), nn.ReLU())
+    return SplitModel(g, nn.Linear(64, num_classes), "tiny_cnn", num_classes, (3, SIZE, SIZE))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("colored-digits", "train", **DIGITS), load_dataset("colored-digits", "test", **DIGITS)
+
+
+def _erm(train, epochs: int) -> SplitModel:
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    fit(model, in_memory(train), TrainConfig(epochs=epochs, batch_size=64, lr=2e-3), device="cpu")
+    return model.eval()
+
+
+def _run(name, model, workdir, settings, resume=False):
+    method = get_method(name)
+    ctx = MethodContext(model=model, dataset="colored-digits", target="digit", sensitive=["color"],
+                        data_options=DIGITS, data_dir=None, device=torch.device("cpu"), workdir=workdir,
+                        checkpoint_path=workdir / "checkpoint.pt", resume=resume)
+    return method().run(ctx, make_config(method, settings))
+
+
+def protocol_scores(model, test) -> dict:
+    """§4.2 on the colour-balanced test split.
+
+    Accuracy on bias-conflicting samples (a colour the digit never had in training), bACC (mean over the
+    (digit, colour) cells) and the model bias of Eq. 1, ``Σ_t |P(t̂=t | red, t) − P(t̂=t | brown, t)|``.
+    """
+    p = predict(model, test, device="cpu")
+    pred, y, colour = p.probs.argmax(1), p.labels, p.sensitive[:, 0]
+    conflicting = colour != (y >= 5)
+    recall = np.array([[(pred[(y == t) & (colour == b)] == t).mean() for b in (0, 1)] for t in range(10)])
+    return {"conflicting_accuracy": float((pred[conflicting] == y[conflicting]).mean()),
+            "bacc": float(recall.mean()), "bias": float(np.abs(recall[:, 0] - recall[:, 1]).sum())}
+
+
+# ---------------------------------------------------------------------------- pieces
+
+def test_balancing_plan_fills_every_short_cell_from_the_majority_cell():
+    targets = np.array([0] * 10 + [0] * 4 + [1] * 3 + [1] * 3 + [1] * 6)
+    groups = np.array([0] * 10 + [1] * 4 + [0] * 3 + [1] * 3 + [2] * 6)
+    plan = balancing_plan(targets, groups, 2, 3, np.random.default_rng(0))
+    augmented = cell_counts(np.concatenate([targets, plan.targets]),
+                            np.concatenate([groups, plan.attack_groups]), 2, 3)
+    assert augmented.tolist() == [[10, 10, 10], [6, 6, 6]]
+    assert np.all(groups[plan.sources] == np.where(plan.targets == 0, 0, 2))  # drawn from the largest cell
+    assert np.all(targets[plan.sources] == plan.targets)
+    for t, b in [(0, 2), (1, 0)]:
+        drawn = plan.sources[(plan.targets == t) & (plan.attack_groups == b)]
+        assert len(np.unique(drawn)) == len(drawn)
+
+
+def test_target_preserving_term_keeps_the_target_label():
+    """Eq. 2 (λ = 1) moves a sample across both boundaries; Eq. 3 (λ < 1) changes only the bias prediction."""
+    bias = nn.Linear(2, 2)
+    target = nn.Linear(2, 2)
+    with torch.no_grad():
+        bias.weight.copy_(torch.tensor([[0.0, 0.0], [8.0, 8.0]]))  # group 1 iff x0 + x1 > 1
+        bias.bias.copy_(torch.tensor([0.0, -8.0]))
+        target.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 8.0]]))  # class 1 iff x1 > 0.5
+        target.bias.copy_(torch.tensor([0.0, -4.0]))
+    classifiers = SeparateModels(target, bias)
+    x, t, b_attack = torch.tensor([[0.8, 0.6]]), torch.tensor([1]), torch.tensor([0])
+    for lam, keeps_target in [(1.0, False), (0.5, True)]:
+        x_adv = composite_attack(classifiers, x, t, b_attack, lam=lam, epsilon=0.5, steps=20)
+        assert float((x_adv - x).abs().max()) <= 0.5 + 1e-6
+        target_logits, bias_logits = classifiers(x_adv)
+        assert int(bias_logits.argmax(1)) == 0
+        assert (int(target_logits.argmax(1)) == 1) is keeps_target
+
+
+# ---------------------------------------------------------------------------- the C-MNIST protocol
+
+def test_aeda_robust_raises_bias_conflicting_accuracy_over_erm(digits, tmp_path):
+    train, test = digits
+    epochs = 5
+    erm = protocol_scores(_erm(train, epochs), test)
+    # ERM learns the colour shortcut: digits on the colour they never had in training are mostly misread.
+    assert erm["conflicting_accuracy"] < 0.3 and erm["bias"] > 6.0
+    result = _run("aeda_robust", _erm(train, 1), tmp_path, {"epochs": str(epochs), "batch_size": "64"})
+    robust = protocol_scores(result.after_model, test)
+    assert robust["conflicting_accuracy"] > erm["conflicting_accuracy"] + 0.2
+    assert robust["bias"] < erm["bias"] - 2.0
+    assert robust["bacc"] > erm["bacc"] + 0.1
+    last = result.stats["rounds"][-1]
+    assert last["attack_success"] > 0.5 and last["target_kept"] > 0.5
+
+
+@pytest.mark.parametrize("name", ["aeda_pre", "aeda_online", "aeda_robust"])
+def test_each_variant_runs_end_to_end(name, digits, tmp_path):
+    train, _ = digits
+    deployed = _erm(train, 1)
+    weights = {k: v.clone() for k, v in deployed.state_dict().items()}
+    result = _run(name, deployed, tmp_path, {"epochs": "2", "steps": "2"})
+    # The deployed model (aeda_pre's preliminary target classifier) is left as it was, in eval mode.
+    assert not any(m.training for m in deployed.modules())
+    assert all(torch.equal(v, weights[k]) for k, v in deployed.state_dict().items())
+    model = result.after_model
+    assert isinstance(model, SplitModel) and model is not deployed
+    assert (model.arch, model.num_classes, model.input_shape) == ("tiny_cnn", 10, (3, SIZE, SIZE))
+    assert not any(a is b for a, b in zip(model.parameters(), deployed.parameters()))
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    # Every digit has a single colour in training, so every sample gets a twin in the other colour.
+    assert result.stats["adv_samples_per_round"] == len(train)
+    attack = result.stats["attack"] if name == "aeda_pre" else result.stats["rounds"][-1]
+    assert attack["adv_samples"] == len(train)
+    assert 0.0 < attack["perturbation_linf"] <= 0.3 + 1e-6
+    if name != "aeda_pre":
+        assert result.history[-1]["aeda_adv_samples"] == len(train)  # epoch 2 trained on the augmented set
+        assert 0.5 < result.stats["rounds"][0]["bias_head_accuracy"] <= 1.0
+
+
+def test_online_run_resumes_from_its_last_round(digits, tmp_path):
+    deployed = _erm(digits[0], 1)
+    first = _run("aeda_online", deployed, tmp_path, {"epochs": "2", "steps": "1"})
+    assert [r["epoch"] for r in first.stats["rounds"]] == [1, 2]
+    resumed = _run("aeda_online", deployed, tmp_path, {"epochs": "3", "steps": "1"}, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert [r["epoch"] for r in resumed.stats["rounds"]] == [1, 2, 3]
+
+
+def test_aeda_refuses_tabular_data(tmp_path):
+    method = get_method("aeda_online")
+    ctx = MethodContext(model=nn.Linear(1, 1), dataset="adult", target="income", sensitive=["sex"], data_options={},
+                        data_dir=None, device=torch.device("cpu"), workdir=tmp_path)
+    with pytest.raises(FairauditError, match="AEDA augments images"):
+        method().run(ctx, make_config(method, {}))
+    assert method.kinds == ("image",)
+    with pytest.raises(FairauditError, match="'lam' must lie in"):
+        make_config(method, {"lam": "2"})
