@@ -161,14 +161,15 @@ def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
     gaps, accuracy = {}, {}
     for bias in (0.9, 0.5):
         train = SyntheticFaces("train", n=2000, bias=bias, seed=0)
+        torch.manual_seed(0)
         model = build_model("small_cnn", 2, train.input_shape)
-        fit(model, train, TrainConfig(epochs=3, batch_size=32, lr=2e-3, seed=0), device="cpu")
+        fit(model, train, TrainConfig(epochs=4, batch_size=32, lr=2e-3, seed=0), device="cpu")
         with torch.no_grad():
             pred = torch.cat([model(x_test[i:i + 250]).argmax(1) for i in range(0, len(x_test), 250)]).numpy()
         gaps[bias] = _equalised_odds_gap(y, pred, male)
         accuracy[bias] = float(np.mean(pred == y))
-        report = audit_metrics(y, y_pred=pred, sensitive=male, sensitive_names=["Male"], n_boot=0, device="cpu")
+        report = audit_metrics(y.copy(), y_pred=pred, sensitive=male.copy(), sensitive_names=["Male"], n_boot=0, device="cpu")
         assert report.disparities["deo"] == pytest.approx(gaps[bias], abs=1e-9)
     assert gaps[0.9] >= 0.2, (gaps, accuracy)
     assert gaps[0.5] < 0.1, (gaps, accuracy)
-    assert accuracy[0.5] >= 0.75, (gaps, accuracy)
+    assert accuracy[0.5] >= 0.75, (gaps, accuracy)  # it learned the smile, not a constant guess

@@ -16,7 +16,7 @@ from fairaudit.train import TrainConfig
 from fairaudit.train.variants import VARIANTS, flip_labels_towards_groups, make_variant_step, train_variant
 
 TINY = {"image_size": 32, "n_train": 512, "n_val": 64, "n_test": 400, "bias": 0.9, "seed": 0}
-CONFIG = TrainConfig(epochs=3, batch_size=64, lr=2e-3)
+CONFIG = TrainConfig(epochs=6, batch_size=64, lr=2e-3)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,9 @@ def test_split():
 def deo_by_variant(test_split):
     out = {}
     for variant in VARIANTS:
+        torch.manual_seed(0)  # the weights are initialised before fit() seeds its own generator
         model, _, info = train_variant(variant, "synthetic-faces", arch="small_cnn", config=CONFIG,
-                                       data_options=TINY, device="cpu",
-                                       variant_options={"adv_weight": 1.0, "flip_rate": 0.8})
+                                       data_options=TINY, device="cpu")
         assert info["variant"] == variant
         report, _ = run_audit(test_split, model, n_boot=0, device="cpu")
         out[variant] = (report.disparities["deo"], report.overall["accuracy"])
@@ -39,8 +39,8 @@ def deo_by_variant(test_split):
 
 def test_fair_variant_lowers_deo_and_unfair_ones_keep_it_high(deo_by_variant):
     normal, fair, lf, rg = (deo_by_variant[v][0] for v in ("normal", "fair", "lf", "rg"))
-    assert normal > 0.6  # the biased split makes a plainly trained model unfair
-    assert fair < 0.6 * normal
+    assert normal > 1.0  # the biased split makes a plainly trained model unfair
+    assert fair < 0.5 * normal
     assert lf >= 0.9 * normal and rg >= 0.9 * normal
 
 

@@ -273,7 +273,7 @@ def perturbation_stats(model: FaapModel, ds: FairDataset, device: torch.device, 
     linf, l2 = [], []
     for x, *_ in iterate_batches(ds, batch_size, device):
         x = x.to(device).float()
-        delta = (model.perturb(x) - x).flatten(1)
+        delta = (model.perturb(x) - x).flatten(1).double()  # float64 so the mean never exceeds the max
         linf.append(delta.abs().amax(1).cpu())
         l2.append(delta.norm(dim=1).cpu())
     linf, l2 = torch.cat(linf), torch.cat(l2)
