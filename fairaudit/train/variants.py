@@ -91,12 +91,12 @@ class Adversary(nn.Module):
         return self.net(r.flatten(1).float())
 
 
-def adversarial_step(model: nn.Module, ds: FairDataset, device, *, sign: float, adv_weight: float = 3.0,
+def adversarial_step(model: nn.Module, ds: FairDataset, device, *, hide_group: bool, adv_weight: float = 3.0,
                      adv_lr: float = 5e-3, adv_hidden: int = 64, adv_input: str = "latent") -> StepFn:
     """A classifier step against an adversary that takes one Adam step per batch first.
 
-    ``sign = -1`` (``fair``): loss ``CE(y) + λ·CE(adversary, uniform)``, hiding the group;
-    ``sign = +1`` (``rg``): loss ``CE(y) + λ·CE(adversary, z)``, exposing it.
+    ``hide_group=True`` (``fair``): loss ``CE(y) + λ·CE(adversary, uniform)``;
+    ``hide_group=False`` (``rg``): loss ``CE(y) + λ·CE(adversary, z)``, exposing the group.
     ``adv_input``: the adversary reads the latent ``g(x)`` or the class probabilities.
     """
     cardinalities = _cardinalities(ds)
@@ -128,7 +128,7 @@ def adversarial_step(model: nn.Module, ds: FairDataset, device, *, sign: float, 
         optimizer.step()
         logits_z = adversary(seen)
         loss_y = ce(logits.float(), y)
-        if sign < 0:
+        if hide_group:
             loss_z = -torch.log_softmax(logits_z, 1).mean(1).mean()  # cross-entropy against the uniform guess
         else:
             loss_z = ce(logits_z, z)
@@ -182,7 +182,7 @@ def make_variant_step(variant: str, model: nn.Module, ds: FairDataset, device, s
         return cross_entropy_step
     if variant == "lf":
         return label_flip_step(ds, device, flip_rate=options.flip_rate, seed=seed)
-    return adversarial_step(model, ds, device, sign=-1.0 if variant == "fair" else 1.0,
+    return adversarial_step(model, ds, device, hide_group=variant == "fair",
                             adv_weight=options.adv_weight, adv_lr=options.adv_lr, adv_hidden=options.adv_hidden,
                             adv_input=options.adv_input)
 
