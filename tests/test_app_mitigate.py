@@ -30,39 +30,6 @@ RUN = "app_pages/run.py"
 TIMEOUT = 60
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """An Adult MLP trained for 5 steps: a real checkpoint that loads in milliseconds."""
-    from fairaudit.train import TrainConfig
-    from fairaudit.train.deployed import train_deployed_model
-
-    path = tmp_path_factory.mktemp("mitigate_model") / "adult_mlp.safetensors"
-    train_deployed_model("adult", arch="mlp", config=TrainConfig(epochs=1, max_steps=5, batch_size=256),
-                         device="cpu", out=path)
-    return str(path)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A workspace of this test only, the test method registered here and in workers."""
-    path = tmp_path / "home"
-    monkeypatch.setenv("FAIRAUDIT_HOME", str(path))
-    monkeypatch.setenv("FAIRAUDIT_TEST_METHODS", "1")
-    monkeypatch.setenv("FAIRAUDIT_WORKER_IDLE", "2")
-    monkeypatch.setenv("FAIRAUDIT_WORKERS", "1")
-    monkeypatch.delenv("FAIRAUDIT_RAY_ADDRESS", raising=False)
-    from fairaudit.jobs import testing
-
-    testing.register()
-    yield path
-    for proc in list(worker_module._CHILDREN):  # the workers this test started
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    worker_module._CHILDREN.clear()
-    METHODS.pop("noop_finetune", None)
-
-
 @pytest.fixture
 def app(home, monkeypatch) -> AppTest:
     import appkit.state
@@ -99,6 +66,8 @@ def launch(at: AppTest) -> AppTest:
 
 
 def test_mitigate_page_builds_the_form_from_the_method_settings(app):
+    from fairaudit.mitigation.faap import FAAP
+
     at = open_page(app, MITIGATE)
     assert at.title[0].value == "Mitigate bias"
     # Defaults: FAAP on the audited setup (the synthetic-faces demo), with the paper's hyper-parameters.
@@ -107,9 +76,9 @@ def test_mitigate_page_builds_the_form_from_the_method_settings(app):
     assert at.radio(key="mitigate-model").value == "demo"
     epsilon = at.number_input(key="setting:faap:epsilon")
     assert epsilon.value == 0.05 and "0.05" in epsilon.help
-    assert at.number_input(key="setting:faap:epochs").value == 6
+    assert at.number_input(key="setting:faap:epochs").value == FAAP.Config().epochs
     split = at.selectbox(key="setting:faap:train_split")  # a string setting whose help lists its values
-    assert split.value == "train" and split.options == ["train", "val"]
+    assert split.value == FAAP.Config().train_split and split.options == ["train", "val"]
     assert [i.value for i in at.info] == ["No runs yet: choose a method above and launch one."]
     # FAAP perturbs images: the tabular Adult dataset is not offered for it.
     assert not any(o.startswith("adult") for o in at.selectbox(key="mitigate-dataset:faap").options)

@@ -19,42 +19,8 @@ from fairaudit.errors import FairauditError
 from fairaudit.jobs import (JobRegistry, JobSpec, cancel, get_run, list_runs, resume, run_job, start_workers, submit,
                             wait)
 from fairaudit.jobs import worker as worker_module
-from fairaudit.mitigation.base import METHODS
 
 RESULT_KEYS = {"run_id", "method", "config", "before", "after", "artifacts", "seconds", "stats", "history"}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """An Adult MLP trained for 20 steps: a real checkpoint that loads in milliseconds."""
-    from fairaudit.train import TrainConfig
-    from fairaudit.train.deployed import train_deployed_model
-
-    path = tmp_path_factory.mktemp("jobs_model") / "adult_mlp.safetensors"
-    train_deployed_model("adult", arch="mlp", config=TrainConfig(epochs=1, max_steps=20, batch_size=256),
-                         device="cpu", out=path)
-    return str(path)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A workspace of its own, the test method registered here and in workers, workers that quit quickly."""
-    path = tmp_path / "home"
-    monkeypatch.setenv("FAIRAUDIT_HOME", str(path))
-    monkeypatch.setenv("FAIRAUDIT_TEST_METHODS", "1")
-    monkeypatch.setenv("FAIRAUDIT_WORKER_IDLE", "2")
-    monkeypatch.setenv("FAIRAUDIT_WORKERS", "1")
-    monkeypatch.delenv("FAIRAUDIT_RAY_ADDRESS", raising=False)
-    from fairaudit.jobs import testing
-
-    testing.register()
-    yield path
-    for proc in list(worker_module._CHILDREN):  # the workers this test started
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    worker_module._CHILDREN.clear()
-    METHODS.pop("noop_finetune", None)
 
 
 def _spec(model, **settings):

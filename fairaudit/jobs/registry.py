@@ -142,6 +142,7 @@ class JobRegistry:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else workspace.home() / "runs.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._enable_wal()
         with self._connect() as conn:
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 conn.executescript(_SCHEMA)
@@ -149,13 +150,26 @@ class JobRegistry:
 
     # ------------------------------------------------------------------ connections
 
+    def _enable_wal(self) -> None:
+        # WAL is a property of the database file, set once. Switching the journal mode does not wait on the
+        # busy handler, so two processes creating the registry at the same moment retry instead of failing.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                with self._connect() as conn:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             yield conn
         finally:

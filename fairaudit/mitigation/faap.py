@@ -190,8 +190,8 @@ class FaapConfig:
     generator_width: int = _setting(16, "channels of G's first layer, doubled by each of its two downsamplings")
     generator_blocks: int = _setting(2, "residual blocks in G's bottleneck (AdvGAN: 4)")
     discriminator_hidden: int = _setting(128, "width of D's two hidden layers")
-    train_split: str = _setting("val", "split G is trained on: 'val' (held out from the deployed model, as in "
-                                       "the paper; 'train' when a dataset has no val split) or 'train'")
+    train_split: str = _setting("val", "split G is trained on, 'train' or 'val'; val is held out from the "
+                                       "deployed model as in the paper (datasets without one use train)")
     cache_mb: int = _setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
 
     def validate(self) -> None:
