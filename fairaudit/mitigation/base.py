@@ -61,6 +61,11 @@ class MitigationResult:
     history: list[dict] = field(default_factory=list)
 
 
+def setting(default: Any, help: str):
+    """A ``Config`` field with its one-line help (shown by the UI and ``--list-settings``)."""
+    return field(default=default, metadata={"help": help})
+
+
 class MitigationMethod:
     name: ClassVar[str]
     summary: ClassVar[str]

@@ -49,7 +49,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import safetensors.torch
@@ -62,7 +62,7 @@ from fairaudit.data import get_spec
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
+from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
 from fairaudit.models.split import SplitModel
 from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import group_ids
@@ -172,27 +172,23 @@ class FaapModel(SplitModel):
 
 # ---------------------------------------------------------------------------- configuration
 
-def _setting(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class FaapConfig:
     """FAAP hyper-parameters (paper values where stated, tuned on the synthetic-faces demo otherwise)."""
 
-    epsilon: float = _setting(0.05, "L∞ bound of the perturbation on [0, 1] pixels (paper: 0.05)")
-    alpha: float = _setting(2.0, "weight α of D's prediction entropy in the fairness loss, Eq. 4 (not stated)")
-    beta: float = _setting(0.1, "weight β of the target-preserving loss, Eq. 6 (not stated)")
-    lr_generator: float = _setting(5e-3, "Adam learning rate of the generator G (not stated)")
-    lr_discriminator: float = _setting(1e-3, "Adam learning rate of the discriminator D (not stated)")
-    epochs: int = _setting(8, "passes over the training split (not stated)")
-    batch_size: int = _setting(64, "batch size n of Algorithm 1 (the paper's deployed models use 64)")
-    generator_width: int = _setting(16, "channels of G's first layer, doubled by each of its two downsamplings")
-    generator_blocks: int = _setting(2, "residual blocks in G's bottleneck (AdvGAN: 4)")
-    discriminator_hidden: int = _setting(128, "width of D's two hidden layers")
-    train_split: str = _setting("val", "split G is trained on, 'train' or 'val'; val is held out from the "
+    epsilon: float = setting(0.05, "L∞ bound of the perturbation on [0, 1] pixels (paper: 0.05)")
+    alpha: float = setting(2.0, "weight α of D's prediction entropy in the fairness loss, Eq. 4 (not stated)")
+    beta: float = setting(0.1, "weight β of the target-preserving loss, Eq. 6 (not stated)")
+    lr_generator: float = setting(5e-3, "Adam learning rate of the generator G (not stated)")
+    lr_discriminator: float = setting(1e-3, "Adam learning rate of the discriminator D (not stated)")
+    epochs: int = setting(8, "passes over the training split (not stated)")
+    batch_size: int = setting(64, "batch size n of Algorithm 1 (the paper's deployed models use 64)")
+    generator_width: int = setting(16, "channels of G's first layer, doubled by each of its two downsamplings")
+    generator_blocks: int = setting(2, "residual blocks in G's bottleneck (AdvGAN: 4)")
+    discriminator_hidden: int = setting(128, "width of D's two hidden layers")
+    train_split: str = setting("val", "split G is trained on, 'train' or 'val'; val is held out from the "
                                        "deployed model as in the paper (datasets without one use train)")
-    cache_mb: int = _setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
+    cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
 
     def validate(self) -> None:
         if not 0.0 < self.epsilon <= 1.0:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,15 +23,10 @@ from fairaudit.audit.inference import iterate_batches
 from fairaudit.data.base import FairDataset, TensorFairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import MethodContext
+from fairaudit.mitigation.base import MethodContext, setting  # noqa: F401  (re-exported for the baselines)
 from fairaudit.models.registry import MODEL_BUILDERS, build_model
 from fairaudit.models.split import SplitModel
 from fairaudit.train.loop import TrainConfig, cross_entropy_step, fit
-
-
-def setting(default: Any, help: str):
-    """A ``Config`` field with its one-line help (shown by the UI and ``--list-settings``)."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
