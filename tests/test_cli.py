@@ -124,7 +124,6 @@ def test_demo_model_on_faces_is_biased(demo_home, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap: the demo recipe on bias 0.5 still shows DEO of about 0.2")
 def test_demo_model_unbiased_data_is_fair(tmp_path):
     out = tmp_path / "fair.json"
     assert main(["audit", "--dataset", "synthetic-faces", "--data-opt", "bias=0.5", "--model", "demo",
