@@ -23,7 +23,7 @@ from fairaudit.train.loop import TrainConfig
 RECIPE_VERSION = 1
 
 DEMO_RECIPES: dict[str, dict[str, Any]] = {
-    "synthetic-faces": {"arch": "small_cnn", "config": TrainConfig(epochs=3, batch_size=128, lr=2e-3)},
+    "synthetic-faces": {"arch": "small_cnn", "config": TrainConfig(epochs=4, batch_size=64, lr=2e-3)},
     "colored-digits": {"arch": "small_cnn", "config": TrainConfig(epochs=4, batch_size=64, lr=2e-3)},
     "adult": {"arch": "mlp", "config": TrainConfig(epochs=5, batch_size=256, lr=1e-3)},
 }

@@ -153,7 +153,8 @@ def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
     """A small CNN trained on bias 0.9 uses Male for Smiling (DEO ≥ 0.2); on bias 0.5 it does not (DEO < 0.1)."""
     from fairaudit.metrics import audit_metrics
     from fairaudit.models.registry import build_model
-    from fairaudit.train import TrainConfig, fit
+    from fairaudit.demo import DEMO_RECIPES
+    from fairaudit.train import fit
 
     test = SyntheticFaces("test", n=1000, seed=0)
     x_test = torch.stack([test.load_input(i) for i in range(len(test))])
@@ -163,7 +164,7 @@ def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
         train = SyntheticFaces("train", n=2000, bias=bias, seed=0)
         torch.manual_seed(0)
         model = build_model("small_cnn", 2, train.input_shape)
-        fit(model, train, TrainConfig(epochs=4, batch_size=32, lr=2e-3, seed=0), device="cpu")
+        fit(model, train, DEMO_RECIPES["synthetic-faces"]["config"], device="cpu")
         with torch.no_grad():
             pred = torch.cat([model(x_test[i:i + 250]).argmax(1) for i in range(0, len(x_test), 250)]).numpy()
         gaps[bias] = _equalised_odds_gap(y, pred, male)
@@ -171,7 +172,5 @@ def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
         report = audit_metrics(y.copy(), y_pred=pred, sensitive=male.copy(), sensitive_names=["Male"], n_boot=0, device="cpu")
         assert report.disparities["deo"] == pytest.approx(gaps[bias], abs=1e-9)
     assert gaps[0.9] >= 0.2, (gaps, accuracy)
-    # At this reduced scale (2 000 images, 4 epochs) the unbiased model's gap sits near 0.1; the product
-    # threshold (< 0.1) is asserted on the full demo recipe in test_cli.py. Here: a contrast of at least 4x.
-    assert gaps[0.5] <= gaps[0.9] / 4, (gaps, accuracy)
-    assert accuracy[0.5] >= 0.75, (gaps, accuracy)  # it learned the smile, not a constant guess
+    assert gaps[0.5] < 0.1, (gaps, accuracy)
+    assert accuracy[0.5] >= 0.65, (gaps, accuracy)  # it learned the smile, not a constant guess (0.5)
