@@ -21,6 +21,9 @@ AUDIT_PAGE = "app_pages/audit.py"
 DATA_PAGE = "app_pages/data_and_model.py"
 MITIGATE_PAGE = "app_pages/mitigate.py"
 RUN_PAGE = "app_pages/run.py"
+EXPLAIN_PAGE = "app_pages/explain.py"
+EMBEDDINGS_PAGE = "app_pages/embeddings.py"
+COMPARE_PAGE = "app_pages/compare.py"
 
 
 def home() -> None:
@@ -69,5 +72,8 @@ navigation = st.navigation([
     st.Page(AUDIT_PAGE, title="Audit", icon=":material/analytics:", url_path="audit"),
     st.Page(MITIGATE_PAGE, title="Mitigate", icon=":material/healing:", url_path="mitigate"),
     st.Page(RUN_PAGE, title="Run details", icon=":material/list_alt:", url_path="run"),
+    st.Page(EXPLAIN_PAGE, title="Explain", icon=":material/visibility:", url_path="explain"),
+    st.Page(EMBEDDINGS_PAGE, title="Embeddings", icon=":material/scatter_plot:", url_path="embeddings"),
+    st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 ])
 navigation.run()
