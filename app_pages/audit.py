@@ -11,7 +11,7 @@ from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
 from fairaudit.ui import charts, gallery
-from fairaudit.ui.runner import AuditRun, regroup
+from fairaudit.ui.runner import AuditRun, load_setup_model, regroup
 from fairaudit.ui.tables import (DEFAULT_TOLERANCES, METRIC_LABELS, disparity_checks, group_table,
                                  intersection_matrix, metric_with_errors)
 
@@ -146,6 +146,99 @@ def errors_tab(run: AuditRun, threshold: float) -> None:
                          hide_index=True)
 
 
+ROBUSTNESS_SAMPLES = 200
+SWEEP_DEFAULTS = {"image": "0, 0.002, 0.004, 0.008, 0.016, 0.031", "tabular": "0, 0.05, 0.1, 0.2, 0.4"}
+
+
+def _eps_list(text: str) -> list[float]:
+    try:
+        values = sorted({float(v) for v in text.replace(";", ",").split(",") if v.strip()})
+    except ValueError:
+        raise FairauditError(f"the ε-sweep values must be numbers separated by commas, got '{text}'.") from None
+    if not values or values[0] < 0:
+        raise FairauditError("give at least one ε ≥ 0 for the sweep.")
+    return values
+
+
+def _robustness_results(run: AuditRun, settings: dict) -> tuple:
+    """Run the (costly) robustness audit and ε-sweep, with a progress bar."""
+    from fairaudit.robustness import RobustnessAuditor, epsilon_sweep
+
+    bar = st.progress(0.0, text="Loading the model")
+    model, _ = load_setup_model(run.setup, run.dataset)
+    common = dict(steps=settings["steps"], max_samples=settings["samples"], seed=0)
+    bar.progress(0.0, text="Attacking")
+    report = RobustnessAuditor(settings["attacks"], eps=settings["eps"], **common).audit(
+        model, run.dataset, progress=lambda done, total: bar.progress(0.5 * done / total, text="Attacking"))
+    sweep = epsilon_sweep(model, run.dataset, settings["sweep"], attack=settings["sweep_attack"],
+                          progress=lambda done, total: bar.progress(0.5 + 0.5 * done / total, text="ε-sweep"),
+                          **common)
+    bar.empty()
+    return report, sweep
+
+
+def robustness_tab(run: AuditRun) -> None:
+    from fairaudit.robustness import default_eps
+    from fairaudit.robustness.charts import accuracy_bars, sweep_curves
+
+    if run.dataset is None:
+        st.info("Robustness needs a model and a dataset: stored predictions cannot be attacked.")
+        return
+    kind = run.dataset.kind
+    st.caption("Accuracy of each group on adversarial versions of its samples: FGSM and PGD in an ε-ball "
+               + ("of pixel values in [0, 1]." if kind == "image" else "of the standardised numeric features "
+                  "(categories are not changed).")
+               + " The overall adversarial accuracy is FRoC's robustness score S_R; the gap is the largest "
+                 "minus the smallest group accuracy. A sample counts as robust only if no attack fooled it.")
+    cols = st.columns(4)
+    attacks = cols[0].multiselect("Attacks", ["fgsm", "pgd"], default=["fgsm", "pgd"], key="rob-attacks",
+                                  format_func=str.upper)
+    eps = cols[1].number_input("ε", 0.0, 10.0, float(round(default_eps(kind), 4)), 0.001, format="%.4f",
+                               key="rob-eps")
+    samples = cols[2].number_input("Samples", 1, 100_000, ROBUSTNESS_SAMPLES, 50, key="rob-samples",
+                                   help="A seeded random subsample of the split is attacked.")
+    steps = cols[3].number_input("PGD steps", 1, 200, 10, key="rob-steps")
+    left, right = st.columns([3, 1])
+    sweep_text = left.text_input("ε-sweep values", SWEEP_DEFAULTS.get(kind, SWEEP_DEFAULTS["tabular"]),
+                                 key="rob-sweep")
+    sweep_attack = right.selectbox("Sweep attack", ["fgsm", "pgd"], key="rob-sweep-attack", format_func=str.upper)
+    try:
+        settings = {"attacks": list(attacks), "eps": float(eps), "samples": int(samples), "steps": int(steps),
+                    "sweep": _eps_list(sweep_text), "sweep_attack": sweep_attack}
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    key = json.dumps([run.setup.key(), settings])
+    results = st.session_state.setdefault("robustness-results", {})
+    if st.button("Run robustness check", key="rob-run", icon=":material/shield:", disabled=not attacks,
+                 help="Costly: every sampled input is attacked, once per attack and per sweep value."):
+        try:
+            results[key] = _robustness_results(run, settings)
+        except FairauditError as exc:
+            show_error(exc)
+            return
+    if key not in results:
+        st.caption("Choose the settings and run the check; results stay here until the settings change.")
+        return
+    report, sweep = results[key]
+    cards = st.columns(1 + 2 * len(report.adversarial))
+    cards[0].metric("Clean accuracy", f"{report.clean.overall['accuracy']:.3f}", border=True)
+    for i, (name, value) in enumerate(report.s_r.items()):
+        cards[1 + 2 * i].metric(f"S_R {name.upper()}", f"{value:.3f}", border=True,
+                                help="Accuracy on adversarial inputs (FRoC Eq. 8).")
+        cards[2 + 2 * i].metric(f"Gap {name.upper()}", f"{report.gap(name):.3f}", border=True,
+                                help="Largest minus smallest group accuracy under this attack.")
+    frame = report.groups_frame()
+    st.plotly_chart(accuracy_bars(frame, title=f"Clean vs. adversarial accuracy per group · "
+                                               f"{report.meta['n']:,} samples"), key="rob-bars")
+    st.plotly_chart(sweep_curves(sweep, title=f"{sweep_attack.upper()} accuracy against ε"), key="rob-sweep-chart")
+    table = frame.pivot_table(index="group", columns="condition", values="accuracy", sort=False).reset_index()
+    st.dataframe(table, hide_index=True)
+    st.download_button("Robustness report (JSON)", json.dumps(report.to_dict(), indent=2),
+                       file_name=f"fairaudit-{run.setup.key()}-robustness.json", mime="application/json",
+                       icon=":material/download:")
+
+
 def main() -> None:
     setup = current_setup()
     remember_in_url(setup)
@@ -177,7 +270,7 @@ def main() -> None:
     failing = [c.label for c in checks if c.passes is False]
     st.caption(("Outside tolerance: " + ", ".join(failing)) if failing else "Every disparity is within tolerance.")
 
-    tabs = st.tabs(["Groups", "Confusion matrices", "Intersections", "Misclassified samples"])
+    tabs = st.tabs(["Groups", "Confusion matrices", "Intersections", "Misclassified samples", "Robustness"])
     with tabs[0]:
         groups_tab(report, run_key)
     with tabs[1]:
@@ -189,6 +282,8 @@ def main() -> None:
             show_error(exc)
     with tabs[3]:
         errors_tab(run, threshold)
+    with tabs[4]:
+        robustness_tab(run)
 
 
 main()

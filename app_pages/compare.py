@@ -1,7 +1,347 @@
-"""Compare page."""
+"""Compare: every mitigation run in one table, the fairness–accuracy trade-off, sweeps and audit checks.
+
+All numbers come from :mod:`fairaudit.compare`; this page only lays them
+out. Sweeps are batches of ordinary jobs (:func:`fairaudit.jobs.submit`), so
+they run in the background workers and survive a page reload.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-st.title("Compare")
+from appkit.runs import format_seconds, poll_interval, run_page_link
+from appkit.state import current_setup
+from appkit.widgets import show_error
+from fairaudit import compare, jobs
+from fairaudit.compare.checks import composition_figure
+from fairaudit.compare.sweeps import sweep_progress as progress_of
+from fairaudit.compare.table import LABELS, display_table, done_runs, filter_table
+from fairaudit.data import list_datasets
+from fairaudit.errors import FairauditError
+from fairaudit.jobs.spec import load_methods
+from fairaudit.mitigation import METHODS, config_help, get_method
+from fairaudit.ui.jobs_view import job_table, setting_fields
+
+MAX_RUNS = 300
+TABLE = "compare-table"
+SWEEP = "compare-sweep"  # the id of the sweep launched from this page
+SWEEP_RUNS = "compare-sweep-runs"
+NONE = "(none)"
+
+
+def load_runs() -> list[dict]:
+    records = []
+    for listed in jobs.list_runs(limit=MAX_RUNS):
+        try:
+            records.append(jobs.get_run(listed["id"]))
+        except FairauditError:
+            continue
+    return records
+
+
+# ---------------------------------------------------------------------------- table and charts
+
+
+def filters(table) -> dict[str, list[str]]:
+    runs = table[table["kind"] == "run"]
+    cols = st.columns(4)
+    chosen = {}
+    for col, (column, label) in zip(cols, (("dataset", "Dataset"), ("model", "Model"), ("method", "Method"),
+                                           ("status", "Status"))):
+        options = sorted(runs[column].dropna().astype(str).unique())
+        chosen[column] = col.multiselect(label, options, key=f"compare-filter-{column}",
+                                         placeholder="all")
+    return chosen
+
+
+def runs_panel(table, aggregate: bool) -> list[str]:
+    """The table with row selection; returns the selected run ids (baselines included)."""
+    shown = display_table(table, aggregate_seeds=aggregate)
+    number = st.column_config.NumberColumn(format="%.3f")
+    config = {c: number for c in shown.columns if c not in ("Run", "Runs", "Seed", "Seeds", "Collapsed")
+              and shown[c].dtype.kind == "f"}
+    config["Seconds"] = st.column_config.NumberColumn("Seconds", format="%.1f")
+    event = st.dataframe(shown, hide_index=True, key=TABLE, on_select="rerun", selection_mode="multi-row",
+                         column_config=config, height=min(38 + 35 * len(shown), 420))
+    rows = list(event.selection.rows) if event is not None else []
+    if aggregate:
+        return [rid for i in rows for rid in shown["Runs"].iloc[i].split(", ")]
+    return [shown["Run"].iloc[i] for i in rows]
+
+
+def tradeoff_panel(table, aggregate: bool) -> None:
+    left, right = st.columns([1, 3])
+    fairness = left.selectbox("Fairness metric", compare.FAIRNESS_CHOICES, key="compare-fairness",
+                              format_func=lambda m: LABELS.get(m, m))
+    left.caption("Lower disparity and higher accuracy are better (worst-group accuracy: higher is better). "
+                 "Black star: the model before mitigation. Dashed line: the Pareto front. Marker size: "
+                 "robustness S_R, when the run measured it. Bars: 95 % bootstrap intervals"
+                 + (", or ± one standard deviation over seeds." if aggregate else "."))
+    front = compare.pareto_table(table, fairness)
+    if not front.empty:
+        left.markdown("**On the Pareto front**")
+        left.dataframe(front[["method", "settings", "accuracy", fairness]].rename(
+            columns={"method": "Method", "settings": "Settings", "accuracy": "Accuracy",
+                     fairness: LABELS.get(fairness, fairness)}), hide_index=True,
+            column_config={"Accuracy": st.column_config.NumberColumn(format="%.3f"),
+                           LABELS.get(fairness, fairness): st.column_config.NumberColumn(format="%.3f")})
+    with right:
+        st.plotly_chart(compare.tradeoff_figure(table, fairness, aggregate_seeds=aggregate), key="compare-scatter")
+
+
+def radar_panel(table, selected: list[str]) -> None:
+    finished = done_runs(table)
+    options = list(finished["run_id"])
+    if not options:
+        st.caption("The radar view appears when a run is done.")
+        return
+    default = [r for r in selected if r in options] or options[:min(3, len(options))]
+    labels = dict(zip(finished["run_id"], finished["method"] + " · " + finished["settings"]))
+    chosen = st.multiselect("Runs to compare", options, default=default, key="compare-radar",
+                            format_func=lambda r: f"{labels[r]} ({r})" if not r.startswith("baseline") else
+                            f"baseline ({r.split(':', 1)[1]})")
+    if chosen:
+        st.plotly_chart(compare.radar_figure(table, chosen), key="compare-radar-chart")
+
+
+# ---------------------------------------------------------------------------- sweeps
+
+
+def _sweepable(method: str) -> list[str]:
+    return [f.name for f in setting_fields(config_help(get_method(method))) if f.kind in ("int", "float", "bool",
+                                                                                          "choice", "text")]
+
+
+def sweep_launcher() -> None:
+    load_methods()
+    setup = current_setup()
+    names = sorted(METHODS)
+    c1, c2 = st.columns(2)
+    method = c1.selectbox("Method", names, index=names.index("faap") if "faap" in names else 0,
+                          key="compare-sweep-method")
+    kinds = get_method(method).kinds
+    datasets = [s.name for s in list_datasets() if s.kind in kinds and s.embedded]
+    if not datasets:
+        st.warning(f"No built-in dataset fits '{method}'.")
+        return
+    dataset = c2.selectbox("Dataset", datasets, key=f"compare-sweep-dataset:{method}",
+                           index=datasets.index(setup.dataset) if setup.dataset in datasets else 0)
+    params = _sweepable(method)
+    with st.form(f"compare-sweep-form:{method}"):
+        a, b = st.columns(2)
+        param1 = a.selectbox("Setting to sweep", params, key=f"compare-sweep-p1:{method}")
+        values1 = a.text_input("Values (comma-separated)", key=f"compare-sweep-v1:{method}",
+                               placeholder="e.g. 0.5, 1, 2")
+        param2 = b.selectbox("Second setting (optional)", [NONE, *params], key=f"compare-sweep-p2:{method}")
+        values2 = b.text_input("Its values", key=f"compare-sweep-v2:{method}", placeholder="e.g. 0.1, 1")
+        c, d, e, f = st.columns(4)
+        seeds = int(c.number_input("Seeds k", min_value=1, max_value=20, value=1, step=1, key="compare-sweep-k",
+                                   help="Repeat every grid point over seeds 0..k−1."))
+        model = d.text_input("Model", value="demo", key="compare-sweep-model",
+                             help="'demo' or the path of a checkpoint on this machine.")
+        device = e.selectbox("Device", ("auto", "cpu", "cuda"), key="compare-sweep-device")
+        n_boot = int(f.number_input("Bootstrap resamples", min_value=0, value=200, step=100,
+                                    key="compare-sweep-boot"))
+        fixed = st.text_input("Other settings (fixed)", key=f"compare-sweep-fixed:{method}",
+                              placeholder="key=value, key=value")
+        submitted = st.form_submit_button("Launch sweep", type="primary", icon=":material/rocket_launch:")
+    if not submitted:
+        return
+    try:
+        grid = [f"{param1}={values1}"] if values1.strip() else []
+        if param2 != NONE and values2.strip():
+            grid.append(f"{param2}={values2}")
+        if not grid and seeds < 2:
+            raise FairauditError("enter the values to try, or more than one seed.")
+        settings = dict(pair.split("=", 1) for pair in (p.strip() for p in fixed.split(",")) if "=" in pair)
+        same = setup.dataset == dataset
+        base = jobs.JobSpec(method=method, dataset=dataset, model=model.strip() or "demo",
+                            target=setup.target if same else None,
+                            sensitive=list(setup.sensitive) if same and setup.sensitive else None,
+                            data_options=setup.option_dict if same else {},
+                            data_dir=setup.data_dir if same else None,
+                            settings={k.strip(): v.strip() for k, v in settings.items()}, device=device,
+                            n_boot=n_boot)
+        sweep = compare.launch_sweep(base, grid, seeds if seeds > 1 else None)
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    st.session_state[SWEEP] = sweep.sweep_id
+    st.session_state[SWEEP_RUNS] = sweep.run_ids
+    st.success(f"Sweep {sweep.sweep_id}: {len(sweep.run_ids)} runs queued for the background workers.",
+               icon=":material/rocket_launch:")
+
+
+def sweep_progress() -> None:
+    """The runs of the sweep launched from this page, polled from the registry."""
+    run_ids = st.session_state.get(SWEEP_RUNS) or []
+    if not run_ids:
+        return
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(jobs.get_run(run_id))
+        except FairauditError:
+            continue
+    if not runs:
+        return
+    state = progress_of(runs)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(state["counts"].items()))
+    st.progress(state["progress"], text=f"Sweep {st.session_state[SWEEP]} · {state['finished']}/{state['n']} "
+                                        f"finished · {counts}")
+    st.dataframe(job_table(runs), hide_index=True, key="compare-sweep-jobs",
+                 column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0,
+                                                                            max_value=1.0, format="percent"),
+                                "Seconds": st.column_config.NumberColumn("Seconds", format="%.1f")})
+
+
+def sweep_curves(table) -> None:
+    sweeps = sorted({s for s in table["sweep"] if s}, reverse=True)
+    if not sweeps:
+        st.caption("Launch a sweep above: every value tried appears here as a curve, with the baseline.")
+        return
+    sweep = st.selectbox("Sweep", sweeps, key="compare-sweep-shown")
+    fairness = st.session_state.get("compare-fairness", "deo")
+    try:
+        st.plotly_chart(compare.sweep_figure(table, sweep, fairness), key="compare-sweep-chart")
+    except FairauditError as exc:
+        st.caption(str(exc))
+        return
+    points = compare.sweep_points(table, sweep)
+    collapsed = points[points["collapsed"].astype(bool)]
+    for label in collapsed["label"]:
+        st.warning(f"{label}: the model collapsed (chance-level balanced accuracy or a single predicted class).",
+                   icon=":material/warning:")
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _warnings(messages: list[str]) -> None:
+    for message in messages:
+        st.warning(message, icon=":material/warning:")
+
+
+def split_check(records: list[dict]) -> None:
+    result = compare.split_disparities(records)
+    if result.table.empty:
+        st.caption("No finished run yet.")
+        return
+    _warnings(result.warnings)
+    if result.table[["train", "val"]].isna().all().all():
+        st.caption("These runs recorded test audits only; runs that also audit the train and validation "
+                   "splits fill the other columns.")
+    st.dataframe(result.table, hide_index=True, key="compare-splits",
+                 column_config={s: st.column_config.NumberColumn(format="%.3f") for s in ("train", "val", "test")})
+
+
+def gerrymandering_check(records: list[dict]) -> None:
+    finished = [r for r in records if r["status"] == "done"]
+    if not finished:
+        st.caption("No finished run yet.")
+        return
+    by_id = {r["id"]: r for r in finished}
+    run_id = st.selectbox("Run", list(by_id), key="compare-gerry-run",
+                          format_func=lambda i: f"{by_id[i]['method']} on {by_id[i]['dataset']} ({i})")
+    run = by_id[run_id]
+    spec = run.get("spec") or {}
+    try:
+        available = compare.other_attributes(run["dataset"], spec.get("target"), spec.get("sensitive"),
+                                             spec.get("data_dir"), **(spec.get("data_options") or {}))
+        attributes = st.multiselect("Other attributes", available, default=available, key="compare-gerry-attrs")
+        if not attributes:
+            return
+        result = compare.gerrymandering(run, attributes)
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    meta = (run.get("before") or {}).get("meta") or {}
+    mitigated = ", ".join(spec.get("sensitive") or meta.get("sensitive_names") or []) or "its sensitive attribute"
+    st.caption(f"Mitigated on {mitigated}; per group of every other attribute, before → after (test split).")
+    _warnings(result.warnings)
+    if not result.warnings:
+        st.success("No group of another attribute got worse.", icon=":material/check_circle:")
+    st.dataframe(result.table, hide_index=True, key="compare-gerry-table",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in result.table.columns
+                                if result.table[c].dtype.kind == "f"})
+    st.dataframe(result.summary, hide_index=True, key="compare-gerry-summary")
+    run_page_link(run_id)
+
+
+def composition_check(records: list[dict]) -> None:
+    setup = current_setup()
+    choices: dict[str, dict[str, Any]] = {}
+    for r in records:
+        spec = r.get("spec") or {}
+        label = f"{spec.get('dataset', r['dataset'])} · {spec.get('target') or 'default target'} · " \
+                f"{','.join(spec.get('sensitive') or []) or 'default sensitive'}"
+        choices.setdefault(label, spec or {"dataset": r["dataset"]})
+    if setup.source == "dataset":
+        label = f"{setup.dataset} · {setup.target or 'default target'} · {','.join(setup.sensitive)} (current audit)"
+        choices.setdefault(label, {"dataset": setup.dataset, "target": setup.target,
+                                   "sensitive": list(setup.sensitive), "data_dir": setup.data_dir,
+                                   "data_options": setup.option_dict})
+    if not choices:
+        return
+    label = st.selectbox("Dataset setup", list(choices), key="compare-composition")
+    spec = choices[label]
+    try:
+        result = compare.data_composition(spec["dataset"], spec.get("target"), spec.get("sensitive"),
+                                          spec.get("data_dir"), **(spec.get("data_options") or {}))
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    _warnings(result.warnings)
+    left, right = st.columns([2, 3])
+    left.dataframe(result.summary, hide_index=True, key="compare-composition-splits")
+    left.dataframe(result.table, hide_index=True, key="compare-composition-groups")
+    right.plotly_chart(composition_figure(result.table), key="compare-composition-chart")
+
+
+# ---------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    st.title("Compare runs")
+    st.caption("Every mitigation run in one table, the fairness–accuracy trade-off with its Pareto front, sweeps "
+               "over hyper-parameters and seeds, and checks for pitfalls of fairness mitigation.")
+    records = load_runs()
+    table = compare.runs_table(records)
+    if table.empty:
+        st.info("No runs yet: launch one on the Mitigate page, or a sweep below.", icon=":material/info:")
+    else:
+        chosen = filters(table)
+        aggregate = st.toggle("Mean ± std over seeds", key="compare-aggregate",
+                              help="One row per configuration repeated over seeds.")
+        shown = filter_table(table, **chosen)
+        selected = runs_panel(shown, aggregate)
+        st.subheader("Trade-off")
+        tradeoff_panel(shown, aggregate)
+        st.subheader("Selected runs")
+        radar_panel(shown, selected)
+        if selected and not selected[0].startswith("baseline"):
+            run_page_link(selected[0], "Open the first selected run")
+
+    st.subheader("Sweeps")
+    sweep_launcher()
+    active = jobs.list_runs(limit=MAX_RUNS, status="queued") + jobs.list_runs(limit=MAX_RUNS, status="running")
+    st.fragment(sweep_progress, run_every=poll_interval(active) if active else None)()
+    if not table.empty:
+        sweep_curves(table)
+
+    st.subheader("Checks")
+    tabs = st.tabs(["Train / val / test", "Other attributes", "Data composition"])
+    with tabs[0]:
+        split_check(records)
+    with tabs[1]:
+        gerrymandering_check(records)
+    with tabs[2]:
+        composition_check(records)
+    if records:
+        total = sum(float(r.get("seconds") or 0) for r in records)
+        st.caption(f"{len(records)} runs · {format_seconds(total)} of compute in finished runs.")
+
+
+main()

@@ -1,7 +1,134 @@
-"""Embeddings page."""
+"""Embeddings: the latent space g(x) of a finished run before and after mitigation, and how much of the
+sensitive attribute a linear probe still reads from it, next to the run's behavioural disparities.
+
+The run is named in the URL (``/embeddings?run=<id>``). Every number comes
+from :mod:`fairaudit.embed`, which caches its results in the run's folder.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import streamlit as st
 
-st.title("Embeddings")
+from appkit.runs import MITIGATE_PAGE, run_page_link
+from appkit.widgets import show_error
+from fairaudit import embed, jobs
+from fairaudit.errors import FairauditError
+from fairaudit.ui.jobs_view import run_label
+
+QUERY = "run"
+SELECTED = "embeddings-run"
+COLOR_LABELS = {"sensitive": "Sensitive group", "target": "Target", "prediction": "Prediction",
+                "correct": "Correct / wrong"}
+METHOD_LABELS = {"tsne": "t-SNE", "umap": "UMAP"}
+AXES_HELP = ("FAAP keeps the deployed extractor, so one projection is fitted on both latent sets; a retrained "
+             "model has a latent space of its own, so its map is aligned onto the before map (Procrustes).")
+
+
+def choose_run() -> str | None:
+    runs = [r for r in jobs.list_runs(limit=200) if r["status"] == jobs.DONE]
+    if not runs:
+        st.info("No finished runs yet: the latent space of a run is shown once it is done.", icon=":material/info:")
+        st.page_link(MITIGATE_PAGE, label="Launch one on the Mitigate page", icon=":material/healing:")
+        return None
+    ids = [r["id"] for r in runs]
+    by_id = {r["id"]: r for r in runs}
+    wanted = st.query_params.get(QUERY)
+    if wanted and wanted not in ids:
+        st.warning(f"There is no finished run '{wanted}'; showing the newest one.")
+    if st.session_state.get(SELECTED) not in ids:  # a fresh visit: the URL names the run
+        st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
+    run_id = st.sidebar.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
+    st.query_params[QUERY] = run_id
+    return run_id
+
+
+def settings_panel() -> dict[str, Any]:
+    sidebar = st.sidebar
+    method = sidebar.radio("Projection", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True,
+                           key="embeddings-method")
+    settings: dict[str, Any] = {"method": method}
+    if method == "tsne":
+        settings["perplexity"] = sidebar.slider("Perplexity", 5, 100, 30, key="embeddings-perplexity",
+                                                help="effective number of neighbours of each point")
+    else:
+        settings["n_neighbors"] = sidebar.slider("Neighbours", 2, 100, 15, key="embeddings-neighbors",
+                                                 help="UMAP's n_neighbors: larger values keep more global shape")
+    settings["n"] = int(sidebar.number_input("Sample size", 100, embed.MAX_SAMPLE, embed.DEFAULT_SAMPLE, step=500,
+                                             key="embeddings-n",
+                                             help="test samples, stratified by sensitive group × label"))
+    settings["shared_axes"] = sidebar.checkbox("Shared axes", True, key="embeddings-shared", help=AXES_HELP)
+    return settings
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def compute(run_id: str, settings: Mapping[str, Any], _progress=None) -> embed.RunEmbedding:
+    """``embed_run`` (a finished run never changes, so run id + settings key the cache)."""
+    return embed.embed_run(run_id, **settings, **({"progress": _progress} if _progress else {}))
+
+
+def compute_with_progress(run_id: str, settings: Mapping[str, Any]) -> embed.RunEmbedding:
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(message: str, fraction: float) -> None:
+        bar.progress(min(1.0, max(0.0, fraction)), text=message)
+
+    try:
+        return compute(run_id, settings, progress)
+    finally:
+        bar.empty()
+
+
+def leakage_panel(result: embed.RunEmbedding) -> None:
+    left, right = st.columns([3, 2])
+    number = st.column_config.NumberColumn(format="%.3f")
+    with left:
+        st.markdown("**Sensitive-attribute leakage** (linear probe on g(x), cross-validated)")
+        table = result.leakage.drop(columns=["n"])
+        st.dataframe(table, hide_index=True, key="embeddings-leakage",
+                     column_config={c: number for c in table.columns if c not in ("Attribute", "Stage")})
+        info = result.leakage_result
+        st.caption(f"{info['n']:,} stratified test samples, {info['settings']['folds']}-fold standardised "
+                   "logistic regression; accuracy with Wilson 95 % intervals, AUC with bootstrap intervals. "
+                   "Chance: the share of the most common value.")
+    with right:
+        st.markdown("**Behaviour** (the run's before/after audits)")
+        st.dataframe(result.behaviour, hide_index=True, key="embeddings-behaviour",
+                     column_config={c: number for c in ("SPD", "DEO", "Accuracy")})
+        st.caption("Latents that hide the sensitive attribute need not give fair decisions, and the reverse: "
+                   "read the two tables together.")
+
+
+def main() -> None:
+    st.title("Embeddings")
+    run_id = choose_run()
+    if run_id is None:
+        return
+    settings = settings_panel()
+    run = jobs.get_run(run_id)
+    st.caption(f"Run **{run_id}** · **{run['method']}** on **{run['dataset']}** · latents g(x) of the test split "
+               "before and after mitigation.")
+    run_page_link(run_id, label="Open the run page")
+    color = st.segmented_control("Colour by", list(COLOR_LABELS), format_func=COLOR_LABELS.get,
+                                 default="sensitive", key="embeddings-color") or "sensitive"
+    try:
+        ready = embed.embedding_cached(run_id, **settings)
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    if not ready and not st.button("Compute", type="primary", icon=":material/scatter_plot:",
+                                   key="embeddings-compute"):
+        st.caption(f"Computing the {METHOD_LABELS[settings['method']]} maps of {settings['n']:,} samples takes "
+                   "from seconds (GPU) to a few minutes (CPU); the result is kept with the run.")
+        return
+    try:
+        result = compute_with_progress(run_id, settings)
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    st.plotly_chart(result.figure(color), key="embeddings-figure")
+    leakage_panel(result)
+
+
+main()

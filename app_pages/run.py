@@ -32,6 +32,7 @@ GROUP_METRICS = ("accuracy", "selection_rate", "tpr", "fpr")
 DOWNLOAD_LIMIT = 50 * 2**20  # files larger than this are listed, not offered for download
 FAAP_PER_GROUP = 3
 NOT_DONE = "Available when the run is done."
+EXPLAIN_PAGE = "app_pages/explain.py"
 
 
 def choose_run() -> str | None:
@@ -169,6 +170,22 @@ def faap_tab(run: Mapping[str, Any]) -> None:
         image_grid(images, captions, per_row=3 * len(rows))
 
 
+REPORT_SAMPLES = 1000  # embedding points in the downloaded report: a few seconds on a CPU
+
+
+def report_download(run: Mapping[str, Any]) -> None:
+    """The self-contained HTML audit report of the run, built only when the button is clicked."""
+    from fairaudit.report import report_bytes
+
+    run_id = run["id"]
+    st.download_button("Download audit report (HTML)", lambda: report_bytes([run_id], samples=REPORT_SAMPLES),
+                       file_name=f"fairaudit-report-{run_id}.html", mime="text/html", key="run-report-download",
+                       icon=":material/description:", on_click="ignore",
+                       help="One HTML file that opens offline: data and model, metrics with intervals, verdicts, "
+                            "robustness, explanations, embeddings, settings and library versions. Building it "
+                            "takes a few seconds.")
+
+
 def main() -> None:
     run_id = choose_run()
     if run_id is None:
@@ -188,6 +205,9 @@ def main() -> None:
     if run["status"] == "done":
         st.subheader("Before → after mitigation")
         before_after_card(run)
+        st.page_link(EXPLAIN_PAGE, label="Explain this run", icon=":material/visibility:",
+                     query_params={QUERY: run_id})
+        report_download(run)
     names = ["Before / after", "Groups", "Training", "Configuration", "Artefacts"]
     if run["method"] == "faap":
         names.append("Samples")
@@ -224,6 +244,9 @@ def main() -> None:
     if run.get("traceback") and run["status"] == "failed":
         with st.expander("Traceback"):
             st.code(run["traceback"], language="text")
+    if done:
+        st.page_link("app_pages/embeddings.py", label="Embeddings of this run", icon=":material/scatter_plot:",
+                     query_params={"run": run["id"]})
     st.page_link(MITIGATE_PAGE, label="Back to the Mitigate page", icon=":material/healing:")
 
 

@@ -1,6 +1,7 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
-Commands: ``audit``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``, ``runs``.
+Commands: ``audit``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``, ``sweep``,
+``runs``, ``report``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -91,6 +92,39 @@ def cmd_audit(args) -> int:
     d = report.disparities
     print(f"accuracy {report.overall['accuracy']:.4f}  spd {d['spd']:.4f}  deo {d['deo']:.4f}  "
           f"eo_max {d['eo_max']:.4f}  -> {args.json}")
+    return 0
+
+
+def cmd_robustness(args) -> int:
+    from fairaudit.data import load_dataset
+    from fairaudit.loading import resolve_model
+    from fairaudit.robustness import RobustnessAuditor
+
+    if args.max_samples is not None and args.max_samples < 1:
+        raise FairauditError("--max-samples must be ≥ 1.")
+    auditor = RobustnessAuditor(args.attack, eps=args.eps, norm=args.norm, steps=args.steps,
+                                step_size=args.step_size, restarts=args.restarts, max_samples=args.max_samples,
+                                n_boot=args.bootstrap, seed=args.seed, device=args.device,
+                                batch_size=args.batch_size)
+    options = _data_options(args.data_opt)
+    dataset = load_dataset(args.dataset, args.split, args.target, args.sensitive, args.data_dir, **options)
+    auditor._configs(dataset.kind)  # bad attack settings fail before the model is loaded
+    if args.json and Path(args.json).parent and not Path(args.json).parent.exists():
+        raise FairauditError(f"output folder '{Path(args.json).parent}' does not exist.")
+    bar, train_update = _train_progress("training demo model")
+    with bar:
+        model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head,
+                                           data_options=options, data_dir=args.data_dir, device=args.device,
+                                           progress=train_update)
+    n = min(len(dataset), args.max_samples or len(dataset))
+    with _progress_bar(n, f"attacking {args.dataset}/{args.split} ({args.attack})") as pbar:
+        report = auditor.audit(model, dataset, progress=lambda done, total: pbar.update(done - pbar.n))
+    data = report.to_dict()
+    data["meta"].update({"model": description, "data_options": options})
+    _write_json(data, args.json)
+    parts = [f"clean {report.clean.overall['accuracy']:.4f}"]
+    parts += [f"{name} {acc:.4f} (gap {report.gap(name):.4f})" for name, acc in report.s_r.items()]
+    print("accuracy " + "  ".join(parts) + f"  -> {args.json}")
     return 0
 
 
@@ -226,6 +260,62 @@ def cmd_mitigate(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Queue a grid of settings × seeds as tagged jobs; with ``--wait`` follow them and print mean ± std."""
+    import math
+    import time
+
+    from fairaudit.compare import launch_sweep, runs_table, seed_summary
+    from fairaudit.jobs import FINISHED, JobSpec, get_run
+
+    if not args.dataset:
+        raise FairauditError("sweep: the following arguments are required: --dataset")
+    if not args.grid and args.seeds < 2:
+        raise FairauditError("sweep: give at least one --grid setting=v1,v2,... or --seeds K with K ≥ 2.")
+    base = JobSpec(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
+                   sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
+                   settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
+                   n_boot=args.bootstrap)
+    sweep = launch_sweep(base, args.grid, args.seeds if args.seeds > 1 else None,
+                         ray_address=args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS"))
+    grid = " × ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sweep.grid.items()) or "no grid"
+    print(f"sweep {sweep.sweep_id}: {len(sweep.run_ids)} runs ({grid}; seeds {', '.join(map(str, sweep.seeds))})")
+    if not args.wait:
+        for run_id in sweep.run_ids:
+            print(run_id)
+        if args.json:
+            _write_json({"sweep": sweep.sweep_id, "runs": sweep.run_ids, "grid": sweep.grid, "seeds": sweep.seeds},
+                        args.json)
+        return 0
+    bar = _progress_bar(100, f"sweep {sweep.sweep_id}")
+    bar.unit = "%"
+    with bar:
+        while True:
+            runs = [get_run(r) for r in sweep.run_ids]
+            done = sum(r["status"] in FINISHED for r in runs)
+            bar.n = round(100 * sum(float(r.get("progress") or 0) for r in runs) / len(runs), 1)
+            bar.set_postfix({"finished": f"{done}/{len(runs)}"}, refresh=False)
+            bar.refresh()
+            if done == len(runs):
+                break
+            time.sleep(0.5)
+    summary = seed_summary(runs_table(runs))
+    print(f"{'setting':34s} {'seeds':>5s}  {'accuracy':17s} {'deo':17s} {'spd':17s}")
+    for _, row in summary.iterrows():
+        cells = [f"{row[m]:.4f} ± {0.0 if math.isnan(row[m + '_std']) else row[m + '_std']:.4f}"
+                 for m in ("accuracy", "deo", "spd")]
+        flag = "  collapsed" if row["collapsed"] else ""
+        print(f"{row['settings'][:34]:34s} {int(row['n_seeds']):5d}  {'  '.join(cells)}{flag}")
+    failed = [r["id"] for r in runs if r["status"] != "done"]
+    for run_id in failed:
+        print(f"run {run_id}: {get_run(run_id)['status']}", file=sys.stderr)
+    if args.json:
+        rows = json.loads(summary.drop(columns=["config_key"]).to_json(orient="records"))
+        _write_json({"sweep": sweep.sweep_id, "runs": sweep.run_ids, "grid": sweep.grid, "seeds": sweep.seeds,
+                     "summary": rows}, args.json)
+    return 0 if not failed else 1
+
+
 def _fmt(value, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -276,6 +366,42 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from fairaudit.report import build_report, report_tolerances
+
+    if not args.html and not args.json:
+        raise FairauditError("report: give --html OUT.html and/or --json OUT.json.")
+    for out in (args.html, args.json):
+        if out and not Path(out).parent.exists():
+            raise FairauditError(f"output folder '{Path(out).parent}' does not exist.")
+    pairs = [t.split("=", 1) for t in args.tolerance or []]
+    if any(len(p) != 2 for p in pairs):
+        raise FairauditError(f"--tolerance expects name=value, got {next(t for t in args.tolerance if '=' not in t)!r}.")
+    tolerances = report_tolerances({k.strip(): v.strip() for k, v in pairs})
+    bar = _progress_bar(None, f"report on {len(args.run_ids)} run(s)")
+    bar.unit = "section"
+
+    def update(done: int, total: int, title: str) -> None:
+        bar.total, bar.n = total, done
+        bar.set_postfix(section=title, refresh=False)
+        bar.refresh()
+
+    with bar:
+        document = build_report(args.run_ids, explain=not args.no_explain, embed=not args.no_embed,
+                                samples=args.samples, tolerances=tolerances, device=args.device, seed=args.seed,
+                                progress=update)
+    written = []
+    if args.html:
+        written.append(str(document.write_html(args.html)))
+    if args.json:
+        written.append(str(document.write_json(args.json)))
+    missing = [s.title for s in document.sections if not s.available]
+    print(f"report on {', '.join(document.run_ids)}: {len(document.sections) - len(missing)} of "
+          f"{len(document.sections)} sections" + (f" (not available: {', '.join(missing)})" if missing else "")
+          + f" -> {', '.join(written)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fairaudit", description="Group-fairness auditing for vision and tabular models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -292,6 +418,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--json", required=True, help="output JSON path")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("robustness", help="clean vs. FGSM/PGD adversarial accuracy per group")
+    _add_data_args(p)
+    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
+    p.add_argument("--head", help="name of the classification head module of a user torchvision model")
+    p.add_argument("--split", default="test")
+    p.add_argument("--attack", default="fgsm,pgd", help="fgsm, pgd or both comma-separated")
+    p.add_argument("--eps", type=float, help="attack radius (default 8/255 for images, 0.1 for standardised "
+                                             "numeric features)")
+    p.add_argument("--norm", default="linf", help="linf | l2")
+    p.add_argument("--steps", type=int, default=10, help="PGD steps")
+    p.add_argument("--step-size", type=float, help="PGD step size (default 2.5·eps/steps)")
+    p.add_argument("--restarts", type=int, default=1, help="PGD random restarts")
+    p.add_argument("--max-samples", type=int, help="attack a seeded random subsample of this size")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for CIs (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--json", required=True, help="output JSON path")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("audit-predictions", help="audit existing predictions from a CSV file")
     p.add_argument("file")
@@ -334,6 +480,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-settings", action="store_true", help="print the method's settings and exit")
     p.set_defaults(func=cmd_mitigate)
 
+    p = sub.add_parser("sweep", help="queue a method over a grid of settings and/or seeds (tagged runs)")
+    p.add_argument("method", help="mitigation method name")
+    _add_data_args(p, dataset_required=False)
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                   help="setting and the values to try; at most two --grid options (their product is run)")
+    p.add_argument("--seeds", type=int, default=1, help="repeat every grid point over seeds 0..K-1")
+    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed method setting, repeatable")
+    p.add_argument("--seed", type=int, default=0, help="the seed when --seeds is 1")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
+    p.add_argument("--ray-address", help="send the runs to a Ray cluster (default: $FAIRAUDIT_RAY_ADDRESS; "
+                                         "none: the local worker pool)")
+    p.add_argument("--wait", action="store_true", help="follow the runs and print mean ± std per grid point")
+    p.add_argument("--json", help="write the sweep (and with --wait its summary) to this JSON file")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("runs", help="list, show, cancel or resume mitigation runs")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--dataset", help="only runs on this dataset")
@@ -345,6 +508,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_ID", help="resume an interrupted, failed or cancelled run here")
     p.add_argument("--detach", action="store_true", help="with --resume: hand the run to the background workers")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="write a self-contained HTML (and/or JSON) audit report of finished runs")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="finished runs to report on")
+    p.add_argument("--html", help="output HTML path")
+    p.add_argument("--json", help="output JSON path (the same content as data)")
+    p.add_argument("--no-explain", action="store_true", help="leave out the attribution maps (saves seconds)")
+    p.add_argument("--no-embed", action="store_true", help="leave out the latent embeddings (saves seconds)")
+    p.add_argument("--samples", type=int, default=2000, help="test samples in each embedding map")
+    p.add_argument("--tolerance", action="append", metavar="NAME=VALUE",
+                   help="tolerance of a disparity (e.g. deo=0.05, dp_ratio=0.8) or a kind (gap, ratio, floor); "
+                        "repeatable")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_report)
 
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)

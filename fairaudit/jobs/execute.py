@@ -108,6 +108,16 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     "before_audit", "report": ...}`` carries the *before* audit as soon as it
     exists. ``should_stop()`` cancels the run between steps
     (:class:`JobCancelled`).
+
+    Besides ``before``/``after`` (test split) the result holds
+    ``robustness`` ``{"before", "after"}`` (the robustness JSON of
+    :mod:`fairaudit.robustness`: FGSM and PGD-10 per group on at most
+    ``spec.robustness_samples`` test samples; ``after`` is ``None`` with a
+    ``reason`` when there is no model to attack; FRoC's S_R under PGD is
+    copied to ``summary.before.s_r`` / ``summary.after.s_r``) and ``splits``
+    ``{"train", "val", "test": {"before", "after"}}``: audits without
+    bootstrap of the splits the dataset has, on at most ``spec.split_samples``
+    rows each, so a gap that closes on train but not on test shows.
     """
     from fairaudit.audit import audit_predictions, run_audit
     from fairaudit.data import load_dataset
@@ -152,6 +162,19 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     timings["before_audit"] = time.perf_counter() - t
     check_stop()
 
+    # Robustness and the other splits are measured on the deployed model before the method runs: some
+    # methods fine-tune ``ctx.model`` in place.
+    t = time.perf_counter()
+    robustness = {"before": None, "after": None}
+    if spec.robustness_samples:
+        robustness["before"] = _robustness(model, test_ds, spec, device, lambda done, total: check_stop())
+    else:
+        robustness["reason"] = "turned off (robustness_samples = 0)"
+    extra_splits = _extra_splits(spec, test_ds)
+    splits = {name: {"before": _split_audit(ds, spec, device, model=model)} for name, ds in extra_splits.items()}
+    timings["before_extras"] = time.perf_counter() - t
+    check_stop()
+
     def method_progress(event: dict) -> None:
         fraction = min(1.0, max(0.0, float(event.get("fraction", 0.0))))
         emit({**event, "phase": MITIGATING, "fraction": BEFORE_END + (METHOD_END - BEFORE_END) * fraction})
@@ -186,6 +209,23 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     after = report.to_dict()
     artifacts["after_predictions"] = str(preds.save(workdir / "after_predictions"))
     timings["after_audit"] = time.perf_counter() - t
+    t_extras = time.perf_counter()
+    if spec.robustness_samples:
+        # A post-processor (e.g. group thresholds) is attacked through the model whose scores it reads.
+        attacked = (result.after_model if result.after_model is not None
+                    else getattr(result.after_predictions, "model", None))
+        if attacked is None:
+            robustness["reason"] = ("the method returned predictions without the model behind them, so there is "
+                                    "nothing to attack")
+        else:
+            postprocess = None if result.after_model is not None else result.after_predictions
+            robustness["after"] = _robustness(attacked, test_ds, spec, device, lambda done, total: check_stop(),
+                                              postprocess=postprocess)
+    for name, ds in extra_splits.items():
+        splits[name]["after"] = _split_audit(ds, spec, device, model=result.after_model,
+                                             predictions=result.after_predictions)
+    splits["test"] = {"before": before, "after": after}
+    timings["after_extras"] = time.perf_counter() - t_extras
     timings["total"] = time.perf_counter() - start
     artifacts.update({k: str(v) for k, v in result.artifacts.items()})
     if ctx.checkpoint_path.exists():
@@ -196,13 +236,57 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
         "run_id": run_id, "method": spec.method, "dataset": spec.dataset, "model": spec.model,
         "model_description": description, "config": dataclasses.asdict(config), "spec": spec.to_dict(),
         "seed": spec.seed, "device": str(device), "before": before, "after": after,
-        "summary": {"before": _summary(before), "after": _summary(after)},
+        "summary": {"before": {**_summary(before), "s_r": _s_r(robustness["before"])},
+                    "after": {**_summary(after), "s_r": _s_r(robustness["after"])}},
+        "robustness": robustness, "splits": splits,
         "artifacts": artifacts, "stats": result.stats, "history": result.history,
         "seconds": timings["total"], "timings": timings, "versions": library_versions(), "resumed": bool(resume),
     })
     _write_json_atomic(output, workdir / "result.json")
     emit({"phase": "done", "fraction": 1.0})
     return output
+
+
+def _robustness(model, test_ds, spec: JobSpec, device, progress, postprocess=None) -> dict:
+    """FGSM and PGD-10 per group on a seeded subsample of the test split (see :mod:`fairaudit.robustness`)."""
+    from fairaudit.robustness import RobustnessAuditor
+
+    auditor = RobustnessAuditor(("fgsm", "pgd"), eps=spec.robustness_eps, steps=10,
+                                max_samples=spec.robustness_samples, seed=spec.seed, device=device)
+    return auditor.audit(model, test_ds, postprocess=postprocess, progress=progress).to_dict()
+
+
+def _s_r(block: dict | None) -> float | None:
+    """FRoC's S_R (Eq. 8) under the strongest attack of a robustness block (PGD)."""
+    if not block:
+        return None
+    return block["s_r"][list(block["adversarial"])[-1]]
+
+
+def _extra_splits(spec: JobSpec, test_ds) -> dict:
+    """Seeded subsamples (at most ``spec.split_samples`` rows) of the train and validation splits that exist."""
+    from fairaudit.data import load_dataset
+    from fairaudit.data.registry import get_spec
+    from fairaudit.robustness import sample_rows
+
+    if not spec.split_samples:
+        return {}
+    available = get_spec(spec.dataset).splits
+    return {name: sample_rows(load_dataset(spec.dataset, name, test_ds.target, list(test_ds.sensitive),
+                                           spec.data_dir, **spec.data_options), spec.split_samples, spec.seed)
+            for name in ("train", "val") if name in available}
+
+
+def _split_audit(ds, spec: JobSpec, device, *, model=None, predictions=None) -> dict:
+    """Audit of one extra split without bootstrap (point estimates, for the train / val / test comparison)."""
+    from fairaudit.audit import audit_predictions, run_audit
+
+    meta = {"split": ds.split, "rows": len(ds), "subsampled": hasattr(ds, "source_rows")}
+    if model is not None:
+        report, _ = run_audit(ds, model, n_boot=0, seed=spec.seed, device=device, meta=meta)
+    else:
+        report = audit_predictions(predictions(ds), n_boot=0, seed=spec.seed, device=device, meta=meta)
+    return report.to_dict()
 
 
 def _save_after_model(model, path: Path, spec: JobSpec, dataset) -> str | None:

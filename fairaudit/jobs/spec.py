@@ -39,7 +39,14 @@ class JobSpec:
     (``model``, ``data_dir``) are made absolute, because the job may run in
     another process. ``n_boot`` is the number of bootstrap resamples of the
     before/after audits (200 by default: confidence intervals within a few
-    seconds; use 1000 for a final report).
+    seconds; use 1000 for a final report). ``tags`` label a run as part of a
+    batch (``{"sweep": id, "swept": [...]}`` for a sweep or seed repeat, see
+    :mod:`fairaudit.compare.sweeps`); they do not change what the run does.
+    ``robustness_samples`` test samples (seeded subsample; 0: off) are
+    attacked with FGSM and PGD-10 at radius ``robustness_eps`` (default 8/255
+    for images, 0.1 for standardised tabular features) before and after the
+    method, and the train and validation splits are audited on at most
+    ``split_samples`` rows each (0: off), see :func:`fairaudit.jobs.execute.execute`.
     """
 
     method: str
@@ -54,6 +61,10 @@ class JobSpec:
     seed: int = 0
     arch: str | None = None
     n_boot: int = 200
+    tags: dict[str, Any] = field(default_factory=dict)
+    robustness_samples: int = 256
+    robustness_eps: float | None = None
+    split_samples: int = 2000
 
     def __post_init__(self) -> None:
         from fairaudit.data.registry import get_spec, parse_options
@@ -76,6 +87,17 @@ class JobSpec:
             raise FairauditError(f"the seed must be an integer, got {self.seed!r}.")
         if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
             raise FairauditError(f"the number of bootstrap resamples must be an integer ≥ 0, got {self.n_boot!r}.")
+        if not isinstance(self.tags or {}, dict):
+            raise FairauditError(f"job tags must be a mapping of names to values, got {self.tags!r}.")
+        self.tags = dict(self.tags or {})
+        for name in ("robustness_samples", "split_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise FairauditError(f"{name} must be an integer ≥ 0 (0 turns it off), got {value!r}.")
+        if self.robustness_eps is not None and (isinstance(self.robustness_eps, bool) or not isinstance(
+                self.robustness_eps, (int, float)) or not 0 <= self.robustness_eps < float("inf")):
+            raise FairauditError(f"robustness_eps must be a number ≥ 0 (or None for the default), "
+                                 f"got {self.robustness_eps!r}.")
         if str(self.model) != "demo":
             path = Path(self.model).expanduser()
             if not path.is_file():

@@ -9,3 +9,6 @@ __all__ = ["METHODS", "MethodContext", "MitigationMethod", "MitigationResult", "
 from fairaudit.mitigation import faap  # noqa: E402,F401  (registers the method)
 from fairaudit.mitigation import baselines  # noqa: E402,F401  (registers the methods)
 from fairaudit.mitigation import aeda  # noqa: E402,F401  (registers the methods)
+from fairaudit.mitigation import asac  # noqa: E402,F401  (registers the method)
+from fairaudit.mitigation import froc  # noqa: E402,F401  (registers the methods)
+from fairaudit.mitigation import froc_pre  # noqa: E402,F401  (registers the method)

@@ -70,6 +70,19 @@ def mlp(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
     return SplitModel(g, nn.Linear(64, num_classes), "mlp", num_classes, input_shape)
 
 
+@register_model("tabular_cnn", kind="tabular")
+def tabular_cnn(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
+    """FRoC's tabular network (§7.1): 1-D conv with 2 filters, conv with 4 filters, a 64-unit hidden layer.
+
+    The paper leaves kernel size and activation open: kernels of width 3 with
+    padding 1 (the feature count is kept) and ReLU are used (latent 64).
+    """
+    (d,) = input_shape
+    g = nn.Sequential(nn.Unflatten(1, (1, d)), nn.Conv1d(1, 2, 3, padding=1), nn.ReLU(),
+                      nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * d, 64), nn.ReLU())
+    return SplitModel(g, nn.Linear(64, num_classes), "tabular_cnn", num_classes, input_shape)
+
+
 @torch.no_grad()
 def check_input_shape(model: nn.Module, input_shape: Sequence[int]) -> None:
     """Run one dummy sample through ``model``; raise a clear error if the shape does not fit."""

@@ -1,0 +1,463 @@
+"""ASAC: fine-tuning on attribute-specific adversarial counterfactuals with a curriculum.
+
+Shukla et al., "Utilizing Adversarial Examples for Bias Mitigation and
+Accuracy Enhancement". An already biased target classifier ``M = f∘g`` is
+fine-tuned on *attribute-specific adversarial counterfactuals* (ASACs):
+images that an attack has changed just enough to fool a classifier ``C`` of
+the *protected* attribute (e.g. gender), while keeping their target label
+(e.g. Smiling). A model that still changes its target prediction on such an
+image relies on the protected attribute; training it to keep the label
+removes that shortcut.
+
+* Eq. 1–2, the ASAC: ``x′ = clip(x + δ, 0, 1)`` with
+  ``δ = ε·sign(∇_x J(C(x), a))`` (FGSM, untargeted, ``J`` = cross-entropy on
+  the true protected group ``a``), or PGD in the same L∞ ball; one ASAC per
+  ``ε`` of the curriculum set, ``ε = 0`` (the original image) always
+  included, so a minibatch of ``k`` images becomes ``k × l`` items;
+* Eq. 3–4, difficulty: ``DS(x′) = 1 − softmax(M(x′))_y``, the target model's
+  missing confidence in the true class ``y``;
+* Algorithm 1: the ``k × l`` items of each minibatch are sorted by ``DS`` in
+  ``increasing`` (easy → hard, the paper's main setting), ``decreasing`` or
+  ``random`` order;
+* Eq. 5, the loss: ``Ĵ_α = α·J(M(x), y) + (1 − α)·J(M(x′), y)``.
+
+Choices where the paper is silent or ambiguous (spec §9):
+
+* **How the order is used (§9.2).** Sorting the items of a batch changes
+  nothing in one mean-loss step, and the shared trainer takes one optimiser
+  step per minibatch. The sorted list is therefore consumed by a *pacing
+  function* (Hacohen & Weinshall 2019, the baby-steps curriculum the paper
+  cites): each step trains on the first ``⌈λ(t)·k·l⌉`` items of the sorted
+  minibatch, where ``λ`` grows linearly from ``pace_start`` to 1 over the
+  first ``pace_length`` of training (``t`` = training progress) and stays 1
+  afterwards. With ``increasing`` the hard ASACs are withheld early and
+  saved for later; ``decreasing`` starts with them; ``random`` draws a
+  random subset of the same size. ``pace_start = 1`` disables the pacing
+  (every item in every step).
+* **Which class DS scores (§9.1):** the true class ``y`` (Eq. 3 indexes the
+  softmax by the label), not the predicted one.
+* **Eq. 5 with ε = 0 (§9.3):** the original image is the first term; for
+  its ``ε = 0`` item the second term is the same image, so that item's loss
+  is plain ``J(M(x), y)``. The loss of a step is the mean over the selected
+  items; each item's first term is its own source image.
+* **The protected-attribute classifier C (§9.4):** a linear probe ``φ`` on a
+  frozen copy of the deployed model's latent ``g`` (Fig. 2: C shares ``θ``
+  with M and differs only in its last layer). ``φ`` is trained once, before
+  fine-tuning, with the shared trainer on the latents of the training split,
+  and stays fixed: the ASACs always fool the same gender classifier (the
+  one the deployed model's features support), while ``M``'s own copy of
+  ``θ`` is fine-tuned. With several sensitive attributes C predicts their
+  intersection. ASACs are made online, per minibatch, as in Algorithm 1.
+* **Attack (§9.5):** ``ε`` in units of ``[0, 1]`` pixels, clipped to
+  ``[0, 1]``, no success filter. PGD uses ``pgd_steps`` steps of
+  ``2.5·ε/steps`` from a random start and stops moving a sample once C
+  misclassifies it ("the smallest perturbation that causes
+  misclassification").
+* **Batch size (§9.6):** ``batch_size`` counts the ``k`` source images; a
+  step scores ``k × l`` items.
+* **Training data:** the deployed model's own training split by default
+  (§5.3: fine-tuned "on the same D"); ``train_split="val"`` fine-tunes on
+  held-out data instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import safetensors.torch
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from fairaudit.attacks import fgsm_attack, pgd_attack
+from fairaudit.data import get_spec
+from fairaudit.data.base import FairDataset
+from fairaudit.device import resolve_device
+from fairaudit.errors import FairauditError
+from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
+from fairaudit.mitigation.baselines.common import in_memory
+from fairaudit.models.split import SplitModel
+from fairaudit.train.loop import TrainConfig, fit
+from fairaudit.train.variants import group_ids
+
+__all__ = ["ASAC", "AsacConfig", "AttributeClassifier", "CurriculumClock", "asac_step", "curriculum_selection",
+           "difficulty_scores", "make_counterfactuals", "pace", "parse_epsilons", "train_attribute_classifier"]
+
+ATTACKS = ("fgsm", "pgd")
+ORDERS = ("increasing", "decreasing", "random")
+
+
+# ---------------------------------------------------------------------------- settings
+
+def parse_epsilons(value) -> tuple[float, ...]:
+    """The curriculum set of noise magnitudes, from ``"0,0.03,0.05"`` or a sequence; ``0`` is always added.
+
+    Returned sorted and without duplicates.
+    """
+    items = value.replace(";", ",").split(",") if isinstance(value, str) else list(value)
+    try:
+        values = [float(v) for v in items if str(v).strip() != ""]
+    except (TypeError, ValueError):
+        raise FairauditError(f"ASAC setting 'epsilons' must be comma-separated numbers such as "
+                             f"'0,0.03,0.05', got {value!r}.") from None
+    bad = [v for v in values if not 0.0 <= v <= 1.0]
+    if bad:
+        raise FairauditError(f"ASAC setting 'epsilons' must lie in [0, 1] (pixels in [0, 1]), got {bad[0]}.")
+    return tuple(sorted(set(values) | {0.0}))
+
+
+@dataclass
+class AsacConfig:
+    """ASAC hyper-parameters (paper values where stated: §5.3, Tables 3–4)."""
+
+    attack: str = setting("fgsm", "attack that makes the counterfactuals against C: fgsm (Eq. 2) or pgd")
+    epsilons: str = setting("0,0.03,0.05", "curriculum set of L∞ noise magnitudes on [0, 1] pixels, "
+                                           "comma-separated; 0 (the original image) is always included")
+    alpha: float = setting(0.5, "α of Eq. 5: weight of the original image's loss against the ASAC's")
+    order: str = setting("increasing", "curriculum order of the items by difficulty (Alg. 1): increasing "
+                                       "(easy first), decreasing or random")
+    epochs: int = setting(10, "fine-tuning epochs of the target model (§5.3)")
+    lr: float = setting(1e-4, "Adam learning rate of the fine-tuning (§5.3)")
+    batch_size: int = setting(128, "source images k per minibatch; a step scores k × len(epsilons) items")
+    classifier_epochs: int = setting(5, "epochs of the protected-attribute probe C on the frozen latent "
+                                        "(not stated)")
+    classifier_lr: float = setting(1e-3, "Adam learning rate of the probe C (not stated)")
+    pgd_steps: int = setting(10, "PGD iterations (attack=pgd; not stated), step 2.5·ε/steps")
+    pace_start: float = setting(0.5, "share of each sorted minibatch trained on at the start; 1 uses every "
+                                     "item in every step (not stated)")
+    pace_length: float = setting(0.5, "share of training over which that share grows to 1 (not stated)")
+    train_split: str = setting("train", "split to fine-tune on: train (the paper: the same data as the "
+                                        "deployed model) or val")
+    cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
+    stats_samples: int = setting(1000, "held-out images for the before/after counterfactual statistics "
+                                       "(0 skips them)")
+
+    @property
+    def epsilon_values(self) -> tuple[float, ...]:
+        return parse_epsilons(self.epsilons)
+
+    def validate(self) -> None:
+        if not isinstance(self.epsilons, str):
+            self.epsilons = ",".join(f"{v:g}" for v in parse_epsilons(self.epsilons))
+        self.epsilon_values  # noqa: B018  (raises on bad input)
+        if self.attack not in ATTACKS:
+            raise FairauditError(f"ASAC setting 'attack' must be one of {', '.join(ATTACKS)}, got '{self.attack}'.")
+        if self.order not in ORDERS:
+            raise FairauditError(f"ASAC setting 'order' must be one of {', '.join(ORDERS)}, got '{self.order}'.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise FairauditError(f"ASAC setting 'alpha' must lie in [0, 1], got {self.alpha}.")
+        for name in ("epochs", "batch_size", "classifier_epochs", "pgd_steps"):
+            if getattr(self, name) < 1:
+                raise FairauditError(f"ASAC setting '{name}' must be >= 1, got {getattr(self, name)}.")
+        for name in ("lr", "classifier_lr"):
+            if not getattr(self, name) > 0:
+                raise FairauditError(f"ASAC setting '{name}' must be > 0, got {getattr(self, name)}.")
+        if not 0.0 < self.pace_start <= 1.0:
+            raise FairauditError(f"ASAC setting 'pace_start' must lie in (0, 1], got {self.pace_start}.")
+        if not 0.0 <= self.pace_length <= 1.0:
+            raise FairauditError(f"ASAC setting 'pace_length' must lie in [0, 1], got {self.pace_length}.")
+        if self.train_split not in ("train", "val"):
+            raise FairauditError(f"ASAC setting 'train_split' must be 'train' or 'val', got '{self.train_split}'.")
+        for name in ("cache_mb", "stats_samples"):
+            if getattr(self, name) < 0:
+                raise FairauditError(f"ASAC setting '{name}' must be >= 0, got {getattr(self, name)}.")
+
+
+# ---------------------------------------------------------------------------- the protected-attribute classifier
+
+class AttributeClassifier(nn.Module):
+    """``C(θ, φ)``: a linear probe ``φ`` on a frozen feature extractor ``g`` (one logit per protected group)."""
+
+    def __init__(self, g: nn.Module, latent_dim: int, groups: int):
+        super().__init__()
+        self.g = g
+        self.probe = nn.Linear(latent_dim, groups)
+        self.g.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.probe(self.g(x).flatten(1).float())
+
+    def train(self, mode: bool = True) -> "AttributeClassifier":
+        super().train(mode)
+        self.g.eval()  # the shared θ is frozen, batch-norm statistics included
+        return self
+
+
+@torch.no_grad()
+def _latents(g: nn.Module, data: Dataset, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    return torch.cat([g(batch[0].to(device).float()).flatten(1).float().cpu() for batch in loader])
+
+
+def _groups_of(data: Dataset, cardinalities: list[int], batch_size: int = 1024) -> torch.Tensor:
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    return torch.cat([group_ids(torch.as_tensor(batch[2]), cardinalities) for batch in loader])
+
+
+def train_attribute_classifier(deployed: SplitModel, data: Dataset, cardinalities: list[int], *, epochs: int = 5,
+                               lr: float = 1e-3, batch_size: int = 128, seed: int = 0, device="auto",
+                               progress: Callable[[dict], None] | None = None,
+                               should_stop: Callable[[], bool] | None = None) -> AttributeClassifier:
+    """Fit the probe ``φ`` of ``C`` on the frozen latents ``g(x)`` of ``data`` (items ``(x, y, s, ...)``).
+
+    ``g`` is a frozen copy of ``deployed.g``; the probe is trained with the
+    shared trainer on precomputed latents (cross-entropy on the protected
+    group, the intersection of all sensitive attributes).
+    """
+    device = resolve_device(device)
+    g = copy.deepcopy(deployed.g).to(device).eval()
+    g.requires_grad_(False)
+    features = _latents(g, data, device)
+    groups = _groups_of(data, cardinalities)
+    torch.manual_seed(seed)
+    classifier = AttributeClassifier(g, features.shape[1], math.prod(cardinalities)).to(device)
+    fit(classifier.probe, TensorDataset(features, groups),
+        TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed), device=device, progress=progress,
+        should_stop=should_stop)
+    return classifier.eval()
+
+
+# ---------------------------------------------------------------------------- ASACs, difficulty, curriculum
+
+def make_counterfactuals(classifier: nn.Module, x: torch.Tensor, groups: torch.Tensor,
+                         epsilons: tuple[float, ...], attack: str = "fgsm", pgd_steps: int = 10,
+                         generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """One ASAC batch per ``ε`` (Eq. 1–2): untargeted attacks on ``C``'s cross-entropy for the true ``groups``.
+
+    ``ε = 0`` returns the originals. Pixels stay in ``[0, 1]``.
+    """
+    out = []
+    for eps in epsilons:
+        if eps == 0:
+            out.append(x.detach())
+        elif attack == "fgsm":
+            out.append(fgsm_attack(classifier, x, groups, eps=eps, clip=(0.0, 1.0)))
+        elif attack == "pgd":
+            def fooled(x_adv, groups=groups):
+                return classifier(x_adv).argmax(1) != groups
+
+            out.append(pgd_attack(classifier, x, groups, eps=eps, steps=pgd_steps, clip=(0.0, 1.0),
+                                  stop_when=fooled, generator=generator))
+        else:
+            raise FairauditError(f"unknown ASAC attack '{attack}'; use {' or '.join(ATTACKS)}.")
+    return out
+
+
+@torch.no_grad()
+def difficulty_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: ``DS(x′) = 1 − softmax(M(x′))_y`` per sample, with ``M`` in eval mode (its modes are restored)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        probs = torch.softmax(model(x).float(), dim=1)
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    return 1.0 - probs.gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def pace(progress: float, start: float, length: float) -> float:
+    """The pacing function ``λ(t)``: ``start`` at ``t = 0``, growing linearly to 1 at ``t = length``."""
+    if length <= 0 or progress >= length:
+        return 1.0
+    return start + (1.0 - start) * max(0.0, progress) / length
+
+
+def curriculum_selection(scores: torch.Tensor, order: str, fraction: float,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of the items a step trains on: the first ``⌈fraction·n⌉`` of the minibatch in curriculum order.
+
+    ``increasing`` sorts by ascending difficulty (Algorithm 1), ``decreasing``
+    by descending difficulty, ``random`` by a random permutation.
+    """
+    n = scores.numel()
+    keep = max(1, min(n, math.ceil(fraction * n - 1e-9)))
+    if order == "increasing":
+        ranked = torch.argsort(scores, stable=True)
+    elif order == "decreasing":
+        ranked = torch.argsort(scores, descending=True, stable=True)
+    elif order == "random":
+        ranked = torch.randperm(n, generator=generator).to(scores.device)
+    else:
+        raise FairauditError(f"unknown curriculum order '{order}'; use {', '.join(ORDERS)}.")
+    return ranked[:keep]
+
+
+class CurriculumClock:
+    """Training progress ``t ∈ [0, 1]`` as seen by the step, fed by the trainer's progress events."""
+
+    def __init__(self, start: float = 0.0, forward: Callable[[dict], None] | None = None):
+        self.fraction = float(start)
+        self.forward = forward
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") in ("step", "epoch") and "fraction" in event:
+            self.fraction = float(event["fraction"])
+        if self.forward is not None:
+            self.forward(event)
+
+
+def _eps_key(eps: float) -> str:
+    return f"{eps:g}"
+
+
+def asac_step(classifier: nn.Module, cardinalities: list[int], config: AsacConfig, clock: CurriculumClock,
+              seed: int = 0):
+    """The per-minibatch update (Algorithm 1 + Eq. 5) as a step function for :func:`fairaudit.train.fit`.
+
+    ``step(model, (x, y, s, ...))`` makes the ``k × l`` ASACs against
+    ``classifier``, scores them with the current ``model`` (Eq. 4), keeps the
+    items the curriculum admits at the clock's progress and returns the mean
+    Eq. 5 loss over them, plus per-``ε`` mean difficulty, the share of items
+    that fool ``C`` and the share of items used.
+    """
+    epsilons = config.epsilon_values
+    generator = torch.Generator().manual_seed(seed)
+    ce = nn.functional.cross_entropy
+
+    def step(model: nn.Module, batch: tuple):
+        x, y, s = batch[0], batch[1], batch[2]
+        k = x.shape[0]
+        groups = group_ids(s, cardinalities)
+        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps)
+        items = torch.cat(adversarial)  # item j·k + i = image i at ε_j
+        item_y = y.repeat(len(epsilons))
+        scores = difficulty_scores(model, items, item_y)
+        fraction = pace(clock.fraction, config.pace_start, config.pace_length)
+        chosen = curriculum_selection(scores, config.order, fraction, generator)
+        source = chosen % k
+        perturbed = chosen[chosen >= k]  # ε > 0 items; for ε = 0 x′ is x itself
+        logits = model(torch.cat([x, items[perturbed]]))
+        loss_clean = ce(logits[:k].float(), y, reduction="none")
+        loss_adv = loss_clean[source].clone()
+        if len(perturbed):
+            loss_adv[chosen >= k] = ce(logits[k:].float(), item_y[perturbed], reduction="none")
+        loss = (config.alpha * loss_clean[source] + (1.0 - config.alpha) * loss_adv).mean()
+        with torch.no_grad():
+            scalars = {"items_used": chosen.numel() / items.shape[0],
+                       "clean_accuracy": (logits[:k].argmax(1) == y).float().mean()}
+            for j, eps in enumerate(epsilons):
+                scalars[f"ds_eps_{_eps_key(eps)}"] = scores[j * k:(j + 1) * k].mean()
+                if eps > 0:
+                    scalars[f"c_fooled_eps_{_eps_key(eps)}"] = (
+                        classifier(adversarial[j]).argmax(1) != groups).float().mean()
+        return loss, scalars
+
+    return step
+
+
+# ---------------------------------------------------------------------------- statistics
+
+def _eval_batches(ds: Dataset, batch_size: int, limit: int):
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    seen = 0
+    for batch in loader:
+        if seen >= limit:
+            break
+        yield batch
+        seen += len(batch[0])
+
+
+def counterfactual_stats(model: nn.Module, classifier: nn.Module, ds: Dataset, cardinalities: list[int],
+                         config: AsacConfig, device: torch.device, limit: int = 1000,
+                         batch_size: int = 256) -> dict:
+    """On up to ``limit`` samples of ``ds``: C's accuracy per ``ε`` and the target model's mean DS per ``ε``.
+
+    The paper's Fig. 4 view: how much the noise that fools the gender
+    classifier also moves the target model, before and after fine-tuning.
+    """
+    epsilons = config.epsilon_values
+    correct = {e: 0 for e in epsilons}
+    ds_sum = {e: 0.0 for e in epsilons}
+    n = 0
+    classifier.eval()
+    for batch in _eval_batches(ds, batch_size, limit):
+        x, y = batch[0].to(device).float(), torch.as_tensor(batch[1]).to(device)
+        groups = group_ids(torch.as_tensor(batch[2]).to(device), cardinalities)
+        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps)
+        for eps, x_adv in zip(epsilons, adversarial):
+            with torch.no_grad():
+                correct[eps] += int((classifier(x_adv).argmax(1) == groups).sum())
+            ds_sum[eps] += float(difficulty_scores(model, x_adv, y).sum())
+        n += len(y)
+    if n == 0:
+        return {"n": 0, "classifier_accuracy": {}, "difficulty": {}}
+    return {"n": n, "classifier_accuracy": {_eps_key(e): correct[e] / n for e in epsilons},
+            "difficulty": {_eps_key(e): ds_sum[e] / n for e in epsilons}}
+
+
+# ---------------------------------------------------------------------------- the method
+
+def _check_model(model: nn.Module) -> None:
+    if not isinstance(model, SplitModel) or not getattr(model, "features_available", True):
+        raise FairauditError("ASAC needs a model split into a feature extractor g and a head f (its protected-"
+                             "attribute classifier is a probe on g); this model exposes no latent features.")
+
+
+@register_method
+class ASAC(MitigationMethod):
+    name = "asac"
+    summary = ("Attribute-specific adversarial counterfactuals (Shukla et al.): fine-tune the deployed model on "
+               "images attacked to fool a gender (protected-attribute) classifier, easy to hard by the model's "
+               "difficulty, with a convex mix of clean and counterfactual loss.")
+    Config = AsacConfig
+    kinds = ("image",)
+
+    def run(self, ctx: MethodContext, config: AsacConfig) -> MitigationResult:
+        _check_model(ctx.model)
+        device = resolve_device(ctx.device)
+        splits = get_spec(ctx.dataset).splits
+        split = config.train_split if config.train_split in splits else "train"
+        train_ds: FairDataset = ctx.load_split(split)
+        if train_ds.kind != "image":
+            raise FairauditError(f"ASAC attacks images; dataset '{ctx.dataset}' is {train_ds.kind}.")
+        cardinalities = [len(train_ds.value_names[a]) for a in train_ds.sensitive]
+        if math.prod(cardinalities) < 2:
+            raise FairauditError("ASAC needs a sensitive attribute with at least two groups.")
+        data = in_memory(train_ds, device, config.cache_mb)
+        held_out = ctx.load_split("val" if "val" in splits and split != "val" else "test")
+
+        ctx.progress({"event": "classifier", "fraction": 0.0})
+        classifier = train_attribute_classifier(
+            ctx.model, data, cardinalities, epochs=config.classifier_epochs, lr=config.classifier_lr,
+            batch_size=config.batch_size, seed=ctx.seed, device=device, should_stop=ctx.should_stop)
+        probe_path = _save_probe(classifier, Path(ctx.workdir))
+        before = counterfactual_stats(ctx.model, classifier, held_out, cardinalities, config, device,
+                                      limit=config.stats_samples)
+
+        model = copy.deepcopy(ctx.model).to(device)
+        model.requires_grad_(True)
+        start = 0.0
+        resume_from = ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None
+        if resume_from is not None and Path(resume_from).exists():
+            start = int(torch.load(resume_from, map_location="cpu", weights_only=True)["epoch"]) / config.epochs
+        clock = CurriculumClock(start, forward=ctx.progress)
+        train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                                   seed=ctx.seed,
+                                   checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
+        history = fit(model, data, train_config, device=device,
+                      step_fn=asac_step(classifier, cardinalities, config, clock, seed=ctx.seed),
+                      progress=clock, should_stop=ctx.should_stop, resume_from=resume_from)
+        model.eval()
+        after = counterfactual_stats(model, classifier, held_out, cardinalities, config, device,
+                                     limit=config.stats_samples)
+        stats = {"train_split": split, "train_samples": len(train_ds), "groups": math.prod(cardinalities),
+                 "epsilons": list(config.epsilon_values), "held_out_split": held_out.split,
+                 "stats_samples": before["n"],
+                 "classifier_accuracy": before["classifier_accuracy"].get(_eps_key(0.0)),
+                 "classifier_accuracy_under_attack": before["classifier_accuracy"],
+                 "difficulty_before": before["difficulty"], "difficulty_after": after["difficulty"]}
+        return MitigationResult(after_model=model, artifacts={"attribute_classifier": str(probe_path)},
+                                stats=stats, history=history)
+
+
+def _save_probe(classifier: AttributeClassifier, workdir: Path) -> Path:
+    path = workdir / "asac_attribute_probe.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in classifier.probe.state_dict().items()}
+    safetensors.torch.save_file(state, str(path))
+    return path

@@ -1,0 +1,583 @@
+"""FRoC-IN and the sequential fair-and-robust baselines RbF and FbR.
+
+"Towards Fair and Robust Classification" (FRoC, EuroS&P 2022), §5 and §7.2.
+The goal (Eq. 9) is a binary classifier that is accurate, fair in the sense
+of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
+``bias_score`` in the audit) and robust to FGSM / PGD evasion attacks
+(robustness score S_R = accuracy on adversarial test inputs, Eq. 8).
+
+* ``froc_in`` (§5) trains the target model with Eq. 10::
+
+      L = L_U(X, Y) + λ_F · F(A, X) + λ_R · R(X, Y)
+
+  where L_U is the cross-entropy, F the relaxed statistical-parity gap
+  (Eq. 13–14, :func:`relaxed_statistical_parity`) and R = L_U(X̃, Y) the
+  loss on FGSM or PGD examples of the batch (Eq. 15). λ_F = λ_R = 0 is plain
+  ERM, step for step.
+* ``rbf`` (robustness before fairness, §7.2): PGD examples of every training
+  row are generated against the deployed model and appended to the training
+  set (keeping ``a`` and ``y``); then a fresh model is trained on the
+  augmented set with reweighing weights computed on it. The examples carry
+  the weight λ of Eq. 3 relative to the originals.
+* ``fbr`` (fairness before robustness, §7.2): a fresh model is trained with
+  reweighing, then trained on for the same number of epochs with PGD
+  adversarial training (Eq. 3, ``L(x, y) + λ·L(x̃, y)``) on the reweighed data.
+
+Reweighing is the re-weighting baseline's computation
+(:func:`fairaudit.mitigation.baselines.retraining.cell_weights`, scheme
+``kamiran`` = AIF360's Reweighing used in the paper). Attacks are
+:func:`fairaudit.attacks.pgd_attack` / :func:`~fairaudit.attacks.fgsm_attack`.
+
+Choices where the paper is silent (spec §7), made here:
+
+1. ξ = 0.3 is the L∞ radius of the threat model (as in Madry et al., whom the
+   paper follows); PGD takes 10 steps of ξ/10 from the clean input (no random
+   start), as the authors' released code does. FGSM uses the same radius.
+2. Tabular data: only the standardised numeric features are perturbed
+   (``feature_mask``); one-hot categorical blocks stay unchanged, and the
+   perturbed values are not clipped. Images: every pixel, clipped to [0, 1].
+3. The protected attribute is excluded from the model input (the tabular
+   loaders' default); it must be a single binary attribute (a = code 0 vs 1;
+   F is symmetric, so which code is the protected group does not matter).
+4. F is computed per mini-batch with the dataset-level constants
+   C0 = 1/Σ(1−a_i), C1 = 1/Σa_i of the whole training split (Eq. 14) and
+   scaled by n/|B|, so the batch value estimates the full-data sum and λ_F
+   does not depend on the batch size. Its gradient is autograd's, i.e.
+   sign(Σc_iM_c)·Σc_i∇M_c (the printed formula's sign(|·|) and 1/n are read
+   as typos).
+5. X̃ is regenerated for every batch with the current parameters (the
+   parameters of the previous optimisation step) rather than once per epoch.
+6. M_c(x) is the softmax probability of class 1 of the two-logit model, and
+   L_U the two-class cross-entropy, which equals the paper's BCE.
+7. ``froc_in`` trains a *fresh* model of the deployed architecture (the
+   paper trains the target model with the new objective from scratch);
+   ``init=deployed`` fine-tunes the deployed model instead. ``arch`` may
+   name any registered builder, e.g. ``tabular_cnn``, the paper's §7.1
+   network.
+8. Optimiser: SGD (momentum 0.9) with the §7.1 learning rate 0.01, batch 256
+   and 500 epochs. λ grids are not stated; λ_R = 0.1 (Table 3) and λ_F = 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from fairaudit.attacks import fgsm_attack, pgd_attack
+from fairaudit.data.base import FairDataset
+from fairaudit.device import autocast, default_batch_size, resolve_device
+from fairaudit.errors import FairauditError
+from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
+from fairaudit.mitigation.baselines.common import CachedDataset, fresh_model, in_memory
+from fairaudit.mitigation.baselines.retraining import cell_weights
+from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
+from fairaudit.train.loop import TrainConfig, fit
+
+__all__ = ["Adversary", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF", "RbfConfig",
+           "adversarial_accuracy", "make_adversary", "numeric_feature_mask", "parity_constants",
+           "positive_posterior", "relaxed_statistical_parity"]
+
+
+# ---------------------------------------------------------------------------- the fairness regulariser
+
+def parity_constants(a: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """``(c, C0, C1)`` of Eq. 14 for a binary protected attribute ``a`` (codes 0 / 1).
+
+    ``C0 = 1/Σ(1−a_i)``, ``C1 = 1/Σa_i`` and ``c_i = C0 − a_i·C0 − a_i·C1``, so
+    ``Σ c_i·p_i`` is the mean of ``p`` over group 0 minus its mean over group 1.
+    """
+    a = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).double().flatten()
+    if a.numel() == 0 or not bool(((a == 0) | (a == 1)).all()):
+        raise FairauditError("the statistical-parity regulariser needs a binary protected attribute coded 0 / 1.")
+    n0, n1 = float((1 - a).sum()), float(a.sum())
+    if n0 == 0 or n1 == 0:
+        raise FairauditError("the statistical-parity regulariser needs members of both protected groups in the "
+                             f"training split (got {int(n0)} with a=0 and {int(n1)} with a=1).")
+    c0, c1 = 1.0 / n0, 1.0 / n1
+    return (c0 - a * c0 - a * c1).float(), c0, c1
+
+
+def relaxed_statistical_parity(scores: torch.Tensor, c: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """FRoC's fairness regulariser F (Eq. 13–14): ``|scale · Σ_i c_i · M_c(x_i)|``.
+
+    ``scores`` are the posteriors M_c(x_i) of the positive class (the
+    continuous relaxation of 1(ŷ=1), Eq. 12) and ``c`` the constants of
+    :func:`parity_constants`. Over the whole training set (``scale=1``) this is
+    the gap between the groups' mean posteriors; on a mini-batch ``B`` with
+    the dataset-level ``c``, ``scale = n/|B|`` makes it an estimate of that sum.
+    Differentiable in ``scores``.
+    """
+    return (scale * (c.to(scores.device, scores.dtype) * scores).sum()).abs()
+
+
+def positive_posterior(logits: torch.Tensor) -> torch.Tensor:
+    """M_c(x): the model's probability of class 1 (the favourable-or-not "positive" prediction of Eq. 7)."""
+    return torch.softmax(logits.float(), dim=1)[:, 1]
+
+
+# ---------------------------------------------------------------------------- the robustness regulariser
+
+def numeric_feature_mask(ds: FairDataset) -> torch.Tensor | None:
+    """``1`` on the numeric feature columns of a tabular split, ``0`` on its one-hot blocks; ``None`` for images.
+
+    Tabular splits expose ``numeric_features`` (original column names) and
+    ``feature_groups`` (column → feature indices); see
+    :mod:`fairaudit.data.tabular`.
+    """
+    if getattr(ds, "kind", "image") != "tabular":
+        return None
+    groups = getattr(ds, "feature_groups", None)
+    numeric = getattr(ds, "numeric_features", None)
+    if groups is None or numeric is None:
+        raise FairauditError(f"the tabular dataset '{ds.name}' does not say which features are numeric, so the "
+                             "attack cannot leave its categorical features unchanged.")
+    mask = torch.zeros(ds.input_shape[0])
+    for column in numeric:
+        mask[groups[column]] = 1.0
+    if not bool(mask.any()):
+        raise FairauditError(f"the tabular dataset '{ds.name}' has no numeric feature to perturb; FGSM / PGD "
+                             "examples cannot be built.")
+    return mask
+
+
+@dataclass
+class Adversary:
+    """FGSM or PGD examples against the true labels (Eq. 1, 2), as used by R (Eq. 15) and S_R (Eq. 8).
+
+    ``epsilon`` is the L∞ radius ξ; PGD takes ``steps`` steps of ``epsilon / steps``
+    from the clean input. ``feature_mask`` restricts which features move and
+    ``clip`` is the valid input range (``None`` for standardised tabular data).
+    """
+
+    attack: str = "pgd"
+    epsilon: float = 0.3
+    steps: int = 10
+    feature_mask: torch.Tensor | None = None
+    clip: tuple[float, float] | None = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.attack not in ("pgd", "fgsm"):
+            raise FairauditError(f"unknown attack '{self.attack}'; use pgd or fgsm.")
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mask = None if self.feature_mask is None else self.feature_mask.to(x.device)
+        if self.attack == "fgsm":
+            return fgsm_attack(model, x, y, eps=self.epsilon, clip=self.clip, feature_mask=mask)
+        return pgd_attack(model, x, y, eps=self.epsilon, steps=self.steps, step_size=self.epsilon / self.steps,
+                          random_start=False, clip=self.clip, feature_mask=mask)
+
+
+def make_adversary(ds: FairDataset, attack: str = "pgd", epsilon: float = 0.3, steps: int = 10) -> Adversary:
+    """The paper's threat model for ``ds``: numeric features only and no clipping on tabular data,
+    all pixels within [0, 1] on images."""
+    tabular = getattr(ds, "kind", "image") == "tabular"
+    return Adversary(attack, float(epsilon), int(steps), numeric_feature_mask(ds), None if tabular else (0.0, 1.0))
+
+
+def _batch_size(ds: Dataset, device: torch.device, batch_size: int | None) -> int:
+    return batch_size or default_batch_size(device, "tabular" if getattr(ds, "kind", None) == "tabular"
+                                            or (len(ds) and ds[0][0].dim() == 1) else "image")
+
+
+def adversarial_accuracy(model: nn.Module, ds: Dataset, adversary: Adversary, device="auto",
+                         batch_size: int | None = None) -> dict:
+    """S_R (Eq. 8): accuracy of ``model`` on adversarial versions of ``ds``, overall and per sensitive group.
+
+    ``ds`` yields ``(x, y, s, ...)`` like every fairaudit split. Returns
+    ``{"accuracy", "clean_accuracy", "groups": {code: accuracy}}`` (groups are
+    the codes of the first sensitive attribute of each sample). Mixed precision
+    and large batches on CUDA.
+    """
+    device = resolve_device(device)
+    modes = [(m, m.training) for m in model.modules()]
+    model.to(device).eval()
+    loader = torch.utils.data.DataLoader(ds, batch_size=_batch_size(ds, device, batch_size), shuffle=False,
+                                         pin_memory=device.type == "cuda")
+    correct, clean, groups = [], [], []
+    try:
+        for batch in loader:
+            x, y, s = batch[0].to(device, non_blocking=True).float(), batch[1].to(device), batch[2]
+            with autocast(device):
+                x_adv = adversary(model, x, y)
+                with torch.no_grad():
+                    correct.append((model(x_adv).argmax(1) == y).cpu())
+                    clean.append((model(x).argmax(1) == y).cpu())
+            groups.append(torch.as_tensor(s).view(len(y), -1)[:, 0])
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    correct, clean, groups = torch.cat(correct).float(), torch.cat(clean).float(), torch.cat(groups)
+    return {"accuracy": float(correct.mean()), "clean_accuracy": float(clean.mean()),
+            "groups": {int(g): float(correct[groups == g].mean()) for g in torch.unique(groups).tolist()}}
+
+
+# ---------------------------------------------------------------------------- the objective (Eq. 10)
+
+class FrocLoss:
+    """A step for :func:`fairaudit.train.fit`: Eq. 10, ``L_U + λ_F·F + λ_R·R`` on one batch ``(x, y, s, i)``.
+
+    Parameters
+    ----------
+    lambda_f, lambda_r:
+        Weights of the fairness (Eq. 14) and robustness (Eq. 15) regularisers;
+        a term with weight 0 is not computed at all, so λ_F = λ_R = 0 is the
+        plain cross-entropy step exactly.
+    c:
+        Per-sample constants ``c_i`` of Eq. 14 for the whole training split,
+        indexed by the sample index ``i`` of the batch (needed when ``lambda_f > 0``).
+    adversary:
+        Builds X̃ for R (needed when ``lambda_r > 0``).
+    sample_weights:
+        Optional per-sample weights (indexed like ``c``) of L_U and R, e.g.
+        reweighing; F stays unweighted.
+    track_angle:
+        Also log ``angle_f_r``, the angle in degrees between ∇_θF and ∇_θR
+        (§7.3, Fig. 4: above 90° the two regularisers compete); costs two
+        extra backward passes per batch.
+
+    Logged per batch: ``utility`` (L_U), ``fairness`` (F) and, with λ_R > 0,
+    ``robustness`` (R).
+    """
+
+    def __init__(self, lambda_f: float = 0.0, lambda_r: float = 0.0, c: torch.Tensor | None = None,
+                 adversary: Adversary | None = None, sample_weights: torch.Tensor | None = None,
+                 track_angle: bool = False):
+        if lambda_f < 0 or lambda_r < 0:
+            raise FairauditError(f"the regulariser weights must be >= 0, got λ_F={lambda_f}, λ_R={lambda_r}.")
+        if lambda_f > 0 and c is None:
+            raise FairauditError("the fairness regulariser needs the constants c of Eq. 14.")
+        if lambda_r > 0 and adversary is None:
+            raise FairauditError("the robustness regulariser needs an adversary (FGSM or PGD).")
+        self.lambda_f, self.lambda_r, self.adversary = float(lambda_f), float(lambda_r), adversary
+        self._c = c
+        self._weights = sample_weights
+        self.track_angle = bool(track_angle)
+        self._cache: dict = {}
+
+    def _on(self, name: str, tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+        if tensor is None:
+            return None
+        key = (name, device)
+        if key not in self._cache:
+            self._cache[key] = tensor.to(device)
+        return self._cache[key]
+
+    def _utility(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if w is None:
+            return nn.functional.cross_entropy(logits, y)  # the exact ERM step of the shared trainer
+        return (w * nn.functional.cross_entropy(logits.float(), y, reduction="none")).mean()
+
+    def __call__(self, model: nn.Module, batch: tuple):
+        x, y = batch[0], batch[1]
+        idx = torch.as_tensor(batch[3], device=x.device).long()
+        w = self._on("w", self._weights, x.device)
+        w = None if w is None else w[idx]
+        logits = model(x)
+        utility = self._utility(logits, y, w)
+        loss, scalars = utility, {"utility": float(utility.detach())}
+        c = self._on("c", self._c, x.device)
+        if c is not None:
+            fairness = relaxed_statistical_parity(positive_posterior(logits), c[idx], len(c) / len(y))
+            scalars["fairness"] = float(fairness.detach())
+            if self.lambda_f > 0:
+                loss = loss + self.lambda_f * fairness
+        if self.lambda_r > 0:
+            x_adv = self.adversary(model, x, y)
+            robustness = self._utility(model(x_adv), y, w)
+            scalars["robustness"] = float(robustness.detach())
+            loss = loss + self.lambda_r * robustness
+            if self.track_angle and c is not None:
+                scalars["angle_f_r"] = _gradient_angle(model, fairness, robustness)
+        return loss, scalars
+
+
+def _gradient_angle(model: nn.Module, first: torch.Tensor, second: torch.Tensor) -> float:
+    """Angle in degrees between the parameter gradients of two losses (the graph is kept for the step)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    flat = []
+    for value in (first, second):
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float()
+                               for g, p in zip(grads, params)]))
+    cosine = torch.nn.functional.cosine_similarity(flat[0], flat[1], dim=0).clamp(-1.0, 1.0)
+    return float(torch.rad2deg(torch.arccos(cosine)))
+
+
+# ---------------------------------------------------------------------------- settings
+
+@dataclass
+class _FrocTraining:
+    """Training and threat-model settings shared by froc_in, rbf and fbr (defaults of §7.1)."""
+
+    epochs: int = setting(500, "training epochs (paper §7.1: 500; rbf / fbr: per stage)")
+    batch_size: int = setting(256, "mini-batch size (paper: 256)")
+    lr: float = setting(0.01, "learning rate (paper: 0.01)")
+    optimizer: str = setting("sgd", "'sgd' (momentum 0.9, as in the paper) or 'adam'")
+    attack: str = setting("pgd", "attack of the robustness term and of S_R: 'pgd' or 'fgsm'")
+    epsilon: float = setting(0.3, "L∞ radius ξ of the attack (paper: 0.3, on standardised tabular features)")
+    steps: int = setting(10, "PGD steps of size epsilon / steps")
+    arch: str = setting("deployed", "architecture trained: 'deployed' (that of the deployed model) or a builder, "
+                                    "e.g. 'tabular_cnn' (the paper's conv net, §7.1) or 'mlp'")
+    eval_robustness: bool = setting(True, "measure S_R (accuracy under the attack, Eq. 8) of the trained model on "
+                                          "the test split")
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise FairauditError(f"setting '{name}' must be >= 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise FairauditError(f"setting 'lr' must be > 0, got {self.lr}.")
+        if self.optimizer not in ("sgd", "adam"):
+            raise FairauditError(f"setting 'optimizer' must be 'sgd' or 'adam', got '{self.optimizer}'.")
+        if self.attack not in ("pgd", "fgsm"):
+            raise FairauditError(f"setting 'attack' must be 'pgd' or 'fgsm', got '{self.attack}'.")
+        if not self.epsilon >= 0:
+            raise FairauditError(f"setting 'epsilon' must be >= 0, got {self.epsilon}.")
+        if self.arch != "deployed" and self.arch not in MODEL_BUILDERS:
+            raise FairauditError(f"setting 'arch' must be 'deployed' or one of {', '.join(sorted(MODEL_BUILDERS))}, "
+                                 f"got '{self.arch}'.")
+
+
+@dataclass
+class FrocInConfig(_FrocTraining):
+    """FRoC-IN settings (Eq. 10)."""
+
+    lambda_f: float = setting(1.0, "λ_F, weight of the statistical-parity regulariser F (Eq. 13-14)")
+    lambda_r: float = setting(0.1, "λ_R, weight of the robustness regulariser R = L_U(X̃, Y) (Eq. 15; Table 3: 0.1)")
+    init: str = setting("fresh", "'fresh': train a new model (as the paper); 'deployed': fine-tune the deployed one")
+    track_angle: bool = setting(False, "log the angle between the gradients of F and R per epoch (Fig. 4; slower)")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("lambda_f", "lambda_r"):
+            if not getattr(self, name) >= 0:
+                raise FairauditError(f"setting '{name}' must be >= 0, got {getattr(self, name)}.")
+        if self.init not in ("fresh", "deployed"):
+            raise FairauditError(f"setting 'init' must be 'fresh' or 'deployed', got '{self.init}'.")
+
+
+@dataclass
+class _SequentialConfig(_FrocTraining):
+    """Settings of the sequential baselines (§7.2)."""
+
+    lam: float = setting(0.1, "λ of adversarial training (Eq. 3), weight of the adversarial examples "
+                              "(paper grid 0, 0.01, 0.05, 0.1, 0.5, 1)")
+    scheme: str = setting("kamiran", "reweighing: 'kamiran' (P(y)P(a)/P(y,a), AIF360's Reweighing) or 'balanced'")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.lam >= 0:
+            raise FairauditError(f"setting 'lam' must be >= 0, got {self.lam}.")
+        if self.scheme not in ("kamiran", "balanced"):
+            raise FairauditError(f"setting 'scheme' must be 'kamiran' or 'balanced', got '{self.scheme}'.")
+
+
+@dataclass
+class RbfConfig(_SequentialConfig):
+    """RbF (robustness before fairness) settings."""
+
+
+@dataclass
+class FbrConfig(_SequentialConfig):
+    """FbR (fairness before robustness) settings."""
+
+
+# ---------------------------------------------------------------------------- shared plumbing
+
+def _binary_attribute(ds: FairDataset, method: str) -> np.ndarray:
+    """The protected attribute a ∈ {0, 1} of every row; FRoC handles one binary attribute and a binary target."""
+    if ds.num_classes != 2:
+        raise FairauditError(f"{method} is defined for binary classifiers; target '{ds.target}' has "
+                             f"{ds.num_classes} classes.")
+    if len(ds.sensitive) != 1 or len(ds.value_names[ds.sensitive[0]]) != 2:
+        values = {a: len(ds.value_names[a]) for a in ds.sensitive}
+        raise FairauditError(f"{method} needs one binary sensitive attribute (e.g. sex or race_binary), got "
+                             f"{values}.")
+    return np.asarray(ds.sensitive_codes[:, 0], dtype=np.int64)
+
+
+def _new_model(ctx: MethodContext, config: _FrocTraining, ds: FairDataset) -> nn.Module:
+    if config.arch == "deployed":
+        return fresh_model(ctx.model, ctx.seed)
+    if MODEL_KINDS.get(config.arch, "image") != ds.kind:
+        raise FairauditError(f"architecture '{config.arch}' is for {MODEL_KINDS.get(config.arch)} data, but "
+                             f"'{ds.name}' is {ds.kind}.")
+    torch.manual_seed(ctx.seed)
+    return build_model(config.arch, ds.num_classes, ds.input_shape)
+
+
+def _train_config(ctx: MethodContext, config: _FrocTraining, checkpoint) -> TrainConfig:
+    return TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+                       seed=ctx.seed, checkpoint_path=str(checkpoint) if checkpoint else None)
+
+
+def _stage_progress(progress: Callable[[dict], None], stage: int, stages: int) -> Callable[[dict], None]:
+    """Map a stage's ``fraction`` in [0, 1] to the whole method's."""
+    def report(event: dict) -> None:
+        fraction = (stage + float(event.get("fraction", 0.0))) / stages
+        progress({**event, "stage": stage + 1, "stages": stages, "fraction": fraction})
+    return report
+
+
+def _fit(ctx: MethodContext, model: nn.Module, data: Dataset, config: _FrocTraining, step: FrocLoss, *,
+         stage: int = 0, stages: int = 1, checkpoint=None) -> list[dict]:
+    checkpoint = checkpoint if checkpoint is not None else ctx.checkpoint_path
+    return fit(model, data, _train_config(ctx, config, checkpoint), device=ctx.device, step_fn=step,
+               progress=_stage_progress(ctx.progress, stage, stages), should_stop=ctx.should_stop,
+               resume_from=checkpoint if ctx.resume and checkpoint else None)
+
+
+def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTraining, adversary: Adversary) -> dict:
+    if not config.eval_robustness:
+        return {}
+    test = ctx.load_split("test")
+    result = adversarial_accuracy(model, in_memory(test, ctx.device), adversary, ctx.device)
+    names = test.value_names[test.sensitive[0]]
+    return {"robust_accuracy_test": result["accuracy"],
+            "robust_accuracy_test_groups": {names[g]: acc for g, acc in result["groups"].items()}}
+
+
+def _attack_stats(config: _FrocTraining, adversary: Adversary) -> dict:
+    return {"attack": config.attack, "epsilon": config.epsilon, "steps": config.steps if config.attack == "pgd" else 1,
+            "perturbed_features": None if adversary.feature_mask is None else int(adversary.feature_mask.sum())}
+
+
+# ---------------------------------------------------------------------------- FRoC-IN
+
+@register_method
+class FrocIn(MitigationMethod):
+    name = "froc_in"
+    summary = ("FRoC-IN: train with cross-entropy + λ_F·(relaxed statistical-parity gap) + λ_R·(loss on FGSM/PGD "
+               "examples), for a fair and robust binary classifier.")
+    Config = FrocInConfig
+
+    def run(self, ctx: MethodContext, config: FrocInConfig) -> MitigationResult:
+        train_ds = ctx.load_split("train")
+        a = _binary_attribute(train_ds, "FRoC-IN")
+        c, c0, c1 = parity_constants(a)
+        adversary = make_adversary(train_ds, config.attack, config.epsilon, config.steps)
+        if config.init == "deployed":
+            model = copy.deepcopy(ctx.model)
+            model.requires_grad_(True)
+        else:
+            model = _new_model(ctx, config, train_ds)
+        step = FrocLoss(config.lambda_f, config.lambda_r, c, adversary if config.lambda_r > 0 else None,
+                        track_angle=config.track_angle)
+        history = _fit(ctx, model, in_memory(train_ds, ctx.device), config, step)
+        model.eval()
+        stats = {"train_samples": len(train_ds), "protected_attribute": train_ds.sensitive[0], "C0": c0, "C1": c1,
+                 "lambda_f": config.lambda_f, "lambda_r": config.lambda_r, **_attack_stats(config, adversary),
+                 **_robustness_stats(ctx, model, config, adversary)}
+        return MitigationResult(after_model=model, history=history, stats=stats)
+
+
+# ---------------------------------------------------------------------------- sequential baselines
+
+def _reweighing(targets: np.ndarray, a: np.ndarray, scheme: str) -> np.ndarray:
+    """Per-sample reweighing weights of the (label, protected group) cells (the re-weighting baseline's)."""
+    return cell_weights(np.asarray(targets, dtype=np.int64), np.asarray(a, dtype=np.int64), 2, 2, scheme)
+
+
+def _adversarial_copies(model: nn.Module, data: Dataset, adversary: Adversary, device,
+                        progress: Callable[[float], None] = lambda fraction: None) -> torch.Tensor:
+    """X̃ of every sample of ``data`` against ``model`` (returned on the CPU, in ``data``'s order)."""
+    device = resolve_device(device)
+    model.to(device)
+    loader = torch.utils.data.DataLoader(data, batch_size=_batch_size(data, device, None), shuffle=False,
+                                         pin_memory=device.type == "cuda")
+    out = []
+    for k, batch in enumerate(loader):
+        x, y = batch[0].to(device, non_blocking=True).float(), batch[1].to(device)
+        with autocast(device):
+            out.append(adversary(model, x, y).float().cpu())
+        progress((k + 1) / len(loader))
+    return torch.cat(out)
+
+
+@register_method
+class RbF(MitigationMethod):
+    name = "rbf"
+    summary = ("Robustness before fairness (FRoC §7.2 baseline): add PGD examples of the training rows, then "
+               "retrain with reweighing on the augmented data.")
+    Config = RbfConfig
+
+    def run(self, ctx: MethodContext, config: RbfConfig) -> MitigationResult:
+        train_ds = ctx.load_split("train")
+        a = _binary_attribute(train_ds, "RbF")
+        adversary = make_adversary(train_ds, config.attack, config.epsilon, config.steps)
+        data = in_memory(train_ds, ctx.device)
+        if not isinstance(data, CachedDataset):
+            raise FairauditError(f"RbF keeps the training split and one adversarial copy of each sample in memory, "
+                                 f"but the {len(train_ds)} training inputs of '{train_ds.name}' exceed the 2 GB "
+                                 "in-memory budget; use froc_in or fbr, which attack each batch on the fly.")
+        n = len(train_ds)
+        targets, sensitive, x = train_ds.targets, train_ds.sensitive_codes, data.x.float()
+        if config.lam > 0:
+            # Robustness first: one adversarial copy of every row against the deployed model, same a and y.
+            x_adv = _adversarial_copies(ctx.model, data, adversary, ctx.device,
+                                        progress=lambda f: ctx.progress({"event": "attack", "fraction": f / 2}))
+            x, targets = torch.cat([x, x_adv]), np.concatenate([targets, targets])
+            sensitive, a_all = np.concatenate([sensitive, sensitive]), np.concatenate([a, a])
+            # A batch mixes originals and copies half and half, so weights 2 and 2λ make its mean loss
+            # estimate L(x, y) + λ·L(x̃, y) (Eq. 3).
+            share = np.concatenate([np.full(n, 2.0), np.full(n, 2.0 * config.lam)])
+        else:
+            a_all, share = a, np.ones(n)
+        augmented = CachedDataset(x, targets, sensitive)
+        # Then fairness: reweighing computed on the (augmented) training set.
+        weights = _reweighing(targets, a_all, config.scheme) * share
+        model = _new_model(ctx, config, train_ds)
+        step = FrocLoss(sample_weights=torch.as_tensor(weights, dtype=torch.float32))
+        attacked = int(config.lam > 0)
+        history = _fit(ctx, model, augmented, config, step, stage=attacked, stages=1 + attacked)
+        model.eval()
+        stats = {"train_samples": n, "adversarial_samples": len(augmented) - n, "lam": config.lam,
+                 "scheme": config.scheme, **_weight_stats(weights[:n] / share[:n], train_ds.targets, a, train_ds),
+                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config, adversary)}
+        return MitigationResult(after_model=model, history=history, stats=stats)
+
+
+@register_method
+class FbR(MitigationMethod):
+    name = "fbr"
+    summary = ("Fairness before robustness (FRoC §7.2 baseline): train with reweighing, then continue with PGD "
+               "adversarial training on the reweighed data.")
+    Config = FbrConfig
+
+    def run(self, ctx: MethodContext, config: FbrConfig) -> MitigationResult:
+        train_ds = ctx.load_split("train")
+        a = _binary_attribute(train_ds, "FbR")
+        adversary = make_adversary(train_ds, config.attack, config.epsilon, config.steps)
+        data = in_memory(train_ds, ctx.device)
+        weights = torch.as_tensor(_reweighing(train_ds.targets, a, config.scheme), dtype=torch.float32)
+        model = _new_model(ctx, config, train_ds)
+        stage_one = ctx.workdir / "checkpoint_fair.pt" if ctx.checkpoint_path else None
+        fair = _fit(ctx, model, data, config, FrocLoss(sample_weights=weights), stage=0, stages=2,
+                    checkpoint=stage_one)
+        robust_step = FrocLoss(lambda_r=config.lam, adversary=adversary if config.lam > 0 else None,
+                               sample_weights=weights)
+        robust = _fit(ctx, model, data, config, robust_step, stage=1, stages=2)
+        model.eval()
+        history = [{**r, "stage": "fair"} for r in fair] + [{**r, "stage": "robust"} for r in robust]
+        stats = {"train_samples": len(train_ds), "lam": config.lam, "scheme": config.scheme,
+                 **_weight_stats(weights.numpy(), train_ds.targets, a, train_ds),
+                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config, adversary)}
+        return MitigationResult(after_model=model, history=history, stats=stats)
+
+
+def _weight_stats(weights: np.ndarray, targets: np.ndarray, a: np.ndarray, ds: FairDataset) -> dict:
+    names, classes = ds.value_names[ds.sensitive[0]], ds.class_names
+    cells = []
+    for t in range(2):
+        for g in range(2):
+            mask = (targets == t) & (a == g)
+            cells.append({"target": classes[t], "group": names[g], "n": int(mask.sum()),
+                          "weight": float(weights[mask][0]) if mask.any() else 0.0})
+    return {"cells": cells}
+

@@ -1,0 +1,421 @@
+"""``froc_pre``: FRoC-PRE, fair and robust training data by label flipping and adversarial augmentation.
+
+FRoC-PRE (seed paper "Towards Fair and Robust Classification", §6,
+Algorithm 1) edits the training set so that a model trained on it is
+δ_F-fair (bias score S_B = |SR₀ − SR₁| ≤ δ_F, Eq. 7) and δ_R-robust
+(adversarial accuracy S_R ≥ δ_R, Eq. 8). Each iteration
+
+1. trains a surrogate model M_S on the current data D (with
+   :func:`fairaudit.train.fit`) and measures S_B (metrics engine) and S_R
+   (PGD from :mod:`fairaudit.attacks`) on the original training rows;
+2. stops once both thresholds are met;
+3. if S_B > δ_F, flips the ℓ not yet flipped labels whose fairness-utility
+   influence I_FU = I_F · exp(−|I_U^f|) (Eq. 21) is most negative, where I_F
+   (Eq. 17–19) and I_U^f (Eq. 20) come from influence functions
+   (:class:`fairaudit.influence.InfluenceFunction`, H⁻¹ by an exact Hessian
+   or conjugate gradient over Hessian-vector products); the adversarial
+   copies of flipped rows are flipped with them;
+4. if S_R < δ_R, attacks the rows without an adversarial copy yet and
+   appends the ℓ adversarial examples with the smallest accuracy influence
+   I_U(x̃) = ‖∇_θ L_U(x̃, y)‖₂ (Eq. 22), keeping their a and (current) y.
+
+The target model (a fresh model of the deployed architecture) is then trained
+on the edited data with :func:`fairaudit.train.fit`.
+
+Choices where the paper is silent:
+
+* Sign convention: I_F here is the *predicted change* of the relaxed bias
+  F (Eq. 14) when the label is flipped and the surrogate retrained,
+  ``−∇Fᵀ H⁻¹ [∇L_U(x, 1−y) − ∇L_U(x, y)]`` (per unit weight, i.e. Eq. 17–19
+  with the sign that makes "negative = lower bias" true, which retraining
+  confirms; the printed Eq. 18–19 give the opposite sign). I_U^f is the
+  predicted change of the training loss on the same scale.
+* F and S_B are computed on the original training rows, S_R against their
+  original labels; L_U and H on the current edited data.
+* The surrogate is warm-started from the previous iteration (the influence
+  approximates a move away from the current optimum); default surrogate:
+  L2-regularised logistic regression (convex, so the influence estimate is
+  accurate); ``surrogate="mlp"`` gives the paper's NN1x128.
+* Attack: PGD under L∞ of radius ``eps`` on the numeric features only
+  (standardised units; the paper's ξ = 0.3 taken as the radius), one-hot
+  categorical features are not perturbed.
+* ℓ defaults to 1 % of the training rows; budgets cap flips and additions at
+  20 % of the training rows each (the paper reports at most 17.1 % and
+  15.6 %). The loop ends when the thresholds are met, when no edit that is
+  still needed is possible (budget spent, or no flip is predicted to lower
+  the bias) or after L iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from fairaudit.attacks import pgd_attack
+from fairaudit.device import resolve_device
+from fairaudit.errors import FairauditError
+from fairaudit.influence import InfluenceFunction, per_sample_cross_entropy
+from fairaudit.metrics import audit_metrics
+from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
+from fairaudit.mitigation.baselines.common import (CachedDataset, RetrainConfig, group_codes, group_name, retrain,
+                                                   setting)
+from fairaudit.mitigation.froc import (numeric_feature_mask, parity_constants, positive_posterior,
+                                      relaxed_statistical_parity)
+from fairaudit.train.loop import TrainConfig, fit
+
+__all__ = ["FrocPre", "FrocPreConfig", "PreprocessedData", "build_surrogate", "flip_influence", "froc_preprocess",
+           "relaxed_parity_gap"]
+
+SURROGATES = ("logistic", "mlp")
+MET, BUDGET, STALLED, ITERATIONS = "thresholds_met", "budget_exhausted", "no_useful_edit", "iterations_exhausted"
+
+
+def relaxed_parity_gap(scores: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """FRoC's relaxed bias score F (Eq. 13–14) over a whole set: |mean score of a=0 − mean score of a=1|.
+
+    ``scores`` are P(ŷ = 1 | x), ``a`` binary group codes; the differentiable
+    stand-in of S_B, shared with FRoC-IN's regulariser.
+    """
+    c, _, _ = parity_constants(a)
+    return relaxed_statistical_parity(scores, c)
+
+
+def build_surrogate(kind: str, n_features: int, seed: int = 0) -> nn.Module:
+    """The surrogate M_S: ``"logistic"`` (linear, two logits) or ``"mlp"`` (one hidden layer of 128, NN1x128)."""
+    torch.manual_seed(seed)
+    if kind == "logistic":
+        return nn.Sequential(nn.Flatten(), nn.Linear(n_features, 2))
+    if kind == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(n_features, 128), nn.ReLU(), nn.Linear(128, 2))
+    raise FairauditError(f"unknown surrogate '{kind}'; use {' or '.join(SURROGATES)}.")
+
+
+@dataclass
+class FrocPreConfig(RetrainConfig):
+    """FRoC-PRE settings (``epochs``, ``lr``, ``batch_size``, ``weight_decay`` train the target model)."""
+
+    delta_f: float = setting(0.05, "δ_F: fairness threshold, stop once the bias score S_B <= δ_F (paper: 0.01–0.2)")
+    delta_r: float = setting(0.6, "δ_R: robustness threshold, stop once the adversarial accuracy S_R >= δ_R "
+                                  "(paper: 0–1)")
+    ell: int = setting(0, "ℓ: labels flipped and adversarial examples added per iteration (0 = 1 % of the "
+                          "training rows)")
+    iterations: int = setting(1000, "L: maximum number of iterations (paper: 1000)")
+    max_flip_fraction: float = setting(0.2, "budget: at most this fraction of the training labels is flipped")
+    max_add_fraction: float = setting(0.2, "budget: at most this many adversarial rows, as a fraction of the "
+                                           "training rows")
+    eps: float = setting(0.3, "PGD radius (L∞, standardised units of the numeric features; paper: 0.3)")
+    attack_steps: int = setting(10, "PGD iterations (step 2.5·eps/steps)")
+    surrogate: str = setting("logistic", "surrogate M_S: 'logistic' (L2-regularised logistic regression) or "
+                                         "'mlp' (one hidden layer of 128 units, the paper's NN1x128)")
+    surrogate_epochs: int = setting(0, "epochs per surrogate fit (0 = same as epochs; warm-started each iteration)")
+    surrogate_lr: float = setting(0.01, "Adam learning rate of the surrogate")
+    surrogate_l2: float = setting(1e-3, "L2 penalty (weight decay) of the surrogate, part of its Hessian")
+    damping: float = setting(0.0, "extra damping added to the Hessian (useful with the mlp surrogate)")
+    solver: str = setting("auto", "H⁻¹ solver: 'auto', 'exact', 'cg' or 'lissa'")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 <= self.delta_f <= 1.0:
+            raise FairauditError(f"setting 'delta_f' must lie in [0, 1], got {self.delta_f}.")
+        if not 0.0 <= self.delta_r <= 1.0:
+            raise FairauditError(f"setting 'delta_r' must lie in [0, 1], got {self.delta_r}.")
+        for name in ("ell", "surrogate_epochs"):
+            if getattr(self, name) < 0:
+                raise FairauditError(f"setting '{name}' must be >= 0, got {getattr(self, name)}.")
+        for name in ("iterations", "attack_steps"):
+            if getattr(self, name) < 1:
+                raise FairauditError(f"setting '{name}' must be >= 1, got {getattr(self, name)}.")
+        for name in ("max_flip_fraction", "max_add_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FairauditError(f"setting '{name}' must lie in [0, 1], got {getattr(self, name)}.")
+        if self.eps < 0:
+            raise FairauditError(f"setting 'eps' must be >= 0, got {self.eps}.")
+        if self.surrogate not in SURROGATES:
+            raise FairauditError(f"setting 'surrogate' must be 'logistic' or 'mlp', got '{self.surrogate}'.")
+        if not self.surrogate_lr > 0 or self.surrogate_l2 < 0 or self.damping < 0:
+            raise FairauditError("settings 'surrogate_lr' must be > 0 and 'surrogate_l2', 'damping' >= 0.")
+        if self.solver not in ("auto", "exact", "cg", "lissa"):
+            raise FairauditError(f"setting 'solver' must be 'auto', 'exact', 'cg' or 'lissa', got '{self.solver}'.")
+
+
+@dataclass
+class PreprocessedData:
+    """FRoC-PRE's output: the edited training set (original rows first, then the added adversarial rows)."""
+
+    x: torch.Tensor  # (n + r, D) features
+    y: torch.Tensor  # (n + r,) labels after flipping
+    sensitive: torch.Tensor  # (n + r, k) sensitive codes (copied from the source row for adversarial rows)
+    n_original: int
+    flipped: np.ndarray  # original row indices whose label was flipped, in the order chosen
+    added: np.ndarray  # original row indices whose adversarial copy was appended (row n + j is added[j]'s copy)
+    status: str  # thresholds_met | budget_exhausted | no_useful_edit | iterations_exhausted
+    history: list[dict] = field(default_factory=list)
+    surrogate: nn.Module | None = None
+
+    @property
+    def thresholds_met(self) -> bool:
+        return self.status == MET
+
+    def dataset(self) -> CachedDataset:
+        """The edited data as a training set for :func:`fairaudit.train.fit` (items ``(x, y, s, i)``)."""
+        return CachedDataset(self.x, self.y.numpy(), self.sensitive.numpy())
+
+    def save(self, path: str | Path) -> Path:
+        """Write a compressed ``.npz``: the edited ``x``, ``y``, ``sensitive``, ``flipped``, ``added``, ``n_original``,
+        ``status`` and the per-iteration ``history`` (JSON)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, x=self.x.numpy(), y=self.y.numpy(), sensitive=self.sensitive.numpy(),
+                            flipped=self.flipped, added=self.added, n_original=np.int64(self.n_original),
+                            status=np.array(self.status), history=np.array(json.dumps(self.history)))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PreprocessedData":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(torch.from_numpy(data["x"]), torch.from_numpy(data["y"]),
+                       torch.from_numpy(data["sensitive"]), int(data["n_original"]), data["flipped"],
+                       data["added"], str(data["status"]), json.loads(str(data["history"])))
+
+
+def _scores(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 8192) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch].to(device)).float().softmax(1)[:, 1].cpu()
+                          for i in range(0, len(x), batch)])
+
+
+def _attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FrocPreConfig, mask, device,
+            seed: int, batch: int = 8192) -> torch.Tensor:
+    """PGD adversarial examples of ``(x, y)`` against ``model`` (numeric features only, via ``mask``)."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for i in range(0, len(x), batch):
+        xb, yb = x[i:i + batch].to(device), y[i:i + batch].to(device)
+        out.append(pgd_attack(model, xb, yb, eps=config.eps, steps=config.attack_steps, norm="linf",
+                              clip=None, feature_mask=mask, generator=generator).cpu())
+    return torch.cat(out) if out else x.clone()
+
+
+def _evaluate(model, x0, y0, a, config, mask, device, seed) -> dict:
+    """Accuracy, S_B (Eq. 7, metrics engine) and S_R (Eq. 8) of ``model`` on the original rows."""
+    p = _scores(model, x0, device)
+    report = audit_metrics(y0.numpy(), scores=p.numpy(), sensitive=a.numpy(), n_boot=0, device=device)
+    x_adv = _attack(model, x0, y0, config, mask, device, seed)
+    robust = float(((_scores(model, x_adv, device) >= 0.5).long() == y0).float().mean())
+    return {"accuracy": float(report.overall["accuracy"]), "bias_score": float(report.disparities["bias_score"]),
+            "robust_accuracy": robust}
+
+
+def froc_preprocess(x: torch.Tensor, y, a, config: FrocPreConfig, *, sensitive=None, feature_mask=None,
+                    device="auto", seed: int = 0, progress: Callable[[dict], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> PreprocessedData:
+    """Run FRoC-PRE's Algorithm 1 on features ``x`` ``(n, D)``, binary labels ``y`` and binary groups ``a``.
+
+    ``sensitive`` (``(n, k)`` codes, default ``a``) is carried over to the
+    added rows; ``feature_mask`` marks the features the attack may change.
+    ``progress`` receives one ``{"event": "froc_iteration", ...}`` per
+    iteration with S_B, S_R, the edit counts and a ``fraction`` in [0, 1].
+    """
+    device = resolve_device(device)
+    x0 = torch.as_tensor(x, dtype=torch.float32).cpu().flatten(1)
+    y0 = torch.as_tensor(np.array(y)).long().cpu()
+    a = torch.as_tensor(np.array(a)).long().cpu().view(-1)
+    n = len(x0)
+    if len(y0) != n or len(a) != n:
+        raise FairauditError(f"FRoC-PRE needs one label and one group per row: {n} rows, {len(y0)} labels, "
+                             f"{len(a)} groups.")
+    if set(np.unique(y0.numpy())) - {0, 1} or set(np.unique(a.numpy())) != {0, 1}:
+        raise FairauditError("FRoC-PRE needs binary labels (0/1) and a binary sensitive attribute with both "
+                             "groups present.")
+    sens = a.view(-1, 1) if sensitive is None else torch.as_tensor(np.array(sensitive)).long().view(n, -1)
+    mask = None if feature_mask is None else torch.as_tensor(feature_mask, dtype=torch.float32).to(device)
+    ell = config.ell or max(1, round(0.01 * n))
+    max_flips = int(math.floor(config.max_flip_fraction * n))
+    max_adds = int(math.floor(config.max_add_fraction * n))
+    surrogate_epochs = config.surrogate_epochs or config.epochs
+
+    labels = y0.clone()  # current labels of the original rows
+    flipped: list[int] = []
+    added: list[int] = []  # source rows of the appended adversarial examples
+    adv_x = torch.zeros(0, x0.shape[1])
+    is_flipped = torch.zeros(n, dtype=torch.bool)
+    has_adv = torch.zeros(n, dtype=torch.bool)
+    surrogate = build_surrogate(config.surrogate, x0.shape[1], seed).to(device)
+    history: list[dict] = []
+    status = ITERATIONS
+
+    def current_data():
+        src = torch.as_tensor(added, dtype=torch.long)
+        return torch.cat([x0, adv_x]), torch.cat([labels, labels[src]]), torch.cat([sens, sens[src]])
+
+    for it in range(1, config.iterations + 1):
+        if should_stop and should_stop():
+            break
+        xd, yd, sd = current_data()
+        fit(surrogate, CachedDataset(xd, yd.numpy(), sd.numpy()),
+            TrainConfig(epochs=surrogate_epochs, batch_size=config.batch_size, lr=config.surrogate_lr,
+                        weight_decay=config.surrogate_l2, seed=seed + it), device=device, should_stop=should_stop)
+        scores = _evaluate(surrogate, x0, y0, a, config, mask, device, seed + it)
+        record = {"iteration": it, **scores, "flipped": len(flipped), "added": len(added)}
+        fair = scores["bias_score"] <= config.delta_f
+        robust = scores["robust_accuracy"] >= config.delta_r
+        if fair and robust:
+            status = MET
+        want_flip = not fair and len(flipped) < max_flips
+        want_add = not robust and len(added) < max_adds
+        if status != MET and not want_flip and not want_add:
+            status = BUDGET
+        new_flips = new_adds = 0
+        if status not in (MET, BUDGET):
+            if want_flip:
+                new_flips = _flip_step(surrogate, config, xd, yd, x0, labels, a, is_flipped,
+                                       min(ell, max_flips - len(flipped)), device, record)
+                chosen = record.pop("_chosen")
+                flipped += chosen
+                is_flipped[chosen] = True
+                labels[chosen] = 1 - labels[chosen]  # the adversarial copies follow via current_data()
+            if want_add:
+                new_x, src = _augment_step(surrogate, config, x0, labels, has_adv, mask,
+                                           min(ell, max_adds - len(added)), device, seed + it, record)
+                adv_x = torch.cat([adv_x, new_x])
+                added += src
+                has_adv[src] = True
+                new_adds = len(src)
+            if new_flips == 0 and new_adds == 0:
+                status = STALLED
+        record.update({"new_flips": new_flips, "new_adds": new_adds})
+        history.append(record)
+        if progress:
+            spent = max(it / config.iterations,
+                        len(flipped) / max(max_flips, 1) if not fair else 0.0,
+                        len(added) / max(max_adds, 1) if not robust else 0.0)
+            progress({"event": "froc_iteration", **record, "fraction": 1.0 if status != ITERATIONS else spent})
+        if status != ITERATIONS:
+            break
+    xd, yd, sd = current_data()
+    return PreprocessedData(xd, yd, sd, n, np.asarray(flipped, dtype=np.int64), np.asarray(added, dtype=np.int64),
+                            status, history, surrogate.cpu().eval())
+
+
+def flip_influence(surrogate: nn.Module, xd: torch.Tensor, yd: torch.Tensor, x0: torch.Tensor, labels: torch.Tensor,
+                   a: torch.Tensor, *, l2: float, damping: float = 0.0, solver: str = "auto",
+                   device="auto") -> dict:
+    """Influence of flipping each original row's label (Eq. 17–21) for a surrogate trained on ``(xd, yd)``.
+
+    Returns ``{"fairness": ΔF, "utility": ΔL_U, "score": I_FU}`` per row of
+    ``x0``: ``fairness`` and ``utility`` are the predicted changes (first
+    order, from influence functions) of the relaxed bias F (Eq. 14, on
+    ``x0``, ``a``) and of the mean training loss L_U on ``(xd, yd)`` when
+    the row's label becomes ``1 − labels`` and the surrogate is retrained;
+    ``score`` is Eq. 21 on the paper's per-unit-weight scale,
+    ``I_FU = n·ΔF · exp(−n·|ΔL_U|)`` (negative = flipping lowers the bias);
+    ``solve`` reports the H⁻¹ solver of the fairness term and its residual.
+    """
+    device = resolve_device(device)
+    influence = InfluenceFunction(surrogate, per_sample_cross_entropy, l2=l2, damping=damping, solver=solver,
+                                  device=device).fit(xd, yd)
+    x0d, ad = x0.to(device), a.to(device)
+    xdd, ydd = xd.to(device), yd.to(device).long()
+    grad_f = influence.objective_gradient(lambda f: relaxed_parity_gap(positive_posterior(f(x0d)), ad))
+    grad_u = influence.objective_gradient(lambda f: per_sample_cross_entropy(f(xdd), ydd).mean())
+    # One solve per objective serves every candidate row (H is symmetric).
+    d_fair = influence.label_change_influence(grad_f, x0d, labels)
+    solve = dict(influence.last_solve)
+    d_util = influence.label_change_influence(grad_u, x0d, labels)
+    n = influence.n_train
+    score = n * d_fair * torch.exp(-n * d_util.abs())
+    return {"fairness": d_fair.cpu(), "utility": d_util.cpu(), "score": score.cpu(), "solve": solve}
+
+
+def _flip_step(surrogate, config, xd, yd, x0, labels, a, is_flipped, k, device, record) -> int:
+    """Flip the ``k`` unflipped labels with the most negative I_FU (Eq. 21); returns how many were flipped."""
+    inf = flip_influence(surrogate, xd, yd, x0, labels, a, l2=config.surrogate_l2, damping=config.damping,
+                         solver=config.solver, device=device)
+    score = inf["score"].clone()
+    score[is_flipped] = math.inf  # a row is flipped at most once
+    candidates = torch.nonzero(score < 0).view(-1)
+    chosen = candidates[torch.argsort(score[candidates])[:k]].tolist()
+    record["_chosen"] = chosen
+    record["hessian_solver"] = inf["solve"]["solver"]
+    record["solver_residual"] = inf["solve"]["residual"]
+    record["predicted_bias_change"] = float(inf["fairness"][chosen].sum()) if chosen else 0.0
+    return len(chosen)
+
+
+def _augment_step(surrogate, config, x0, labels, has_adv, mask, k, device, seed, record):
+    """Adversarial copies of the rows without one yet; keep the ``k`` with the smallest I_U (Eq. 22)."""
+    candidates = torch.nonzero(~has_adv).view(-1)
+    x_adv = _attack(surrogate, x0[candidates], labels[candidates], config, mask, device, seed)
+    influence = InfluenceFunction(surrogate, per_sample_cross_entropy, device=device)
+    norms = influence.per_sample_grad_norms(x_adv, labels[candidates]).cpu()
+    keep = torch.argsort(norms)[:k]
+    keep = keep[torch.argsort(candidates[keep])]  # appended in row order
+    record["mean_adv_influence"] = float(norms[keep].mean()) if len(keep) else 0.0
+    return x_adv[keep], candidates[keep].tolist()
+
+
+@register_method
+class FrocPre(MitigationMethod):
+    name = "froc_pre"
+    summary = ("FRoC-PRE (seed 004, Alg. 1): flip the training labels whose influence most lowers the bias and add "
+               "the adversarial examples with the least accuracy influence until a surrogate is δ_F-fair and "
+               "δ_R-robust, then train the model on the edited data.")
+    Config = FrocPreConfig
+    kinds = ("tabular",)
+
+    def run(self, ctx: MethodContext, config: FrocPreConfig) -> MitigationResult:
+        train_ds = ctx.load_split("train")
+        if train_ds.num_classes != 2:
+            raise FairauditError(f"FRoC-PRE needs a binary target; '{train_ds.target}' has {train_ds.num_classes} "
+                                 "classes.")
+        groups, n_groups = group_codes(train_ds)
+        if n_groups != 2:
+            raise FairauditError(f"FRoC-PRE needs one binary sensitive attribute; {', '.join(train_ds.sensitive)} "
+                                 f"gives {n_groups} groups.")
+        data_path = Path(ctx.workdir) / "froc_pre_data.npz"
+        if ctx.resume and data_path.exists():
+            data = PreprocessedData.load(data_path)
+        else:
+            mask = numeric_feature_mask(train_ds)
+            x = torch.stack([train_ds[i][0] for i in range(len(train_ds))]) if not hasattr(train_ds, "x") \
+                else train_ds.x
+            data = froc_preprocess(x, train_ds.targets, groups, config, sensitive=train_ds.sensitive_codes,
+                                   feature_mask=mask, device=ctx.device, seed=ctx.seed,
+                                   progress=_rescaled(ctx.progress, 0.0, 0.6), should_stop=ctx.should_stop)
+            data.save(data_path)
+        inner = ctx.progress
+        ctx.progress = _rescaled(inner, 0.6, 1.0)
+        try:
+            model, history = retrain(ctx, config, data.dataset())
+        finally:
+            ctx.progress = inner
+        n = data.n_original
+        first, last = (data.history[0], data.history[-1]) if data.history else ({}, {})
+        flip_groups = groups[data.flipped] if len(data.flipped) else np.zeros(0, dtype=np.int64)
+        stats = {
+            "train_samples": n, "edited_samples": int(len(data.y)),
+            "flipped": int(len(data.flipped)), "flipped_fraction": len(data.flipped) / n,
+            "added": int(len(data.added)), "added_fraction": len(data.added) / n,
+            "flipped_by_group": {group_name(g, train_ds): int((flip_groups == g).sum()) for g in range(n_groups)},
+            "iterations": len(data.history), "status": data.status, "thresholds_met": data.thresholds_met,
+            "delta_f": config.delta_f, "delta_r": config.delta_r, "surrogate": config.surrogate,
+            "surrogate_before": {k: first.get(k) for k in ("accuracy", "bias_score", "robust_accuracy")},
+            "surrogate_after": {k: last.get(k) for k in ("accuracy", "bias_score", "robust_accuracy")},
+        }
+        return MitigationResult(after_model=model, history=history, stats=stats,
+                                artifacts={"preprocessed_data": str(data_path)})
+
+
+def _rescaled(progress: Callable[[dict], None], start: float, end: float) -> Callable[[dict], None]:
+    def emit(event: dict) -> None:
+        progress({**event, "fraction": start + (end - start) * float(event.get("fraction", 0.0))})
+
+    return emit

@@ -1,0 +1,489 @@
+"""Per-group adversarial robustness: clean vs. adversarial accuracy of every group under FGSM and PGD.
+
+The robustness score follows the FRoC paper (Xu et al., "Towards Fair and
+Robust Classification", Eq. 8): ``S_R = Acc(x̃_test, y_test)``, the accuracy on
+adversarial versions of the test inputs, with FGSM (Eq. 1) and PGD (Eq. 2) as
+the two attacks. Here it is reported for the whole population and for every
+(intersectional) sensitive group, together with the *robustness gap*: max − min
+adversarial accuracy over the groups.
+
+Every per-group number comes from the metrics engine
+(:func:`fairaudit.audit.audit_predictions`) applied to the predictions on the
+adversarial inputs, so the clean and adversarial columns are computed by the
+same code as any audit.
+
+**Worst case over the threat model.** An attack may land on a point that is
+classified correctly although a weaker attack (or the clean input) already
+fooled the model. As in the robust accuracy of AutoAttack, a sample counts as
+robust under an attack only if the clean input *and* every point found for it
+so far inside the same ε-ball are classified correctly: FGSM's result is
+pooled with the clean input, PGD's with FGSM's and the clean input (the FGSM
+point lies in PGD's ball: same ε, same norm). For each sample the reported
+prediction is the first one that is wrong, if any. Hence, group by group,
+``PGD accuracy ≤ FGSM accuracy ≤ clean accuracy`` always holds, and ``ε = 0``
+gives exactly the clean accuracy.
+
+**Threat model** (:func:`threat_model`).
+
+* Images: every pixel may move, the result is clipped to ``[0, 1]``.
+* Tabular data: only the *numeric* features are perturbed (FRoC §4.2 / §6.2
+  attacks numeric features with PGD). They are standardised, so ``eps`` is in
+  training standard deviations; the result is clipped to the range of each
+  numeric feature observed in the attacked split, so an attack cannot create
+  e.g. a negative capital gain. One-hot categorical blocks are held fixed: the
+  paper's Greedy/Gumbel attack on categories (a Concrete relaxation followed
+  by picking the most probable category) is reduced to a change budget of zero
+  categories, so every category stays a valid one-hot vector by construction.
+  Datasets without column bookkeeping treat a feature as categorical when all
+  its values are 0 or 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from fairaudit.attacks import fgsm_attack, pgd_attack
+from fairaudit.attacks.norms import NORMS
+from fairaudit.audit.inference import Predictions, iterate_batches
+from fairaudit.data.base import FairDataset, TensorFairDataset
+from fairaudit.device import autocast, default_batch_size, resolve_device
+from fairaudit.errors import FairauditError
+from fairaudit.metrics import AuditReport
+
+__all__ = ["ATTACKS", "AttackConfig", "RobustnessAuditor", "RobustnessReport", "ThreatModel", "default_eps",
+           "epsilon_sweep", "parse_attacks", "robustness_audit", "sample_rows", "threat_model"]
+
+ATTACKS = ("fgsm", "pgd")  # weakest first: each attack is pooled with the ones before it
+IMAGE_EPS = 8 / 255
+TABULAR_EPS = 0.1
+
+ProgressFn = Callable[[int, int], None]
+Postprocess = Callable[[FairDataset], Predictions]
+
+
+def default_eps(kind: str) -> float:
+    """The usual radius: 8/255 on ``[0, 1]`` images, 0.1 standard deviations on standardised features."""
+    return IMAGE_EPS if kind == "image" else TABULAR_EPS
+
+
+def parse_attacks(attacks: str | Sequence[str]) -> list[str]:
+    """``"fgsm,pgd"`` or ``["pgd"]`` → attack names in pooling order (FGSM before PGD), validated."""
+    names = [a.strip().lower() for a in (attacks.split(",") if isinstance(attacks, str) else attacks)]
+    names = [a for a in names if a]
+    unknown = [a for a in names if a not in ATTACKS]
+    if unknown:
+        raise FairauditError(f"unknown attack '{unknown[0]}'; use {', '.join(ATTACKS)} or both comma-separated.")
+    if not names:
+        raise FairauditError(f"name at least one attack: {', '.join(ATTACKS)}.")
+    return [a for a in ATTACKS if a in names]
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """One attack of the audit. ``step_size`` defaults to ``2.5 · eps / steps`` (PGD); FGSM takes one step ``eps``."""
+
+    name: str
+    eps: float
+    norm: str = "linf"
+    steps: int = 10
+    step_size: float | None = None
+    restarts: int = 1
+
+    def to_dict(self) -> dict:
+        if self.name == "fgsm":
+            return {"name": "fgsm", "eps": self.eps, "norm": self.norm, "steps": 1, "step_size": self.eps,
+                    "restarts": 1}
+        step = 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
+        return {**dataclasses.asdict(self), "step_size": step}
+
+
+@dataclass
+class ThreatModel:
+    """Where and how far inputs may move: ``feature_mask`` (1 = may change) and ``clip`` ``(lo, hi)``."""
+
+    feature_mask: torch.Tensor | None
+    clip: tuple[torch.Tensor | float, torch.Tensor | float] | None
+    description: dict = field(default_factory=dict)
+
+
+def _numeric_columns(dataset: FairDataset) -> list[int]:
+    groups = getattr(dataset, "feature_groups", None)
+    numeric = getattr(dataset, "numeric_features", None)
+    if groups is not None and numeric is not None:
+        return sorted(j for column in numeric for j in groups[column])
+    x = dataset.x if isinstance(dataset, TensorFairDataset) else torch.stack([dataset[i][0] for i in range(len(dataset))])
+    binary = ((x == 0) | (x == 1)).all(0)
+    return [int(j) for j in torch.nonzero(~binary).flatten()]
+
+
+def threat_model(dataset: FairDataset, clip: str | None = "observed") -> ThreatModel:
+    """The feature mask and valid range used to attack ``dataset`` (see the module docstring).
+
+    ``clip``: for tabular data, ``"observed"`` clips numeric features to their
+    observed range in ``dataset``; ``None`` leaves them unbounded. Images are
+    always clipped to ``[0, 1]``.
+    """
+    if dataset.kind == "image":
+        return ThreatModel(None, (0.0, 1.0), {"kind": "image", "perturbed": "all pixels", "clip": [0.0, 1.0]})
+    if clip not in ("observed", None):
+        raise FairauditError(f"unknown clipping '{clip}' for tabular features; use 'observed' or None.")
+    (d,) = dataset.input_shape
+    numeric = _numeric_columns(dataset)
+    if not numeric:
+        raise FairauditError(f"dataset '{dataset.name}' has no numeric feature to perturb; tabular attacks change "
+                             "numeric features only.")
+    mask = torch.zeros(d)
+    mask[numeric] = 1.0
+    names = dataset.feature_names or [str(j) for j in range(d)]
+    description = {"kind": "tabular", "perturbed": [names[j] for j in numeric],
+                   "fixed": "one-hot categorical blocks", "clip": clip}
+    if clip is None:
+        return ThreatModel(mask, None, description)
+    x = dataset.x if isinstance(dataset, TensorFairDataset) else torch.stack([dataset[i][0] for i in range(len(dataset))])
+    lo, hi = torch.full((d,), -torch.inf), torch.full((d,), torch.inf)
+    lo[numeric], hi[numeric] = x[:, numeric].amin(0), x[:, numeric].amax(0)
+    return ThreatModel(mask, (lo, hi), description)
+
+
+class _AmpForward(nn.Module):
+    """``model`` under mixed precision on CUDA, with float32 logits (attack gradients and softmax stay exact)."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        super().__init__()
+        self.model, self.device = model, device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device):
+            return self.model(x).float()
+
+
+@dataclass
+class RobustnessReport:
+    """Clean and adversarial audits of the same samples, one per attack."""
+
+    clean: AuditReport
+    adversarial: dict[str, AuditReport]
+    attacks: dict[str, AttackConfig]
+    threat: dict
+    meta: dict = field(default_factory=dict)
+
+    @staticmethod
+    def _gap(report: AuditReport) -> float | None:
+        acc = [g["accuracy"] for g in report.groups if g.get("accuracy") is not None and g["n"] > 0]
+        return float(max(acc) - min(acc)) if acc else None
+
+    def gap(self, attack: str | None = None) -> float | None:
+        """Max − min accuracy over the groups under ``attack`` (clean accuracy for ``None``)."""
+        return self._gap(self.clean if attack is None else self.adversarial[attack])
+
+    @property
+    def s_r(self) -> dict[str, float]:
+        """FRoC's robustness score S_R (Eq. 8) per attack: overall adversarial accuracy."""
+        return {name: float(r.overall["accuracy"]) for name, r in self.adversarial.items()}
+
+    @property
+    def strongest(self) -> str:
+        return list(self.adversarial)[-1]
+
+    def groups_frame(self) -> pd.DataFrame:
+        """One row per group and condition (``clean`` or an attack name): ``group``, ``n``, ``accuracy``."""
+        rows = []
+        for condition, report in [("clean", self.clean), *self.adversarial.items()]:
+            rows += [{"condition": condition, "group": g["group"], "n": g["n"], "accuracy": g["accuracy"]}
+                     for g in report.groups]
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict:
+        """The robustness JSON: ``clean``, ``adversarial`` (per attack), ``s_r``, ``threat_model``, ``meta``."""
+        def block(report: AuditReport) -> dict:
+            data = report.to_dict()
+            return {"overall": data["overall"], "groups": data["groups"], "gap": self._gap(report)}
+
+        return {"clean": block(self.clean),
+                "adversarial": {name: {**block(r), "attack": self.attacks[name].to_dict()}
+                                for name, r in self.adversarial.items()},
+                "s_r": self.s_r, "threat_model": self.threat, "meta": self.meta}
+
+
+def _sample_indices(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    if max_samples is None or max_samples >= n:
+        return np.arange(n)
+    if max_samples < 1:
+        raise FairauditError(f"the number of sampled rows must be ≥ 1, got {max_samples}.")
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(max_samples), replace=False))
+
+
+class _RowsView(FairDataset):
+    """Rows ``rows`` of ``parent`` as a dataset of their own (inputs still decoded lazily by the parent)."""
+
+    def __init__(self, parent: FairDataset, rows: np.ndarray):
+        self.parent, self.rows = parent, rows
+        self.name, self.kind, self.region_names = parent.name, parent.kind, parent.region_names
+        super().__init__(parent.split, parent.attributes.iloc[rows], parent.value_names, parent.input_shape,
+                         parent.target, parent.sensitive, parent.feature_names)
+
+    def load_input(self, i: int) -> torch.Tensor:
+        return self.parent.load_input(int(self.rows[i]))
+
+
+def sample_rows(dataset: FairDataset, max_samples: int | None, seed: int = 0) -> FairDataset:
+    """A seeded random subsample of at most ``max_samples`` rows of ``dataset`` (``dataset`` itself if it fits).
+
+    Rows keep their order; in-memory data stays in memory. The target and
+    sensitive attributes selected on ``dataset`` carry over.
+    """
+    rows = _sample_indices(len(dataset), max_samples, seed)
+    if len(rows) == len(dataset):
+        return dataset
+    if isinstance(dataset, TensorFairDataset):
+        view = TensorFairDataset(dataset.name, dataset.split, dataset.x[torch.as_tensor(rows)],
+                                 dataset.attributes.iloc[rows], dataset.value_names, dataset.target,
+                                 dataset.sensitive, kind=dataset.kind, feature_names=dataset.feature_names)
+        for name in ("feature_groups", "numeric_features", "categorical_features", "favorable_label"):
+            if hasattr(dataset, name):
+                setattr(view, name, getattr(dataset, name))
+    else:
+        view = _RowsView(dataset, rows)
+    view.source_rows = rows
+    return view
+
+
+def _correct(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # The audit's decision rule at its default threshold 0.5 (Predictions.predictions).
+    pred = (probs[:, 1] >= 0.5).long() if probs.shape[1] == 2 else probs.argmax(1)
+    return pred == y
+
+
+class RobustnessAuditor:
+    """Clean and adversarial accuracy per group under FGSM and/or PGD.
+
+    Parameters
+    ----------
+    attacks:
+        ``"fgsm"``, ``"pgd"`` or both (a list or a comma-separated string).
+    eps:
+        Radius of the threat model (default :func:`default_eps` of the dataset kind).
+    norm, steps, step_size, restarts:
+        PGD settings (FGSM is one step of length ``eps`` in the same norm);
+        ``step_size`` defaults to ``2.5 · eps / steps``.
+    max_samples:
+        Attack a seeded random subsample of at most this many samples (``None``: all).
+    clip:
+        Tabular range handling, see :func:`threat_model`.
+    n_boot:
+        Bootstrap resamples of each audit (0: point estimates only).
+    seed, device, batch_size:
+        Subsample and random-start seed, device (``auto`` = CUDA when
+        available; CUDA runs the model under mixed precision with large
+        batches), attack batch size.
+
+    Example::
+
+        report = RobustnessAuditor(attacks="fgsm,pgd", eps=8/255).audit(model, test_ds)
+        report.s_r["pgd"], report.gap("pgd"), report.to_dict()
+    """
+
+    def __init__(self, attacks: str | Sequence[str] = ATTACKS, *, eps: float | None = None, norm: str = "linf",
+                 steps: int = 10, step_size: float | None = None, restarts: int = 1,
+                 max_samples: int | None = None, clip: str | None = "observed", n_boot: int = 0, seed: int = 0,
+                 device="auto", batch_size: int | None = None):
+        self.attacks = attacks
+        self.eps = eps
+        self.norm = norm
+        self.steps = steps
+        self.step_size = step_size
+        self.restarts = restarts
+        self.max_samples = max_samples
+        self.clip = clip
+        self.n_boot = n_boot
+        self.seed = seed
+        self.device = device
+        self.batch_size = batch_size
+
+    def _configs(self, kind: str, attacks: str | Sequence[str] | None = None) -> dict[str, AttackConfig]:
+        eps = default_eps(kind) if self.eps is None else float(self.eps)
+        if not eps >= 0 or not np.isfinite(eps):
+            raise FairauditError(f"the attack radius eps must be a finite number ≥ 0, got {self.eps}.")
+        if self.norm not in NORMS:
+            raise FairauditError(f"unknown attack norm '{self.norm}'; use {' or '.join(NORMS)}.")
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+            raise FairauditError(f"the number of PGD steps must be a whole number ≥ 1, got {self.steps}.")
+        if isinstance(self.restarts, bool) or int(self.restarts) != self.restarts or self.restarts < 1:
+            raise FairauditError(f"the number of PGD restarts must be a whole number ≥ 1, got {self.restarts}.")
+        if self.step_size is not None and not self.step_size > 0:
+            raise FairauditError(f"the PGD step size must be > 0, got {self.step_size}.")
+        return {name: AttackConfig(name, eps, self.norm, int(self.steps), self.step_size, int(self.restarts))
+                for name in parse_attacks(self.attacks if attacks is None else attacks)}
+
+    def _attack(self, config: AttackConfig, forward: nn.Module, x, y, threat: ThreatModel,
+                generator: torch.Generator) -> torch.Tensor:
+        mask = None if threat.feature_mask is None else threat.feature_mask.to(x.device)
+        clip = None if threat.clip is None else tuple(torch.as_tensor(b, dtype=x.dtype, device=x.device)
+                                                      for b in threat.clip)
+        if config.name == "fgsm":
+            return fgsm_attack(forward, x, y, eps=config.eps, norm=config.norm, clip=clip, feature_mask=mask)
+        return pgd_attack(forward, x, y, eps=config.eps, steps=config.steps, step_size=config.step_size,
+                          norm=config.norm, clip=clip, feature_mask=mask, restarts=config.restarts,
+                          generator=generator)
+
+    def perturb(self, model: nn.Module, dataset: FairDataset, attack: str = "pgd") -> tuple[torch.Tensor, torch.Tensor]:
+        """The clean inputs of the (subsampled) ``dataset`` and their adversarial versions under ``attack``.
+
+        Both are returned on the CPU, row ``i`` = the ``i``-th sampled row.
+        Only this attack's points are returned (no pooling with weaker attacks).
+        """
+        (config,) = self._configs(dataset.kind, [attack]).values()
+        device = resolve_device(self.device)
+        threat = threat_model(dataset, self.clip)
+        dataset = sample_rows(dataset, self.max_samples, self.seed)
+        forward = _AmpForward(model.to(device).eval(), device)
+        generator = torch.Generator(device=device).manual_seed(int(self.seed))
+        clean, adversarial = [], []
+        for x, y, _, _ in iterate_batches(dataset, self.batch_size or default_batch_size(device, dataset.kind),
+                                          device):
+            x, y = x.to(device).float(), y.to(device)
+            adversarial.append(self._attack(config, forward, x, y, threat, generator).cpu())
+            clean.append(x.cpu())
+        return torch.cat(clean), torch.cat(adversarial)
+
+    def audit(self, model: nn.Module, dataset: FairDataset, *, postprocess: Postprocess | None = None,
+              progress: ProgressFn | None = None) -> RobustnessReport:
+        """Attack ``model`` on ``dataset`` and audit clean and adversarial predictions per group.
+
+        ``postprocess`` (optional) turns a dataset into the final
+        :class:`Predictions` (e.g. group thresholds on the model's scores); the
+        attacks then target ``model`` and the post-processor decides on the
+        clean and on the adversarial inputs. ``progress(done, total)`` counts
+        attacked samples.
+        """
+        from fairaudit.audit import audit_predictions
+
+        start = time.perf_counter()
+        configs = self._configs(dataset.kind)
+        device = resolve_device(self.device)
+        if len(dataset) == 0:
+            raise FairauditError(f"split '{dataset.split}' of dataset '{dataset.name}' is empty.")
+        threat = threat_model(dataset, self.clip)
+        full, dataset = dataset, sample_rows(dataset, self.max_samples, self.seed)
+        rows = getattr(dataset, "source_rows", None) if dataset is not full else None  # Predictions keep split indices
+        num_classes = getattr(model, "num_classes", dataset.num_classes)
+        if num_classes != dataset.num_classes:
+            raise FairauditError(f"the model has {num_classes} output classes but target '{dataset.target}' "
+                                 f"has {dataset.num_classes}.")
+        model = model.to(device).eval()
+        forward = _AmpForward(model, device)
+        batch_size = self.batch_size or default_batch_size(device, dataset.kind)
+        generator = torch.Generator(device=device).manual_seed(int(self.seed))
+        decide = self._decider(forward, dataset, postprocess)
+        clean_probs, probs = [], {name: [] for name in configs}
+        labels, sensitive, order = [], [], []
+        done = 0
+        for x, y, s, idx in iterate_batches(dataset, batch_size, device):
+            x, y = x.to(device).float(), y.to(device)
+            idx = torch.as_tensor(idx)
+            clean = decide(x, idx)
+            worst, robust = clean.clone(), _correct(clean, y)
+            for name, config in configs.items():
+                current = decide(self._attack(config, forward, x, y, threat, generator), idx)
+                ok = _correct(current, y)
+                # Keep, per sample, the first wrong prediction found in the ball (see the module docstring).
+                worst = torch.where((robust & ~ok)[:, None], current, worst)
+                robust = robust & ok
+                probs[name].append(torch.where(robust[:, None], current, worst).cpu())
+            clean_probs.append(clean.cpu())
+            labels.append(y.cpu())
+            sensitive.append(torch.as_tensor(s).view(len(y), -1))
+            order.append(idx.cpu() if rows is None else torch.as_tensor(rows)[idx.cpu()])
+            done += len(y)
+            if progress:
+                progress(done, len(dataset))
+
+        def predictions(chunks: list[torch.Tensor], condition: str) -> Predictions:
+            return Predictions(labels=torch.cat(labels).numpy().astype(np.int64),
+                               probs=torch.cat(chunks).numpy().astype(np.float32),
+                               sensitive=torch.cat(sensitive).numpy().astype(np.int64),
+                               indices=torch.cat(order).numpy().astype(np.int64),
+                               sensitive_names=list(dataset.sensitive),
+                               value_names={k: dataset.value_names[k] for k in dataset.sensitive},
+                               class_names=dataset.class_names,
+                               meta={"dataset": dataset.name, "split": dataset.split, "target": dataset.target,
+                                     "device": str(device), "condition": condition})
+
+        def audit(chunks, condition):
+            return audit_predictions(predictions(chunks, condition), n_boot=self.n_boot, seed=self.seed,
+                                     device=device)
+
+        clean_report = audit(clean_probs, "clean")
+        adversarial = {name: audit(chunks, name) for name, chunks in probs.items()}
+        meta = {"dataset": dataset.name, "split": dataset.split, "target": dataset.target,
+                "sensitive": list(dataset.sensitive), "n": len(dataset), "n_split": len(full),
+                "subsampled": len(dataset) < len(full), "seed": self.seed, "device": str(device),
+                "worst_case_over": ["clean", *configs], "postprocessed": postprocess is not None,
+                "model": getattr(model, "arch", type(model).__name__), "seconds": time.perf_counter() - start}
+        return RobustnessReport(clean_report, adversarial, configs, threat.description, meta)
+
+    @staticmethod
+    def _decider(forward: nn.Module, dataset: FairDataset, postprocess: Postprocess | None):
+        if postprocess is None:
+            def decide(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad():
+                    return torch.softmax(forward(x), dim=1)
+            return decide
+
+        def decide_postprocessed(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            # The post-processor reads a dataset: hand it these inputs with the rows' own attributes.
+            view = TensorFairDataset(dataset.name, dataset.split, x.detach().cpu(),
+                                     dataset.attributes.iloc[idx.numpy()], dataset.value_names,
+                                     dataset.target, dataset.sensitive, kind=dataset.kind,
+                                     feature_names=dataset.feature_names)
+            preds = postprocess(view)
+            probs = np.empty_like(preds.probs)
+            probs[preds.indices] = preds.probs
+            return torch.as_tensor(probs, device=x.device)
+        return decide_postprocessed
+
+
+def robustness_audit(model: nn.Module, dataset: FairDataset, *, attacks: str | Sequence[str] = ATTACKS,
+                     postprocess: Postprocess | None = None, progress: ProgressFn | None = None,
+                     **settings) -> RobustnessReport:
+    """Shortcut for ``RobustnessAuditor(attacks, **settings).audit(model, dataset)``."""
+    return RobustnessAuditor(attacks, **settings).audit(model, dataset, postprocess=postprocess, progress=progress)
+
+
+def epsilon_sweep(model: nn.Module, dataset: FairDataset, eps_values: Sequence[float], *, attack: str = "fgsm",
+                  progress: ProgressFn | None = None, **settings) -> pd.DataFrame:
+    """Adversarial accuracy per group for each ε in ``eps_values``.
+
+    Returns a table with one row per (``eps``, ``group``) — ``group`` is
+    ``"overall"`` for the whole population — and the columns ``eps``,
+    ``group``, ``n`` and ``accuracy``. Other keyword arguments are
+    :class:`RobustnessAuditor` settings; the same seeded subsample is attacked
+    at every ε.
+    """
+    (name,) = parse_attacks([attack]) if isinstance(attack, str) and "," not in attack else (None,)
+    if name is None:
+        raise FairauditError("an ε-sweep runs one attack at a time; name fgsm or pgd.")
+    eps_values = [float(e) for e in eps_values]
+    if not eps_values:
+        raise FairauditError("give at least one ε for the sweep.")
+    rows = []
+    for k, eps in enumerate(eps_values):
+        def step(done: int, total: int, k: int = k) -> None:
+            if progress:
+                progress(k * total + done, len(eps_values) * total)
+
+        report = RobustnessAuditor(name, eps=eps, **settings).audit(model, dataset, progress=step)
+        adversarial = report.adversarial[name]
+        rows.append({"eps": eps, "group": "overall", "n": int(adversarial.overall["n"]),
+                     "accuracy": float(adversarial.overall["accuracy"])})
+        rows += [{"eps": eps, "group": g["group"], "n": int(g["n"]), "accuracy": g["accuracy"]}
+                 for g in adversarial.groups]
+    return pd.DataFrame(rows, columns=["eps", "group", "n", "accuracy"])
