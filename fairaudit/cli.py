@@ -1,7 +1,7 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
-Commands: ``audit``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``, ``sweep``,
-``runs``, ``report``.
+Commands: ``audit``, ``robustness``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``,
+``sweep``, ``runs``, ``report``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -262,10 +262,10 @@ def cmd_mitigate(args) -> int:
 
 def cmd_sweep(args) -> int:
     """Queue a grid of settings × seeds as tagged jobs; with ``--wait`` follow them and print mean ± std."""
-    import math
     import time
 
     from fairaudit.compare import launch_sweep, runs_table, seed_summary
+    from fairaudit.compare.table import mean_std_text
     from fairaudit.jobs import FINISHED, JobSpec, get_run
 
     if not args.dataset:
@@ -302,10 +302,9 @@ def cmd_sweep(args) -> int:
     summary = seed_summary(runs_table(runs))
     print(f"{'setting':34s} {'seeds':>5s}  {'accuracy':17s} {'deo':17s} {'spd':17s}")
     for _, row in summary.iterrows():
-        cells = [f"{row[m]:.4f} ± {0.0 if math.isnan(row[m + '_std']) else row[m + '_std']:.4f}"
-                 for m in ("accuracy", "deo", "spd")]
+        cells = [f"{mean_std_text(row[m], row[m + '_std'], 4):17s}" for m in ("accuracy", "deo", "spd")]
         flag = "  collapsed" if row["collapsed"] else ""
-        print(f"{row['settings'][:34]:34s} {int(row['n_seeds']):5d}  {'  '.join(cells)}{flag}")
+        print(f"{row['settings'][:34]:34s} {int(row['n_seeds']):5d}  {' '.join(cells)}{flag}")
     failed = [r["id"] for r in runs if r["status"] != "done"]
     for run_id in failed:
         print(f"run {run_id}: {get_run(run_id)['status']}", file=sys.stderr)
@@ -374,10 +373,10 @@ def cmd_report(args) -> int:
     for out in (args.html, args.json):
         if out and not Path(out).parent.exists():
             raise FairauditError(f"output folder '{Path(out).parent}' does not exist.")
-    pairs = [t.split("=", 1) for t in args.tolerance or []]
-    if any(len(p) != 2 for p in pairs):
-        raise FairauditError(f"--tolerance expects name=value, got {next(t for t in args.tolerance if '=' not in t)!r}.")
-    tolerances = report_tolerances({k.strip(): v.strip() for k, v in pairs})
+    for pair in args.tolerance or []:
+        if "=" not in pair:
+            raise FairauditError(f"--tolerance expects name=value, got {pair!r}.")
+    tolerances = report_tolerances({k.strip(): v.strip() for k, v in (t.split("=", 1) for t in args.tolerance or [])})
     bar = _progress_bar(None, f"report on {len(args.run_ids)} run(s)")
     bar.unit = "section"
 

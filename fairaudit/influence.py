@@ -20,8 +20,9 @@ per-sample terms are forward-mode directional derivatives, one batched pass
 over the candidates.
 
 The estimate is accurate for convex models trained to convergence (e.g. an
-L2-regularised logistic regression); for neural networks ``damping`` keeps
-the solve well posed where the Hessian is not positive definite.
+L2-regularised logistic regression); for neural networks the Gauss-Newton
+curvature (``curvature="gauss_newton"``) and ``damping`` keep the solve well
+posed where the Hessian is not positive definite.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class InfluenceFunction:
         applies; for a model linear in its parameters, such as a logistic
         regression, both are the same matrix).
     solver:
-        ``"exact"`` (dense Hessian, at most ``max_exact`` parameters),
+        ``"exact"`` (dense matrix, at most ``max_exact`` parameters),
         ``"cg"`` (conjugate gradient), ``"lissa"`` (stochastic Neumann series,
         Agarwal et al. 2017) or ``"auto"`` (exact when small, else CG).
     max_iter, tol:
@@ -86,11 +87,13 @@ class InfluenceFunction:
         Rows per batch in Hessian-vector products and per-sample passes.
     device:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    seed:
+        Seed of LiSSA's row sampling.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = per_sample_cross_entropy, *, l2: float = 0.0,
-                 damping: float = 0.0, curvature: str = "hessian", solver: str = "auto", max_iter: int = 200, tol: float = 1e-6,
-                 lissa_scale: float = 10.0, lissa_batch: int = 512, max_exact: int = 3000,
+                 damping: float = 0.0, curvature: str = "hessian", solver: str = "auto", max_iter: int = 200,
+                 tol: float = 1e-6, lissa_scale: float = 10.0, lissa_batch: int = 512, max_exact: int = 3000,
                  params: Iterable[str] | None = None, batch_size: int = 8192, device="auto", seed: int = 0):
         if solver not in SOLVERS:
             raise FairauditError(f"unknown influence solver '{solver}'; use {', '.join(SOLVERS)}.")
@@ -192,7 +195,7 @@ class InfluenceFunction:
         return sum(parts) / self.n_train + (self.l2 + self.damping) * v
 
     def _gauss_newton_product(self, params, tangent, rows) -> dict[str, torch.Tensor]:
-        """``Jᵀ (∇²_out ℓ) J v`` over ``rows``: forward-mode J v, the loss's Hessian in output space, then Jᵀ."""
+        """``Jᵀ (∇²_out ℓ) J v`` over ``rows``: ``J v`` forward, the loss Hessian on the outputs, then ``Jᵀ``."""
         x, y = self._x[rows], self._y[rows]
         outputs, jv = jvp(lambda p: self._call(p, x), (params,), (tangent,))
         _, hjv = jvp(grad(lambda o: self.loss_fn(o, y).sum()), (outputs.detach(),), (jv,))
@@ -224,7 +227,8 @@ class InfluenceFunction:
             h = self.hessian().double()
             # A least-squares solve tolerates a singular H (e.g. an unregularised over-parametrised head).
             out = torch.linalg.lstsq(h, v.double().unsqueeze(1)).solution.squeeze(1).float()
-            self.last_solve = {"solver": "exact", "residual": float((h.float() @ out - v).norm() / v.norm().clamp_min(1e-30))}
+            residual = (h.float() @ out - v).norm() / v.norm().clamp_min(1e-30)
+            self.last_solve = {"solver": "exact", "residual": float(residual)}
             return out
         if solver == "cg":
             return self._conjugate_gradient(v)
@@ -298,7 +302,7 @@ class InfluenceFunction:
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     def per_sample_grad_norms(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-        """``(N,)`` Euclidean norms ``‖∇_θ ℓ(x_i, y_i)‖₂`` (per-sample gradients with ``vmap``, in chunks)."""
+        """``(N,)`` norms ``‖∇_θ ℓ(x_i, y_i)‖₂`` (per-sample gradients with ``vmap``, in chunks)."""
         params = self._params()
         y = torch.as_tensor(y).to(self.device).long()
 

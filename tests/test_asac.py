@@ -121,7 +121,7 @@ def test_counterfactuals_fool_the_attribute_classifier(attribute_classifier, val
                               for a in (small, large)]
     # Larger ε fools C more often; PGD fools it at least as often as one FGSM step.
     assert fooled["fgsm"][1] > fooled["fgsm"][0] > 1 - clean_accuracy
-    assert fooled["pgd"][1] >= fooled["fgsm"][1] and fooled["pgd"][1] > 0.9
+    assert fooled["pgd"][1] > fooled["fgsm"][1] + 0.1
 
 
 def test_step_computes_equation_5(deployed, attribute_classifier, val_batch):
@@ -157,3 +157,47 @@ def test_each_curriculum_order_runs(order, deployed, tmp_path):
     assert record["items_used"] == pytest.approx(0.75)
     assert 0 < record["c_fooled_eps_0.03"] <= record["c_fooled_eps_0.05"] <= 1
     assert result.stats["epsilons"] == [0.0, 0.03, 0.05] and result.stats["train_samples"] == SMALL["n_train"]
+
+
+def test_asac_lowers_deo_and_keeps_accuracy(deployed, tmp_path):
+    """The acceptance test: on the 0.9-biased faces, ASAC lowers DEO while accuracy stays within one point."""
+    test = load_dataset("synthetic-faces", "test", "Smiling", ["Male"], None, **TINY)
+    before, _ = run_audit(test, deployed, n_boot=0, device="cpu")
+    result = _run(copy.deepcopy(deployed), tmp_path, TINY, {"epochs": "2", "lr": "1e-3", "batch_size": "64",
+                                                             "stats_samples": "128"})
+    after, _ = run_audit(test, result.after_model, n_boot=0, device="cpu")
+    assert before.disparities["deo"] > 0.8  # the deployed model predicts Smiling from gender
+    assert after.disparities["deo"] < 0.5 * before.disparities["deo"]
+    assert abs(after.overall["accuracy"] - before.overall["accuracy"]) <= 0.01
+    stats = result.stats
+    assert stats["stats_samples"] == 128 and stats["classifier_accuracy"] > 0.7
+    under_attack = stats["classifier_accuracy_under_attack"]
+    assert under_attack["0"] == stats["classifier_accuracy"] > under_attack["0.03"] > under_attack["0.05"]
+    assert set(stats["difficulty_before"]) == set(stats["difficulty_after"]) == {"0", "0.03", "0.05"}
+    assert [h["epoch"] for h in result.history] == [1, 2] and result.history[-1]["items_used"] == 1.0
+
+
+def test_cli_runs_asac_as_a_job(home, deployed_path, tmp_path):
+    from fairaudit.cli import main
+
+    out = tmp_path / "asac.json"
+    options = [f"{k}={SMALL[k]}" for k in ("image_size", "n_train", "n_val", "n_test")]
+    argv = ["mitigate", "asac", "--dataset", "synthetic-faces", "--model", deployed_path, "--target", "Smiling",
+            "--sensitive", "Male", "--set", "epochs=1", "--set", "batch_size=64", "--set", "classifier_epochs=1",
+            "--set", "stats_samples=32", "--set", "attack=pgd", "--set", "pgd_steps=2", "--device", "cpu",
+            "--bootstrap", "0", "--json", str(out)]
+    for option in options:
+        argv += ["--data-opt", option]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["method"] == "asac" and data["config"]["epochs"] == 1 and data["config"]["attack"] == "pgd"
+    for stage in ("before", "after"):
+        assert {"overall", "groups", "disparities", "ci", "meta"} <= set(data[stage])
+        assert data[stage]["overall"]["n"] == SMALL["n_test"]
+    assert data["before"]["disparities"]["deo"] != data["after"]["disparities"]["deo"]
+    for key in ("model", "attribute_classifier", "before_predictions", "after_predictions"):
+        assert key in data["artifacts"]
+    assert data["artifacts"]["model"].endswith("after_model.safetensors")
+    assert load_model(data["artifacts"]["model"]).input_shape == (3, 32, 32)
+    assert data["stats"]["stats_samples"] == 32 and 0.5 < data["stats"]["classifier_accuracy"] <= 1
+    assert len(data["history"]) == 1 and "c_fooled_eps_0.05" in data["history"][0]

@@ -135,3 +135,19 @@ def test_mitigate_page_renders_its_form_and_job_list(server, page):
     expect(epsilon.locator("input")).to_have_value("0.05")
     page.get_by_role("heading", name="Runs").wait_for(timeout=30_000)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_run_page_links_to_the_explain_page_of_the_run(server, page, tmp_path_factory):
+    from playwright.sync_api import expect
+
+    from explain_runs import faces_model, tiny_run
+
+    run_id = tiny_run(faces_model(tmp_path_factory.mktemp("explain_model")), "threshold")["run_id"]
+    page.goto(f"{server}/run?run={run_id}")
+    page.get_by_role("link", name="Explain this run").click()
+    page.get_by_role("heading", name=f"Explain run {run_id}").wait_for(timeout=60_000)
+    assert page.url.endswith(f"/explain?run={run_id}")
+    # A threshold run leaves the model unchanged: the page says so and scores the deployed model's maps.
+    expect(page.get_by_text("the model is unchanged", exact=False)).to_have_count(1, timeout=AUDIT_SECONDS * 1000)
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(1, timeout=AUDIT_SECONDS * 1000)
+    assert page.get_by_test_id("stException").count() == 0

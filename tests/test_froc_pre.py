@@ -53,12 +53,15 @@ def test_hessian_solvers_agree_with_autograd():
     dense = torch.cat([torch.cat([hw[0][0].reshape(10, 10), hw[0][1].reshape(10, 2)], 1),
                        torch.cat([hw[1][0].reshape(2, 10), hw[1][1].reshape(2, 2)], 1)])
     assert torch.allclose(inf.hessian(), dense, atol=1e-5)
+    # For a model linear in its parameters the Gauss-Newton matrix is the Hessian.
+    ggn = InfluenceFunction(model, l2=0.05, curvature="gauss_newton", device="cpu").fit(x, y)
+    assert torch.allclose(ggn.hessian(), dense, atol=1e-5)
     v = torch.randn(12)
     exact = torch.linalg.solve(dense, v)
     for solver in ("exact", "cg"):
         got = InfluenceFunction(model, l2=0.05, solver=solver, device="cpu").fit(x, y).inverse_hvp(v)
         assert torch.allclose(got, exact, rtol=1e-3, atol=1e-4), solver
-    lissa = InfluenceFunction(model, l2=0.05, solver="lissa", max_iter=300, lissa_scale=1.0, lissa_batch=200,
+    lissa = InfluenceFunction(model, l2=0.05, solver="lissa", max_iter=100, lissa_scale=1.0, lissa_batch=200,
                               device="cpu").fit(x, y).inverse_hvp(v)
     assert torch.nn.functional.cosine_similarity(lissa, exact, dim=0) > 0.99
     norms = inf.per_sample_grad_norms(x[:5], y[:5])
@@ -225,20 +228,19 @@ def test_froc_pre_runs_as_a_job(tmp_path, monkeypatch):
     path = tmp_path / "adult.safetensors"
     train_deployed_model("adult", arch="mlp", config=TrainConfig(epochs=1, max_steps=30, batch_size=256),
                          device="cpu", out=path)
-    settings = {"epochs": "1", "batch_size": "512", "iterations": "4", "delta_r": "0", "ell": "600"}
+    settings = {"epochs": "1", "batch_size": "512", "iterations": "2", "delta_r": "0", "ell": "900"}
     spec = JobSpec("froc_pre", "adult", model=str(path), device="cpu", settings=settings, n_boot=0)
     result = execute(spec, "froc-run", tmp_path / "run")
     stats = result["stats"]
     assert result["config"]["epochs"] == 1 and len(result["history"]) == 1
-    assert stats["status"] in ("thresholds_met", "iterations_exhausted")
-    assert stats["flipped"] == 600 * (stats["iterations"] - (stats["status"] == "thresholds_met"))
-    assert stats["added"] == 0  # δ_R = 0: every model is robust enough
-    assert stats["flipped_fraction"] == pytest.approx(stats["flipped"] / stats["train_samples"])
-    assert stats["flipped_fraction"] < 0.1
+    assert stats["status"] == "iterations_exhausted" and stats["thresholds_met"] is False
+    assert stats["flipped"] == 1800 and stats["added"] == 0  # δ_R = 0: every model is robust enough
+    assert stats["flipped_fraction"] == pytest.approx(1800 / stats["train_samples"])
     # Mostly women's labels are promoted: the flips close the gap between the groups' positive rates.
     assert stats["flipped_by_group"]["sex=Female"] > 5 * stats["flipped_by_group"]["sex=Male"]
+    # The surrogate of the second iteration (after 900 flips) is already much fairer than ERM.
     before, after = stats["surrogate_before"]["bias_score"], stats["surrogate_after"]["bias_score"]
-    assert before > stats["delta_f"] and after < 0.5 * before
+    assert before > 0.15 > stats["delta_f"] and after < 0.75 * before
     data = PreprocessedData.load(result["artifacts"]["preprocessed_data"])
     assert len(data.flipped) == stats["flipped"] and data.n_original == stats["train_samples"]
     assert result["artifacts"]["model"].endswith("after_model.safetensors")

@@ -43,10 +43,13 @@ def runs(tmp_path_factory, tiny_model):
         faces_model = folder / "faces.safetensors"
         train_deployed_model("synthetic-faces", arch="small_cnn", data_options=FACES, device="cpu",
                              config=TrainConfig(epochs=1, batch_size=64, lr=2e-3), out=faces_model)
+        # Robustness is measured on the faces run only (32 samples), other splits on both.
         adult = run_job(JobSpec("noop_finetune", "adult", model=tiny_model, device="cpu",
-                                settings={"epochs": 2, "steps": 3, "lr": 0.01}, n_boot=50))
+                                settings={"epochs": 2, "steps": 3, "lr": 0.01}, n_boot=50, robustness_samples=0,
+                                split_samples=300))
         faces = run_job(JobSpec("faap", "synthetic-faces", model=str(faces_model), data_options=FACES, device="cpu",
-                                settings={"epochs": 1, "generator_width": 4, "generator_blocks": 1}, n_boot=50))
+                                settings={"epochs": 1, "generator_width": 4, "generator_blocks": 1}, n_boot=50,
+                                robustness_samples=32))
         yield {"adult": adult, "faces": faces}
         METHODS.pop("noop_finetune", None)
 
@@ -107,8 +110,10 @@ def test_html_holds_the_metrics_and_intervals_of_every_run(runs, page):
         assert f"Run {result['run_id']} · {result['method']} on {result['dataset']}" in page
         for stage in ("before", "after"):
             audit = result[stage]
+            assert audit["disparities"]["deo"] is not None
             for name in ("deo", "spd", "eod", "dp_ratio"):
-                assert f"<td>{audit['disparities'][name]:.3f}</td>" in page, (stage, name)
+                value = audit["disparities"][name]  # None: undefined (e.g. a ratio of zero selection rates)
+                assert ("<td>–</td>" if value is None else f"<td>{value:.3f}</td>") in page, (stage, name)
             lo, hi = audit["ci"]["deo"]
             assert f"[{lo:.3f}, {hi:.3f}]" in page
             assert f"<td>{audit['overall']['accuracy']:.3f}</td>" in page
@@ -146,14 +151,26 @@ def test_sections_without_their_data_say_why(runs, document):
                                                   "training", "configuration"]
     assert [p[:2] for p in PROGRESS] == [(i, 11) for i in range(1, 12)]  # one progress event per section
     assert PROGRESS[0][2] == "Data and models" and PROGRESS[-1][2] == "Configuration"
-    for key in ("overview", "metrics", "verdicts", "perturbations", "training", "configuration"):
+    for key in ("overview", "metrics", "verdicts", "splits", "robustness", "perturbations", "training",
+                "configuration"):
         assert document.section(key).available, key
     explanations = document.section("explanations")
     assert not explanations.available and explanations.notes == [
         "Not available: explanations were switched off for this report."]
-    if not S.load_report_run(runs["adult"]["run_id"]).get("robustness"):
-        notes = document.section("robustness").notes
-        assert any(runs["adult"]["run_id"] in n and "not available" in n for n in notes)
+    adult, faces = runs["adult"]["run_id"], runs["faces"]["run_id"]
+    robustness = document.section("robustness")
+    assert robustness.notes == [f"Run {adult}: not available: turned off (robustness_samples = 0)."]
+    recorded = runs["faces"]["robustness"]
+    table = pd.DataFrame(robustness.data["runs"][faces]["table"]).set_index(["Stage", "Input"])
+    for stage in ("before", "after"):
+        assert table.loc[(stage, "clean"), "Accuracy"] == pytest.approx(recorded[stage]["clean"]["overall"]["accuracy"])
+        for attack, result in recorded[stage]["adversarial"].items():
+            assert table.loc[(stage, attack), "Accuracy"] == pytest.approx(result["overall"]["accuracy"])
+            assert table.loc[(stage, attack), "Group accuracy gap"] == pytest.approx(result["gap"])
+    splits = pd.DataFrame(document.section("splits").data["runs"][adult]).set_index(["Split", "Stage"])
+    assert {"train", "test"} <= set(splits.index.get_level_values("Split"))
+    test_after = splits.loc[("test", "after")]
+    assert test_after["DEO"] == pytest.approx(runs["adult"]["after"]["disparities"]["deo"])
 
 
 def test_robustness_and_split_sections_read_the_recorded_results():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.robustness import (RobustnessAuditor, epsilon_sweep, robustness_audit, sample_rows,
                                   threat_model)
 
-SAMPLES = 300
+SAMPLES = 200
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def _predicted(probs: torch.Tensor) -> torch.Tensor:
 
 
 def test_pgd_below_fgsm_below_clean_in_every_group(adult, mlp):
-    report = robustness_audit(mlp, adult, eps=0.3, steps=10, restarts=2, max_samples=SAMPLES, device="cpu")
+    report = robustness_audit(mlp, adult, eps=0.3, steps=5, restarts=2, max_samples=SAMPLES, device="cpu")
     clean, fgsm, pgd = (_accuracies(r) for r in (report.clean, report.adversarial["fgsm"], report.adversarial["pgd"]))
     assert set(clean) == set(fgsm) == set(pgd) and len(clean) == 4
     for group in clean:
@@ -101,13 +102,13 @@ def test_image_attack_stays_in_pixel_range_and_postprocessing_path_matches(mlp):
     from fairaudit.models import build_model
 
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(64, 3, 32, 32, generator=g)
-    attributes = pd.DataFrame({"y": np.arange(64) % 2, "s": (np.arange(64) // 2) % 2})
+    x = torch.rand(32, 3, 16, 16, generator=g)
+    attributes = pd.DataFrame({"y": np.arange(32) % 2, "s": (np.arange(32) // 2) % 2})
     ds = TensorFairDataset("tiny-images", "test", x, attributes, {"y": ["no", "yes"], "s": ["a", "b"]}, "y", ["s"],
                            kind="image")
     torch.manual_seed(0)
-    model = build_model("small_cnn", 2, (3, 32, 32)).eval()
-    auditor = RobustnessAuditor("fgsm,pgd", eps=8 / 255, steps=3, device="cpu")
+    model = build_model("small_cnn", 2, (3, 16, 16)).eval()
+    auditor = RobustnessAuditor("fgsm,pgd", eps=8 / 255, steps=2, device="cpu")
     clean, adv = auditor.perturb(model, ds, "pgd")
     assert adv.min() >= 0 and adv.max() <= 1 and (adv - clean).abs().max() <= 8 / 255 + 1e-6
     plain = auditor.audit(model, ds)
@@ -120,7 +121,7 @@ def test_image_attack_stays_in_pixel_range_and_postprocessing_path_matches(mlp):
 def test_epsilon_sweep_table(adult, mlp):
     sweep = epsilon_sweep(mlp, adult, [0.0, 0.2, 0.8], attack="fgsm", max_samples=200, device="cpu")
     assert list(sweep.columns) == ["eps", "group", "n", "accuracy"]
-    assert len(sweep) == 3 * 3  # overall + two sex groups, per ε
+    assert len(sweep) == 3 * 5  # overall + four intersectional groups, per ε
     overall = sweep[sweep.group == "overall"].set_index("eps")["accuracy"]
     clean = robustness_audit(mlp, adult, attacks="fgsm", eps=0.0, max_samples=200, device="cpu").clean
     assert overall[0.0] == pytest.approx(clean.overall["accuracy"])
@@ -203,6 +204,13 @@ def test_job_result_has_robustness_and_split_blocks(home, tiny_model):
 
 # ---------------------------------------------------------------------------- the Audit page section
 
+def _plotted(values) -> np.ndarray:
+    """Values of a plotly trace array, which the figure JSON may store as base64 typed arrays."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values)
+
+
 def test_audit_page_robustness_section(demo_home):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
@@ -230,7 +238,8 @@ def test_audit_page_robustness_section(demo_home):
         titles = [f["layout"].get("title", {}).get("text", "") for f in figures]
         assert any("Clean vs. adversarial" in t for t in titles) and any("against ε" in t for t in titles)
         curve = next(f for f, t in zip(figures, titles) if "against ε" in t)
-        assert all(list(trace["x"]) == [0.0, 0.03] for trace in curve["data"])
+        assert len(curve["data"]) == 3 and curve["data"][-1]["name"] == "all samples"  # 2 groups + overall
+        assert all(_plotted(trace["x"]).tolist() == [0.0, 0.03] for trace in curve["data"])
         # Cached in the session: another rerun shows the results without attacking again.
         at.run()
         assert "S_R FGSM" in {m.label for m in at.metric}

@@ -103,7 +103,7 @@ class LeakageProbe:
             "accuracy": correct / len(y), "accuracy_ci": list(wilson_interval(correct, len(y), self.confidence)),
             "auc": auc, "auc_ci": list(self._auc_interval(y, proba, classes)),
             "chance": float(counts.max() / len(y)), "n": int(len(y)), "folds": folds,
-            "values": {int(c): int(k) for c, k in zip(classes, counts)},
+            "values": {str(int(c)): int(k) for c, k in zip(classes, counts)},
         }
         return self
 

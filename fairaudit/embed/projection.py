@@ -28,6 +28,7 @@ from fairaudit.errors import FairauditError
 
 METHODS = ("tsne", "umap")
 PCA_DIMS = 50
+PARALLEL_FROM = 5000
 JOINT, PROCRUSTES, SEPARATE = "joint", "procrustes", "separate"
 
 
@@ -49,9 +50,15 @@ def reduce_dims(latents: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.
     return PCA(n_components=dims, random_state=seed).fit_transform(latents).astype(np.float32)
 
 
-def tsne(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int = -1) -> np.ndarray:
-    """t-SNE with openTSNE (FFT-accelerated gradients); scikit-learn's ``TSNE`` if openTSNE is missing."""
+def tsne(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
+    """t-SNE with openTSNE (FFT-accelerated gradients); scikit-learn's ``TSNE`` if openTSNE is missing.
+
+    ``n_jobs`` defaults to all cores from :data:`PARALLEL_FROM` samples on and
+    to one thread below (where thread start-up costs more than it saves).
+    """
     x = reduce_dims(_check(latents), seed=seed)
+    if n_jobs is None:
+        n_jobs = -1 if len(x) >= PARALLEL_FROM else 1
     if perplexity <= 0:
         raise FairauditError(f"the perplexity must be > 0, got {perplexity}.")
     # Both libraries need 3·perplexity < n; cap it for small samples instead of failing.

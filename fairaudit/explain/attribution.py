@@ -205,7 +205,7 @@ class IntegratedGradientsExplainer:
         self.device = _model_device(model)
         self.baseline = baseline
         self.n_steps = int(n_steps)
-        self.internal_batch_size = int(internal_batch_size or (4096 if self.device.type == "cuda" else 512))
+        self.internal_batch_size = int(internal_batch_size or (4096 if self.device.type == "cuda" else 128))
         self.batch_size = batch_size or max(1, self.internal_batch_size // self.n_steps)
         self.blur_sigma = blur_sigma
         self._captum = IntegratedGradients(self.model)

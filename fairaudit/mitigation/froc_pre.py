@@ -24,6 +24,9 @@ on the edited data with :func:`fairaudit.train.fit`.
 
 Choices where the paper is silent:
 
+* Curvature: H is the generalised Gauss-Newton matrix by default (the exact
+  Hessian for the logistic surrogate; positive definite for the MLP, whose
+  exact Hessian is indefinite away from a strict minimum).
 * Sign convention: I_F here is the *predicted change* of the relaxed bias
   F (Eq. 14) when the label is flipped and the surrogate retrained,
   ``−∇Fᵀ H⁻¹ [∇L_U(x, 1−y) − ∇L_U(x, y)]`` (per unit weight, i.e. Eq. 17–19
@@ -48,6 +51,7 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -117,7 +121,9 @@ class FrocPreConfig(RetrainConfig):
     surrogate_epochs: int = setting(0, "epochs per surrogate fit (0 = same as epochs; warm-started each iteration)")
     surrogate_lr: float = setting(0.01, "Adam learning rate of the surrogate")
     surrogate_l2: float = setting(1e-3, "L2 penalty (weight decay) of the surrogate, part of its Hessian")
-    damping: float = setting(0.0, "extra damping added to the Hessian (useful with the mlp surrogate)")
+    curvature: str = setting("gauss_newton", "curvature matrix H of the influence: 'hessian' or 'gauss_newton' "
+                                             "(positive definite; the same matrix for the logistic surrogate)")
+    damping: float = setting(0.0, "extra damping added to H (useful with the mlp surrogate)")
     solver: str = setting("auto", "H⁻¹ solver: 'auto', 'exact', 'cg' or 'lissa'")
 
     def validate(self) -> None:
@@ -141,6 +147,8 @@ class FrocPreConfig(RetrainConfig):
             raise FairauditError(f"setting 'surrogate' must be 'logistic' or 'mlp', got '{self.surrogate}'.")
         if not self.surrogate_lr > 0 or self.surrogate_l2 < 0 or self.damping < 0:
             raise FairauditError("settings 'surrogate_lr' must be > 0 and 'surrogate_l2', 'damping' >= 0.")
+        if self.curvature not in ("hessian", "gauss_newton"):
+            raise FairauditError(f"setting 'curvature' must be 'hessian' or 'gauss_newton', got '{self.curvature}'.")
         if self.solver not in ("auto", "exact", "cg", "lissa"):
             raise FairauditError(f"setting 'solver' must be 'auto', 'exact', 'cg' or 'lissa', got '{self.solver}'.")
 
@@ -276,15 +284,17 @@ def froc_preprocess(x: torch.Tensor, y, a, config: FrocPreConfig, *, sensitive=N
         new_flips = new_adds = 0
         if status not in (MET, BUDGET):
             if want_flip:
-                new_flips = _flip_step(surrogate, config, xd, yd, x0, labels, a, is_flipped,
-                                       min(ell, max_flips - len(flipped)), device, record)
-                chosen = record.pop("_chosen")
+                chosen, info = _flip_step(surrogate, config, xd, yd, x0, labels, a, is_flipped,
+                                          min(ell, max_flips - len(flipped)), device)
+                record.update(info)
+                new_flips = len(chosen)
                 flipped += chosen
                 is_flipped[chosen] = True
                 labels[chosen] = 1 - labels[chosen]  # the adversarial copies follow via current_data()
             if want_add:
-                new_x, src = _augment_step(surrogate, config, x0, labels, has_adv, mask,
-                                           min(ell, max_adds - len(added)), device, seed + it, record)
+                new_x, src, info = _augment_step(surrogate, config, x0, labels, has_adv, mask,
+                                                 min(ell, max_adds - len(added)), device, seed + it)
+                record.update(info)
                 adv_x = torch.cat([adv_x, new_x])
                 added += src
                 has_adv[src] = True
@@ -306,8 +316,8 @@ def froc_preprocess(x: torch.Tensor, y, a, config: FrocPreConfig, *, sensitive=N
 
 
 def flip_influence(surrogate: nn.Module, xd: torch.Tensor, yd: torch.Tensor, x0: torch.Tensor, labels: torch.Tensor,
-                   a: torch.Tensor, *, l2: float, damping: float = 0.0, solver: str = "auto",
-                   device="auto") -> dict:
+                   a: torch.Tensor, *, l2: float, damping: float = 0.0, curvature: str = "hessian",
+                   solver: str = "auto", device="auto") -> dict:
     """Influence of flipping each original row's label (Eq. 17–21) for a surrogate trained on ``(xd, yd)``.
 
     Returns ``{"fairness": ΔF, "utility": ΔL_U, "score": I_FU}`` per row of
@@ -320,8 +330,8 @@ def flip_influence(surrogate: nn.Module, xd: torch.Tensor, yd: torch.Tensor, x0:
     ``solve`` reports the H⁻¹ solver of the fairness term and its residual.
     """
     device = resolve_device(device)
-    influence = InfluenceFunction(surrogate, per_sample_cross_entropy, l2=l2, damping=damping, solver=solver,
-                                  device=device).fit(xd, yd)
+    influence = InfluenceFunction(surrogate, per_sample_cross_entropy, l2=l2, damping=damping, curvature=curvature,
+                                  solver=solver, device=device).fit(xd, yd)
     x0d, ad = x0.to(device), a.to(device)
     xdd, ydd = xd.to(device), yd.to(device).long()
     grad_f = influence.objective_gradient(lambda f: relaxed_parity_gap(positive_posterior(f(x0d)), ad))
@@ -335,22 +345,20 @@ def flip_influence(surrogate: nn.Module, xd: torch.Tensor, yd: torch.Tensor, x0:
     return {"fairness": d_fair.cpu(), "utility": d_util.cpu(), "score": score.cpu(), "solve": solve}
 
 
-def _flip_step(surrogate, config, xd, yd, x0, labels, a, is_flipped, k, device, record) -> int:
-    """Flip the ``k`` unflipped labels with the most negative I_FU (Eq. 21); returns how many were flipped."""
+def _flip_step(surrogate, config, xd, yd, x0, labels, a, is_flipped, k, device) -> tuple[list[int], dict]:
+    """The ``k`` unflipped rows with the most negative I_FU (Eq. 21), and what the estimate predicted."""
     inf = flip_influence(surrogate, xd, yd, x0, labels, a, l2=config.surrogate_l2, damping=config.damping,
-                         solver=config.solver, device=device)
+                         curvature=config.curvature, solver=config.solver, device=device)
     score = inf["score"].clone()
     score[is_flipped] = math.inf  # a row is flipped at most once
     candidates = torch.nonzero(score < 0).view(-1)
     chosen = candidates[torch.argsort(score[candidates])[:k]].tolist()
-    record["_chosen"] = chosen
-    record["hessian_solver"] = inf["solve"]["solver"]
-    record["solver_residual"] = inf["solve"]["residual"]
-    record["predicted_bias_change"] = float(inf["fairness"][chosen].sum()) if chosen else 0.0
-    return len(chosen)
+    info = {"predicted_bias_change": float(inf["fairness"][chosen].sum()) if chosen else 0.0,
+            "hessian_solver": inf["solve"]["solver"], "solver_residual": inf["solve"].get("residual")}
+    return chosen, info
 
 
-def _augment_step(surrogate, config, x0, labels, has_adv, mask, k, device, seed, record):
+def _augment_step(surrogate, config, x0, labels, has_adv, mask, k, device, seed):
     """Adversarial copies of the rows without one yet; keep the ``k`` with the smallest I_U (Eq. 22)."""
     candidates = torch.nonzero(~has_adv).view(-1)
     x_adv = _attack(surrogate, x0[candidates], labels[candidates], config, mask, device, seed)
@@ -358,8 +366,8 @@ def _augment_step(surrogate, config, x0, labels, has_adv, mask, k, device, seed,
     norms = influence.per_sample_grad_norms(x_adv, labels[candidates]).cpu()
     keep = torch.argsort(norms)[:k]
     keep = keep[torch.argsort(candidates[keep])]  # appended in row order
-    record["mean_adv_influence"] = float(norms[keep].mean()) if len(keep) else 0.0
-    return x_adv[keep], candidates[keep].tolist()
+    info = {"mean_adv_influence": float(norms[keep].mean()) if len(keep) else 0.0}
+    return x_adv[keep], candidates[keep].tolist(), info
 
 
 @register_method
@@ -391,12 +399,8 @@ class FrocPre(MitigationMethod):
                                    feature_mask=mask, device=ctx.device, seed=ctx.seed,
                                    progress=_rescaled(ctx.progress, 0.0, 0.6), should_stop=ctx.should_stop)
             data.save(data_path)
-        inner = ctx.progress
-        ctx.progress = _rescaled(inner, 0.6, 1.0)
-        try:
-            model, history = retrain(ctx, config, data.dataset())
-        finally:
-            ctx.progress = inner
+        model, history = retrain(dataclasses.replace(ctx, progress=_rescaled(ctx.progress, 0.6, 1.0)), config,
+                                 data.dataset())
         n = data.n_original
         first, last = (data.history[0], data.history[-1]) if data.history else ({}, {})
         flip_groups = groups[data.flipped] if len(data.flipped) else np.zeros(0, dtype=np.int64)
@@ -409,6 +413,7 @@ class FrocPre(MitigationMethod):
             "delta_f": config.delta_f, "delta_r": config.delta_r, "surrogate": config.surrogate,
             "surrogate_before": {k: first.get(k) for k in ("accuracy", "bias_score", "robust_accuracy")},
             "surrogate_after": {k: last.get(k) for k in ("accuracy", "bias_score", "robust_accuracy")},
+            "surrogate_after_iteration": last.get("iteration"),  # edits made in that iteration are not reflected
         }
         return MitigationResult(after_model=model, history=history, stats=stats,
                                 artifacts={"preprocessed_data": str(data_path)})

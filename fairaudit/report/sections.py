@@ -348,9 +348,9 @@ def verdicts_section(runs: Sequence[Mapping[str, Any]], tolerances: Mapping[str,
     for run in runs:
         before = disparity_checks(run["before"].get("disparities") or {}, tolerances)
         after = disparity_checks(run["after"].get("disparities") or {}, tolerances)
-        table = pd.DataFrame([{"Disparity": b.label, "Rule": b.rule, "Before": b.value, "Before verdict":
-                               b.verdict.split(" · ")[0], "After": a.value, "After verdict": a.verdict.split(" · ")[0]}
-                              for b, a in zip(before, after)])
+        table = pd.DataFrame([{"Disparity": b.label, "Rule": b.rule, "Before": b.value,
+                               "Before verdict": b.verdict.split(" · ")[0], "After": a.value,
+                               "After verdict": a.verdict.split(" · ")[0]} for b, a in zip(before, after)])
         passed = sum(a.passes is True for a in after)
         section.blocks += [run_heading(run), paragraph(f"After mitigation {passed} of {len(after)} disparities "
                                                        f"pass (before: {sum(b.passes is True for b in before)})."),
@@ -413,10 +413,14 @@ def robustness_section(runs: Sequence[Mapping[str, Any]]) -> Section:
     section = Section("robustness", "Robustness")
     data = {}
     for run in runs:
-        robustness = run.get("robustness")
-        if not robustness:
-            section.add_note(f"Run {run['run_id']}: not available: this run recorded no robustness evaluation.")
+        robustness = run.get("robustness") or {}
+        stages = [stage for stage in ("before", "after") if isinstance(robustness.get(stage), Mapping)]
+        reason = robustness.get("reason") or "this run recorded no robustness evaluation"
+        if not stages:
+            section.add_note(f"Run {run['run_id']}: not available: {reason}.")
             continue
+        if len(stages) == 1:
+            section.add_note(f"Run {run['run_id']}: only {stages[0]} mitigation: {reason}.")
         rows, group_rows = [], []
         for stage in ("before", "after"):
             block = robustness.get(stage)

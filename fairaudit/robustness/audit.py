@@ -114,12 +114,18 @@ class ThreatModel:
     description: dict = field(default_factory=dict)
 
 
+def _all_inputs(dataset: FairDataset) -> torch.Tensor:
+    if isinstance(dataset, TensorFairDataset):
+        return dataset.x
+    return torch.stack([dataset.load_input(i) for i in range(len(dataset))])
+
+
 def _numeric_columns(dataset: FairDataset) -> list[int]:
     groups = getattr(dataset, "feature_groups", None)
     numeric = getattr(dataset, "numeric_features", None)
     if groups is not None and numeric is not None:
         return sorted(j for column in numeric for j in groups[column])
-    x = dataset.x if isinstance(dataset, TensorFairDataset) else torch.stack([dataset[i][0] for i in range(len(dataset))])
+    x = _all_inputs(dataset)
     binary = ((x == 0) | (x == 1)).all(0)
     return [int(j) for j in torch.nonzero(~binary).flatten()]
 
@@ -147,7 +153,7 @@ def threat_model(dataset: FairDataset, clip: str | None = "observed") -> ThreatM
                    "fixed": "one-hot categorical blocks", "clip": clip}
     if clip is None:
         return ThreatModel(mask, None, description)
-    x = dataset.x if isinstance(dataset, TensorFairDataset) else torch.stack([dataset[i][0] for i in range(len(dataset))])
+    x = _all_inputs(dataset)
     lo, hi = torch.full((d,), -torch.inf), torch.full((d,), torch.inf)
     lo[numeric], hi[numeric] = x[:, numeric].amin(0), x[:, numeric].amax(0)
     return ThreatModel(mask, (lo, hi), description)
