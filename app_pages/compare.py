@@ -29,6 +29,7 @@ TABLE = "compare-table"
 SWEEP = "compare-sweep"  # the id of the sweep launched from this page
 SWEEP_RUNS = "compare-sweep-runs"
 NONE = "(none)"
+REPORT_SAMPLES = 1000  # latents per run in the report's embeddings
 
 
 def load_runs() -> list[dict]:
@@ -303,6 +304,22 @@ def composition_check(records: list[dict]) -> None:
 # ---------------------------------------------------------------------------- page
 
 
+def report_download(run_ids: list[str], records: list[dict]) -> None:
+    """One self-contained HTML report of the selected runs, built only when the button is clicked."""
+    from fairaudit.report import report_bytes
+
+    finished = {rec["id"] for rec in records if rec.get("status") == "done"}
+    done = [r for r in run_ids if r in finished]
+    if not done:
+        return
+    st.download_button(f"Download audit report of {len(done)} run(s) (HTML)",
+                       lambda: report_bytes(done, samples=REPORT_SAMPLES), file_name="fairaudit-report.html",
+                       mime="text/html", key="compare-report-download", icon=":material/description:",
+                       on_click="ignore", help="One HTML file that opens offline: metrics with intervals, "
+                                               "verdicts, robustness, explanations, embeddings and the trade-off "
+                                               "chart of the selected runs.")
+
+
 def main() -> None:
     st.title("Compare runs")
     st.caption("Every mitigation run in one table, the fairness–accuracy trade-off with its Pareto front, sweeps "
@@ -321,8 +338,10 @@ def main() -> None:
         tradeoff_panel(shown, aggregate)
         st.subheader("Selected runs")
         radar_panel(shown, selected)
-        if selected and not selected[0].startswith("baseline"):
-            run_page_link(selected[0], "Open the first selected run")
+        runs = [r for r in selected if not r.startswith("baseline")]
+        if runs:
+            run_page_link(runs[0], "Open the first selected run")
+            report_download(runs, records)
 
     st.subheader("Sweeps")
     sweep_launcher()

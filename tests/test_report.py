@@ -43,13 +43,13 @@ def runs(tmp_path_factory, tiny_model):
         faces_model = folder / "faces.safetensors"
         train_deployed_model("synthetic-faces", arch="small_cnn", data_options=FACES, device="cpu",
                              config=TrainConfig(epochs=1, batch_size=64, lr=2e-3), out=faces_model)
-        # Robustness is measured on the faces run only (32 samples), other splits on both.
+        # The robustness section is checked on recorded results below (attacks would cost seconds here).
         adult = run_job(JobSpec("noop_finetune", "adult", model=tiny_model, device="cpu",
                                 settings={"epochs": 2, "steps": 3, "lr": 0.01}, n_boot=50, robustness_samples=0,
                                 split_samples=300))
         faces = run_job(JobSpec("faap", "synthetic-faces", model=str(faces_model), data_options=FACES, device="cpu",
                                 settings={"epochs": 1, "generator_width": 4, "generator_blocks": 1}, n_boot=50,
-                                robustness_samples=32))
+                                robustness_samples=0, split_samples=300))
         yield {"adult": adult, "faces": faces}
         METHODS.pop("noop_finetune", None)
 
@@ -151,22 +151,16 @@ def test_sections_without_their_data_say_why(runs, document):
                                                   "training", "configuration"]
     assert [p[:2] for p in PROGRESS] == [(i, 11) for i in range(1, 12)]  # one progress event per section
     assert PROGRESS[0][2] == "Data and models" and PROGRESS[-1][2] == "Configuration"
-    for key in ("overview", "metrics", "verdicts", "splits", "robustness", "perturbations", "training",
-                "configuration"):
+    for key in ("overview", "metrics", "verdicts", "splits", "perturbations", "training", "configuration"):
         assert document.section(key).available, key
     explanations = document.section("explanations")
     assert not explanations.available and explanations.notes == [
         "Not available: explanations were switched off for this report."]
     adult, faces = runs["adult"]["run_id"], runs["faces"]["run_id"]
     robustness = document.section("robustness")
-    assert robustness.notes == [f"Run {adult}: not available: turned off (robustness_samples = 0)."]
-    recorded = runs["faces"]["robustness"]
-    table = pd.DataFrame(robustness.data["runs"][faces]["table"]).set_index(["Stage", "Input"])
-    for stage in ("before", "after"):
-        assert table.loc[(stage, "clean"), "Accuracy"] == pytest.approx(recorded[stage]["clean"]["overall"]["accuracy"])
-        for attack, result in recorded[stage]["adversarial"].items():
-            assert table.loc[(stage, attack), "Accuracy"] == pytest.approx(result["overall"]["accuracy"])
-            assert table.loc[(stage, attack), "Group accuracy gap"] == pytest.approx(result["gap"])
+    assert not robustness.available
+    assert robustness.notes == [f"Run {run}: not available: turned off (robustness_samples = 0)."
+                                for run in (faces, adult)]
     splits = pd.DataFrame(document.section("splits").data["runs"][adult]).set_index(["Split", "Stage"])
     assert {"train", "test"} <= set(splits.index.get_level_values("Split"))
     test_after = splits.loc[("test", "after")]
@@ -180,9 +174,9 @@ def test_robustness_and_split_sections_read_the_recorded_results():
 
     run = {"run_id": "r1", "method": "faap", "dataset": "synthetic-faces",
            "robustness": {"before": {"clean": block(0.9, (0.95, 0.85), 0.1),
-                                     "adversarial": {"pgd": block(0.41, (0.5, 0.32), 0.18)}, "s_r": 0.41},
+                                     "adversarial": {"pgd": block(0.41, (0.5, 0.32), 0.18)}, "s_r": {"pgd": 0.41}},
                           "after": {"clean": block(0.88, (0.9, 0.86), 0.04),
-                                    "adversarial": {"pgd": block(0.47, (0.49, 0.45), 0.04)}, "s_r": 0.47}},
+                                    "adversarial": {"pgd": block(0.47, (0.49, 0.45), 0.04)}, "s_r": {"pgd": 0.47}}},
            "splits": {split: {"before": {"overall": {"accuracy": 0.8}, "disparities": {"deo": d}},
                               "after": {"overall": {"accuracy": 0.79}, "disparities": {"deo": d / 2}}}
                       for split, d in (("train", 0.3), ("test", 0.2))}}
@@ -191,9 +185,9 @@ def test_robustness_and_split_sections_read_the_recorded_results():
     assert table.loc[("before", "pgd"), "Accuracy"] == 0.41
     assert table.loc[("before", "pgd"), "Worst-group accuracy"] == 0.32
     assert table.loc[("after", "clean"), "Group accuracy gap"] == 0.04
-    assert section.data["runs"]["r1"]["s_r"] == {"before": 0.41, "after": 0.47}
+    assert section.data["runs"]["r1"]["s_r"] == {"before": {"pgd": 0.41}, "after": {"pgd": 0.47}}
     html = "".join(b for b in section.blocks if isinstance(b, str))
-    assert "before 0.410; after 0.470" in html
+    assert "before pgd 0.410; after pgd 0.470" in html
     assert sum(isinstance(b, go.Figure) for b in section.blocks) == 1
 
     splits = pd.DataFrame(S.splits_section([run]).data["runs"]["r1"]).set_index(["Split", "Stage"])
@@ -202,6 +196,10 @@ def test_robustness_and_split_sections_read_the_recorded_results():
     empty = S.robustness_section([{**run, "robustness": None}])
     assert not empty.available and empty.notes == ["Run r1: not available: this run recorded no robustness "
                                                    "evaluation."]
+    half = S.robustness_section([{**run, "robustness": {**run["robustness"], "after": None,
+                                                        "reason": "nothing to attack"}}])
+    assert half.available and half.notes == ["Run r1: only before mitigation: nothing to attack."]
+    assert set(pd.DataFrame(half.data["runs"]["r1"]["table"])["Stage"]) == {"before"}
 
 
 def test_optional_sections_degrade_to_a_note(monkeypatch, runs):

@@ -16,6 +16,7 @@ from fairaudit.explain.bias import ATTRIBUTE_REGIONS, attribute_regions, attribu
 from fairaudit.explain.runs import ExplanationGrid, explain_bias, explain_run, overlay
 from fairaudit.explain.selection import RULES, count_by_rule, paired_predictions, select_samples
 
-__all__ = ["METHODS", "RULES", "ATTRIBUTE_REGIONS", "GradCam", "IntegratedGradientsExplainer", "ExplanationGrid",
-           "explain_run", "explain_bias", "find_target_layer", "make_explainer", "attribute_regions", "attribution_bias",
-           "region_share", "paired_predictions", "select_samples", "count_by_rule", "overlay"]
+__all__ = ["METHODS", "RULES", "ATTRIBUTE_REGIONS", "GradCam", "IntegratedGradientsExplainer",
+           "ExplanationGrid", "explain_run", "explain_bias", "find_target_layer", "make_explainer",
+           "attribute_regions", "attribution_bias", "region_share", "paired_predictions", "select_samples",
+           "count_by_rule", "overlay"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fairaudit.device import autocast
@@ -249,14 +248,9 @@ def make_explainer(model: nn.Module, method: str = "gradcam", *, layer: str | No
     raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
 
 
-def normalise_maps(maps: torch.Tensor | "np.ndarray", signed: bool = False):  # noqa: F821
+def normalise_maps(maps, signed: bool = False) -> torch.Tensor:
     """Scale each map to ``[0, 1]`` (by its own maximum of the positive part, or of ``|a|`` if ``signed``)."""
     t = torch.as_tensor(maps).float()
     t = t.abs() if signed else t.clamp_min(0)
     peak = t.flatten(1).amax(1).clamp_min(1e-12)
     return t / peak[:, None, None]
-
-
-def positive_mass(maps: torch.Tensor) -> torch.Tensor:
-    """Per-image total of the positive part of the maps (the denominator of region shares)."""
-    return F.relu(torch.as_tensor(maps).float()).flatten(1).sum(1)

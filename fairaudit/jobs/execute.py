@@ -112,7 +112,8 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     Besides ``before``/``after`` (test split) the result holds
     ``robustness`` ``{"before", "after"}`` (the robustness JSON of
     :mod:`fairaudit.robustness`: FGSM and PGD-10 per group on at most
-    ``spec.robustness_samples`` test samples; ``after`` is ``None`` with a
+    ``spec.robustness_samples`` test samples, by default 500 on CUDA and 128
+    on the CPU; ``after`` is ``None`` with a
     ``reason`` when there is no model to attack; FRoC's S_R under PGD is
     copied to ``summary.before.s_r`` / ``summary.after.s_r``) and ``splits``
     ``{"train", "val", "test": {"before", "after"}}``: audits without
@@ -166,7 +167,8 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     # methods fine-tune ``ctx.model`` in place.
     t = time.perf_counter()
     robustness = {"before": None, "after": None}
-    if spec.robustness_samples:
+    attacked_samples = _robustness_samples(spec, device)
+    if attacked_samples:
         robustness["before"] = _robustness(model, test_ds, spec, device, lambda done, total: check_stop())
     else:
         robustness["reason"] = "turned off (robustness_samples = 0)"
@@ -210,7 +212,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     artifacts["after_predictions"] = str(preds.save(workdir / "after_predictions"))
     timings["after_audit"] = time.perf_counter() - t
     t_extras = time.perf_counter()
-    if spec.robustness_samples:
+    if attacked_samples:
         # A post-processor (e.g. group thresholds) is attacked through the model whose scores it reads.
         attacked = (result.after_model if result.after_model is not None
                     else getattr(result.after_predictions, "model", None))
@@ -247,12 +249,21 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     return output
 
 
+ROBUSTNESS_SAMPLES = {"cuda": 500, "cpu": 128}  # attacked test samples when the job does not say
+
+
+def _robustness_samples(spec: JobSpec, device) -> int:
+    if spec.robustness_samples is not None:
+        return spec.robustness_samples
+    return ROBUSTNESS_SAMPLES.get(device.type, ROBUSTNESS_SAMPLES["cpu"])
+
+
 def _robustness(model, test_ds, spec: JobSpec, device, progress, postprocess=None) -> dict:
     """FGSM and PGD-10 per group on a seeded subsample of the test split (see :mod:`fairaudit.robustness`)."""
     from fairaudit.robustness import RobustnessAuditor
 
     auditor = RobustnessAuditor(("fgsm", "pgd"), eps=spec.robustness_eps, steps=10,
-                                max_samples=spec.robustness_samples, seed=spec.seed, device=device)
+                                max_samples=_robustness_samples(spec, device), seed=spec.seed, device=device)
     return auditor.audit(model, test_ds, postprocess=postprocess, progress=progress).to_dict()
 
 

@@ -197,6 +197,7 @@ class RobustnessReport:
 
     @property
     def strongest(self) -> str:
+        """Name of the last (strongest) attack of the audit, e.g. ``"pgd"``."""
         return list(self.adversarial)[-1]
 
     def groups_frame(self) -> pd.DataFrame:
