@@ -35,5 +35,6 @@ def tiny_run(model_path: str, method: str = "faap", settings: dict | None = None
 
     if settings is None:
         settings = TINY_FAAP if method == "faap" else {}
+    # Robustness and train/val audits are not what explanations need: off, for speed.
     return run_job(JobSpec(method, "synthetic-faces", model=model_path, device="cpu", data_options=TINY_FACES,
-                           settings=settings, n_boot=20))
+                           settings=settings, n_boot=20, robustness_samples=0, split_samples=0))

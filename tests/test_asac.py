@@ -13,9 +13,8 @@ from fairaudit.audit import run_audit
 from fairaudit.data import load_dataset
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation import MethodContext, config_help, get_method, make_config
-from fairaudit.mitigation.asac import (AsacConfig, CurriculumClock, asac_step, curriculum_selection,
-                                       difficulty_scores, make_counterfactuals, pace, parse_epsilons,
-                                       train_attribute_classifier)
+from fairaudit.mitigation.asac import (CurriculumClock, asac_step, curriculum_selection, difficulty_scores,
+                                       make_counterfactuals, pace, parse_epsilons, train_attribute_classifier)
 from fairaudit.models.io import load_model
 from fairaudit.train import TrainConfig
 from fairaudit.train.deployed import train_deployed_model

@@ -115,8 +115,11 @@ def test_project_pair_chooses_joint_or_procrustes(blobs, monkeypatch):
     calls.clear()
     _, _, axes = embed.project_pair(blobs, blobs[:, :40], "tsne", same_space=True)  # widths differ
     assert axes == "procrustes" and calls == [150, 150]
-    _, _, axes = embed.project_pair(blobs, blobs, "tsne", same_space=False, shared_axes=False)
+    _, _, axes = embed.project_pair(blobs, 2 * blobs, "tsne", same_space=False, shared_axes=False)
     assert axes == "separate"
+    calls.clear()
+    before, after, axes = embed.project_pair(blobs, blobs.copy(), "tsne", same_space=False)  # post-processing
+    assert axes == "joint" and calls == [150] and np.array_equal(before, after)
 
 
 # ---------------------------------------------------------------------------- a finished FAAP run
@@ -149,6 +152,7 @@ def faap_run(workspace) -> str:
     return result["run_id"]
 
 
+@pytest.mark.slow
 def test_leakage_of_the_biased_model_is_high_and_faap_lowers_it(faap_run, monkeypatch):
     result = embed.run_leakage(faap_run, device="cpu")
     male = result["attributes"]["Male"]
@@ -166,6 +170,7 @@ def test_leakage_of_the_biased_model_is_high_and_faap_lowers_it(faap_run, monkey
     assert embed.cached_leakage("no-such-run") is None
 
 
+@pytest.mark.slow
 def test_embed_run_projects_caches_and_draws(faap_run, monkeypatch):
     emb = embed.embed_run(faap_run, **EMBED)
     assert emb.kind == "perturbation" and emb.axes == "joint"
@@ -191,6 +196,7 @@ def test_embed_run_projects_caches_and_draws(faap_run, monkeypatch):
         embed.embed_run(faap_run, n=50_000)
 
 
+@pytest.mark.slow
 def test_embeddings_page_renders_the_run(faap_run, monkeypatch):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
@@ -217,3 +223,29 @@ def test_embeddings_page_renders_the_run(faap_run, monkeypatch):
     behaviour = behaviour.set_index("Stage")
     assert behaviour.loc["before", "DEO"] == pytest.approx(embed.cached_leakage(faap_run)["behaviour"]["before"]["deo"])
     assert at.query_params["run"] in (faap_run, [faap_run])
+
+
+@pytest.fixture
+def test_method():
+    """The job system's test method ``noop_finetune``, registered for one test (run specs are re-validated)."""
+    from fairaudit.jobs import testing
+    from fairaudit.mitigation import METHODS
+
+    testing.register()
+    yield
+    METHODS.pop("noop_finetune", None)
+
+
+def test_retrained_run_is_aligned_by_procrustes(workspace, tiny_model, test_method):
+    from fairaudit.jobs import JobSpec, run_job
+
+    result = run_job(JobSpec("noop_finetune", "adult", model=tiny_model, device="cpu",
+                             settings={"epochs": 1, "steps": 3, "lr": 0.01}, n_boot=0))
+    emb = embed.embed_run(result["run_id"], method="tsne", n=150, perplexity=10, device="cpu", leakage=False)
+    assert emb.kind == "retrained" and emb.axes == "procrustes"  # a new latent space: aligned, not fitted jointly
+    assert emb.coords["before"].shape == emb.coords["after"].shape == (150, 2)
+    leak = embed.run_leakage(result["run_id"], n=600, n_boot=20, device="cpu")
+    assert list(leak["attributes"]) == ["sex"] and leak["kind"] == "retrained"
+    for stages in leak["attributes"].values():
+        for probe in stages.values():
+            assert probe["n"] == 600 and probe["chance"] <= probe["accuracy"] + 0.05 and 0 <= probe["auc"] <= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,14 @@ def test_explain_page_renders_a_finished_run(runs, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     charts = at.get("plotly_chart")
     assert len(charts) == 1
+    traces = json.loads(charts[0].proto.spec)["data"]
+    assert [t["type"] for t in traces] == ["image"] * 8  # 2 images × original, before, after, perturbation
     table = at.dataframe[0].value
     assert isinstance(table, pd.DataFrame) and set(table.stage) == {"before", "after"}
     assert table.loc[table.group == "all", "n"].tolist() == [16, 16]
+
+    at.switch_page("app_pages/run.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    # The Run page of the same run links here with the run in the URL.
+    links = [link.proto for link in at.get("page_link") if link.proto.label == "Explain this run"]
+    assert [(link.page, link.query_string) for link in links] == [("explain", f"run={runs['faap']}")]

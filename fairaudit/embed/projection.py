@@ -121,6 +121,9 @@ def project_pair(before: np.ndarray, after: np.ndarray, method: str = "tsne", *,
     if len(before) != len(after):
         raise FairauditError(f"before and after need the same samples, got {len(before)} and {len(after)} rows.")
     kwargs = {"perplexity": perplexity, "n_neighbors": n_neighbors, "seed": seed}
+    if before.shape == after.shape and np.array_equal(before, after):  # post-processing: the latents are unchanged
+        xy = project(before, method, **kwargs)
+        return xy, xy.copy(), JOINT
     if shared_axes and same_space and before.shape[1] == after.shape[1]:
         both = project(np.concatenate([before, after]), method, **kwargs)
         return both[:len(before)], both[len(before):], JOINT

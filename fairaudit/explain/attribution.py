@@ -183,7 +183,8 @@ class IntegratedGradientsExplainer:
     n_steps:
         Riemann steps along the straight path from the baseline to the image.
     internal_batch_size:
-        Images × steps evaluated in one forward/backward pass; bounds memory.
+        Images × steps evaluated in one forward/backward pass; bounds memory
+        (default 4096 on CUDA, ``max(64, n_steps)`` on the CPU).
     batch_size:
         Images handed to captum at once.
     blur_sigma:
@@ -204,7 +205,9 @@ class IntegratedGradientsExplainer:
         self.device = _model_device(model)
         self.baseline = baseline
         self.n_steps = int(n_steps)
-        self.internal_batch_size = int(internal_batch_size or (4096 if self.device.type == "cuda" else 128))
+        # CPU passes are compute-bound: a couple of images per pass keeps memory low at no cost in speed.
+        self.internal_batch_size = int(internal_batch_size or (4096 if self.device.type == "cuda"
+                                                               else max(64, self.n_steps)))
         self.batch_size = batch_size or max(1, self.internal_batch_size // self.n_steps)
         self.blur_sigma = blur_sigma
         self._captum = IntegratedGradients(self.model)

@@ -114,12 +114,12 @@ def parse_epsilons(value) -> tuple[float, ...]:
 class AsacConfig:
     """ASAC hyper-parameters (paper values where stated: §5.3, Tables 3–4)."""
 
-    attack: str = setting("fgsm", "attack that makes the counterfactuals against C: fgsm (Eq. 2) or pgd")
+    attack: str = setting("fgsm", "attack that makes the counterfactuals against C: 'fgsm' (Eq. 2) or 'pgd'")
     epsilons: str = setting("0,0.03,0.05", "curriculum set of L∞ noise magnitudes on [0, 1] pixels, "
                                            "comma-separated; 0 (the original image) is always included")
     alpha: float = setting(0.5, "α of Eq. 5: weight of the original image's loss against the ASAC's")
-    order: str = setting("increasing", "curriculum order of the items by difficulty (Alg. 1): increasing "
-                                       "(easy first), decreasing or random")
+    order: str = setting("increasing", "curriculum order of the items by difficulty (Alg. 1): 'increasing' "
+                                       "(easy first), 'decreasing' or 'random'")
     epochs: int = setting(10, "fine-tuning epochs of the target model (§5.3)")
     lr: float = setting(1e-4, "Adam learning rate of the fine-tuning (§5.3)")
     batch_size: int = setting(128, "source images k per minibatch; a step scores k × len(epsilons) items")
@@ -130,8 +130,8 @@ class AsacConfig:
     pace_start: float = setting(0.5, "share of each sorted minibatch trained on at the start; 1 uses every "
                                      "item in every step (not stated)")
     pace_length: float = setting(0.5, "share of training over which that share grows to 1 (not stated)")
-    train_split: str = setting("train", "split to fine-tune on: train (the paper: the same data as the "
-                                        "deployed model) or val")
+    train_split: str = setting("train", "split to fine-tune on: 'train' (the paper: the same data as the "
+                                        "deployed model) or 'val'")
     cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
     stats_samples: int = setting(1000, "held-out images for the before/after counterfactual statistics "
                                        "(0 skips them)")
@@ -353,13 +353,11 @@ def asac_step(classifier: nn.Module, cardinalities: list[int], config: AsacConfi
 # ---------------------------------------------------------------------------- statistics
 
 def _eval_batches(ds: Dataset, batch_size: int, limit: int):
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
-    seen = 0
-    for batch in loader:
-        if seen >= limit:
-            break
-        yield batch
-        seen += len(batch[0])
+    """The first ``limit`` samples of ``ds`` in batches (the last one cut to size)."""
+    if limit <= 0:
+        return
+    subset = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+    yield from DataLoader(subset, batch_size=batch_size, shuffle=False)
 
 
 def counterfactual_stats(model: nn.Module, classifier: nn.Module, ds: Dataset, cardinalities: list[int],
