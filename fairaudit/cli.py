@@ -223,6 +223,28 @@ def _follow(run_id: str, desc: str) -> dict:
     return run_result(run)
 
 
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that creates mitigation jobs."""
+    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
+    p.add_argument("--robustness-samples", type=int, default=None,
+                   help="test samples attacked (FGSM, PGD) before and after; 0: off (default 128 on CPU, 500 on CUDA)")
+    p.add_argument("--robustness-eps", type=float, default=None,
+                   help="attack radius of that check (default 8/255 for images, 0.1 for tabular features)")
+    p.add_argument("--split-samples", type=int, default=2000,
+                   help="rows of the train and validation splits audited before and after; 0: off")
+
+
+def _job_fields(args) -> dict:
+    return dict(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
+                sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
+                settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
+                n_boot=args.bootstrap, robustness_samples=args.robustness_samples,
+                robustness_eps=args.robustness_eps, split_samples=args.split_samples)
+
+
 def cmd_mitigate(args) -> int:
     from fairaudit.jobs import JobSpec, run_job, submit
     from fairaudit.jobs.spec import load_methods
@@ -239,10 +261,7 @@ def cmd_mitigate(args) -> int:
         raise FairauditError("mitigate: --json OUT is required (or --detach to queue the run and return).")
     if args.json and not Path(args.json).parent.exists():
         raise FairauditError(f"output folder '{Path(args.json).parent}' does not exist.")
-    spec = JobSpec(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
-                   sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
-                   settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
-                   n_boot=args.bootstrap)
+    spec = JobSpec(**_job_fields(args))
     ray_address = args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS")
     if args.detach or ray_address:
         run_id = submit(spec, ray_address=ray_address)
@@ -272,10 +291,7 @@ def cmd_sweep(args) -> int:
         raise FairauditError("sweep: the following arguments are required: --dataset")
     if not args.grid and args.seeds < 2:
         raise FairauditError("sweep: give at least one --grid setting=v1,v2,... or --seeds K with K ≥ 2.")
-    base = JobSpec(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
-                   sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
-                   settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
-                   n_boot=args.bootstrap)
+    base = JobSpec(**_job_fields(args))
     sweep = launch_sweep(base, args.grid, args.seeds if args.seeds > 1 else None,
                          ray_address=args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS"))
     grid = " × ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sweep.grid.items()) or "no grid"
@@ -467,11 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mitigate", help="run a bias-mitigation method and audit before/after")
     p.add_argument("method", help="mitigation method name")
     _add_data_args(p, dataset_required=False)
-    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
-    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
+    _add_job_args(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
     p.add_argument("--json", help="output JSON path")
     p.add_argument("--ray-address", help="run on a Ray cluster ('local', 'auto' or an address) and wait "
                                          "(default: $FAIRAUDIT_RAY_ADDRESS; none: run here)")
@@ -485,11 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                    help="setting and the values to try; at most two --grid options (their product is run)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every grid point over seeds 0..K-1")
-    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
-    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed method setting, repeatable")
+    _add_job_args(p)
     p.add_argument("--seed", type=int, default=0, help="the seed when --seeds is 1")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
     p.add_argument("--ray-address", help="send the runs to a Ray cluster (default: $FAIRAUDIT_RAY_ADDRESS; "
                                          "none: the local worker pool)")
     p.add_argument("--wait", action="store_true", help="follow the runs and print mean ± std per grid point")
