@@ -57,7 +57,13 @@ Choices where the paper is silent or ambiguous (spec §9):
   step scores ``k × l`` items.
 * **Training data:** the deployed model's own training split by default
   (§5.3: fine-tuned "on the same D"); ``train_split="val"`` fine-tunes on
-  held-out data instead.
+  held-out data instead. When the training split itself is strongly
+  biased (synthetic-faces' train split ties Smiling to gender for 90 % of
+  the faces), the clean half of Eq. 5 keeps rewarding the shortcut there;
+  on the synthetic-faces demo model two epochs on 512 training images
+  raised DEO from 0.61 to 0.87, while two epochs on 512 balanced ``val``
+  images lowered it to 0.42 and raised accuracy from 73.8 % to 75.7 %
+  (ε = {0, 0.03, 0.05}, α = 0.5, lr 1e-4, batch 64).
 """
 
 from __future__ import annotations
