@@ -130,6 +130,8 @@ def test_step_computes_equation_5(deployed, attribute_classifier, val_batch):
     for alpha in (0.3, 1.0):
         config = make_config(get_method("asac"), {"alpha": alpha, "pace_start": 1.0})
         loss, scalars = asac_step(attribute_classifier, [2], config, CurriculumClock())(model, (x, y, s))
+        assert loss.requires_grad  # the loop back-propagates it into M
+        loss = loss.detach()
         adversarial = make_counterfactuals(attribute_classifier, x, s.view(-1), config.epsilon_values)
         with torch.no_grad():
             clean = ce(model(x), y, reduction="none")
