@@ -11,11 +11,10 @@ from typing import Any, Mapping
 
 import streamlit as st
 
-from appkit.runs import MITIGATE_PAGE, run_page_link
+from appkit.runs import choose_run, run_page_link
 from appkit.widgets import show_error
 from fairaudit import embed, jobs
 from fairaudit.errors import FairauditError
-from fairaudit.ui.jobs_view import run_label
 
 QUERY = "run"
 SELECTED = "embeddings-run"
@@ -24,24 +23,6 @@ COLOR_LABELS = {"sensitive": "Sensitive group", "target": "Target", "prediction"
 METHOD_LABELS = {"tsne": "t-SNE", "umap": "UMAP"}
 AXES_HELP = ("FAAP keeps the deployed extractor, so one projection is fitted on both latent sets; a retrained "
              "model has a latent space of its own, so its map is aligned onto the before map (Procrustes).")
-
-
-def choose_run() -> str | None:
-    runs = [r for r in jobs.list_runs(limit=200) if r["status"] == jobs.DONE]
-    if not runs:
-        st.info("No finished runs yet: the latent space of a run is shown once it is done.", icon=":material/info:")
-        st.page_link(MITIGATE_PAGE, label="Launch one on the Mitigate page", icon=":material/healing:")
-        return None
-    ids = [r["id"] for r in runs]
-    by_id = {r["id"]: r for r in runs}
-    wanted = st.query_params.get(QUERY)
-    if wanted and wanted not in ids:
-        st.warning(f"There is no finished run '{wanted}'; showing the newest one.")
-    if st.session_state.get(SELECTED) not in ids:  # a fresh visit: the URL names the run
-        st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
-    run_id = st.sidebar.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
-    st.query_params[QUERY] = run_id
-    return run_id
 
 
 def settings_panel() -> dict[str, Any]:
@@ -102,7 +83,8 @@ def leakage_panel(result: embed.RunEmbedding) -> None:
 
 def main() -> None:
     st.title("Embeddings")
-    run_id = choose_run()
+    run_id = choose_run(SELECTED, done_only=True,
+                        empty="No finished runs yet: the latent space of a run is shown once it is done.")
     if run_id is None:
         return
     settings = settings_panel()

@@ -12,38 +12,17 @@ from typing import Any, Mapping
 import pandas as pd
 import streamlit as st
 
-from appkit.runs import MITIGATE_PAGE, RUN_PAGE
+from appkit.runs import RUN_PAGE, choose_run
 from appkit.widgets import show_error
 from fairaudit import jobs
 from fairaudit.errors import FairauditError
 from fairaudit.explain import METHODS, RULES, ExplanationGrid, explain_bias, explain_run
-from fairaudit.ui.jobs_view import run_label
 
 QUERY = "run"
 SELECTED = "explain-page-run"
 ALL_GROUPS = "All groups"
 BIAS_FORMAT = {c: st.column_config.NumberColumn(c, format="%.3f") for c in
                ("target_region_share", "sensitive_region_share", "target_region_area", "sensitive_region_area")}
-
-
-def choose_run() -> Mapping[str, Any] | None:
-    """The finished run named in the URL, or the newest finished one; ``None`` (with a message) if there is none."""
-    runs = [r for r in jobs.list_runs(limit=200) if r["status"] == jobs.DONE]
-    if not runs:
-        st.info("No finished runs yet: explanations compare the models of a finished mitigation run.",
-                icon=":material/info:")
-        st.page_link(MITIGATE_PAGE, label="Launch one on the Mitigate page", icon=":material/healing:")
-        return None
-    by_id = {r["id"]: r for r in runs}
-    ids = list(by_id)
-    wanted = st.query_params.get(QUERY)
-    if wanted and wanted not in ids:
-        st.warning(f"There is no finished run '{wanted}'; showing the newest finished run.")
-    if st.session_state.get(SELECTED) not in ids:  # a fresh visit: the URL names the run
-        st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
-    run_id = st.sidebar.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
-    st.query_params[QUERY] = run_id
-    return jobs.get_run(run_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -110,9 +89,11 @@ def bias_section(run_id: str, settings: dict) -> None:
 
 
 def main() -> None:
-    run = choose_run()
-    if run is None:
+    run_id = choose_run(SELECTED, done_only=True,
+                        empty="No finished runs yet: explanations compare the models of a finished mitigation run.")
+    if run_id is None:
         return
+    run = jobs.get_run(run_id)
     st.title(f"Explain run {run['id']}")
     st.caption(f"**{run['method']}** on **{run['dataset']}** · each map explains the image's true class; "
                "*before* is the deployed model on the clean image, *after* is the mitigated model on the clean "

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import pandas as pd
 import streamlit as st
 
-from appkit.runs import MITIGATE_PAGE, before_after_card, curves_chart, run_controls, status_line
+from appkit.runs import MITIGATE_PAGE, before_after_card, choose_run, curves_chart, run_controls, status_line
 from appkit.widgets import image_grid, show_error
 from fairaudit import jobs
 from fairaudit.errors import FairauditError
@@ -22,7 +22,7 @@ from fairaudit.metrics import AuditReport
 from fairaudit.mitigation import METHODS, config_help
 from fairaudit.ui import charts
 from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, AMPLIFY, artifact_table, before_after_long, cli_command,
-                                    comparison_table, config_table, faap_samples, run_label, short_model,
+                                    comparison_table, config_table, faap_samples, short_model,
                                     stats_rows, timings_table)
 from fairaudit.ui.tables import group_table, metric_with_errors
 
@@ -33,24 +33,6 @@ DOWNLOAD_LIMIT = 50 * 2**20  # files larger than this are listed, not offered fo
 FAAP_PER_GROUP = 3
 NOT_DONE = "Available when the run is done."
 EXPLAIN_PAGE = "app_pages/explain.py"
-
-
-def choose_run() -> str | None:
-    runs = jobs.list_runs(limit=200)
-    if not runs:
-        st.info("No runs yet.", icon=":material/info:")
-        st.page_link(MITIGATE_PAGE, label="Launch one on the Mitigate page", icon=":material/healing:")
-        return None
-    ids = [r["id"] for r in runs]
-    by_id = {r["id"]: r for r in runs}
-    wanted = st.query_params.get(QUERY)
-    if wanted and wanted not in ids:
-        st.warning(f"There is no run '{wanted}'; showing the newest run.")
-    if st.session_state.get(SELECTED) not in ids:  # a fresh visit: the URL names the run
-        st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
-    run_id = st.sidebar.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]))
-    st.query_params[QUERY] = run_id
-    return run_id
 
 
 def header(run: Mapping[str, Any]) -> None:
@@ -187,7 +169,7 @@ def report_download(run: Mapping[str, Any]) -> None:
 
 
 def main() -> None:
-    run_id = choose_run()
+    run_id = choose_run(SELECTED)
     if run_id is None:
         return
     try:

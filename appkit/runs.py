@@ -15,7 +15,7 @@ import streamlit as st
 from appkit.widgets import show_error
 from fairaudit import jobs
 from fairaudit.errors import FairauditError
-from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration,
+from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration, run_label,
                                     training_curves)
 
 RUN_PAGE = "app_pages/run.py"
@@ -113,3 +113,25 @@ def poll_interval(runs: Sequence[Mapping[str, Any]]) -> float:
     from another tab or the CLI still show up)."""
     return POLL_SECONDS if any(r["status"] in ACTIVE_STATUSES for r in runs) else 15.0
 
+
+def choose_run(key: str, *, done_only: bool = False, empty: str = "No runs yet.", query: str = "run") -> str | None:
+    """The run named in the URL (``?run=<id>``), else the newest one, chosen in the sidebar; ``None`` with a
+    message when there is none. ``done_only`` offers finished runs only; the URL follows the choice, so a
+    reload or a bookmark shows the same run."""
+    runs = jobs.list_runs(limit=200)
+    if done_only:
+        runs = [r for r in runs if r["status"] == jobs.DONE]
+    if not runs:
+        st.info(empty, icon=":material/info:")
+        st.page_link(MITIGATE_PAGE, label="Launch one on the Mitigate page", icon=":material/healing:")
+        return None
+    by_id = {r["id"]: r for r in runs}
+    ids = list(by_id)
+    wanted = st.query_params.get(query)
+    if wanted and wanted not in ids:
+        st.warning(f"There is no {'finished ' if done_only else ''}run '{wanted}'; showing the newest one.")
+    if st.session_state.get(key) not in ids:  # a fresh visit: the URL names the run
+        st.session_state[key] = wanted if wanted in ids else ids[0]
+    run_id = st.sidebar.selectbox("Run", ids, key=key, format_func=lambda i: run_label(by_id[i]))
+    st.query_params[query] = run_id
+    return run_id
