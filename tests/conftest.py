@@ -22,6 +22,15 @@ def fairaudit_home(tmp_path_factory):
         os.environ["FAIRAUDIT_HOME"] = old
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models are fastest on one thread, and two threads crawl on a busy two-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def demo_home(fairaudit_home):
     """The workspace with the synthetic-faces demo model already trained (shared by app and CLI tests)."""

@@ -16,17 +16,10 @@ from fairaudit.mitigation.baselines.common import cell_counts, in_memory
 from fairaudit.models.split import SplitModel
 from fairaudit.train import TrainConfig, fit
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SIZE = 16
 DIGITS = {"image_size": SIZE}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small convolutions are fastest on one thread, and two threads crawl on a busy two-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_cnn(num_classes: int = 10) -> SplitModel:

@@ -17,16 +17,9 @@ from fairaudit.models import build_model
 from fairaudit.models.split import SplitModel
 from fairaudit.train import TrainConfig, fit
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = {"epochs": "1", "batch_size": "256", "lr": "0.002"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small models are fastest on one thread, and two threads crawl on a busy two-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

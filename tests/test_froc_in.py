@@ -20,17 +20,10 @@ from fairaudit.mitigation.froc import (FrocLoss, adversarial_accuracy, make_adve
 from fairaudit.models import build_model
 from fairaudit.train import TrainConfig, fit
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # One epoch of Adam: enough for an Adult MLP to reach ~85 % accuracy in about two seconds.
 FAST = {"epochs": "1", "optimizer": "adam", "lr": "0.005", "batch_size": "256", "eval_robustness": "false"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small models are fastest on one thread, and two threads crawl on a busy two-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

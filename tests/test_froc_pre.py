@@ -17,14 +17,7 @@ from fairaudit.mitigation.froc import numeric_feature_mask
 from fairaudit.mitigation.froc_pre import (BUDGET, MET, FrocPreConfig, PreprocessedData, build_surrogate,
                                            flip_influence, froc_preprocess, relaxed_parity_gap)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small models are fastest on one thread, and two threads crawl on a busy two-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,8 @@ def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
             pred = torch.cat([model(x_test[i:i + 250]).argmax(1) for i in range(0, len(x_test), 250)]).numpy()
         gaps[bias] = _equalised_odds_gap(y, pred, male)
         accuracy[bias] = float(np.mean(pred == y))
-        report = audit_metrics(y.copy(), y_pred=pred, sensitive=male.copy(), sensitive_names=["Male"], n_boot=0, device="cpu")
+        report = audit_metrics(y.copy(), y_pred=pred, sensitive=male.copy(), sensitive_names=["Male"], n_boot=0,
+                               device="cpu")
         assert report.disparities["deo"] == pytest.approx(gaps[bias], abs=1e-9)
     assert gaps[0.9] >= 0.2, (gaps, accuracy)
     assert gaps[0.5] < 0.1, (gaps, accuracy)
