@@ -15,9 +15,10 @@ from fairaudit.errors import FairauditError
 from fairaudit.jobs import JobSpec, run_job
 from fairaudit.mitigation import MethodContext, config_help, get_method, make_config
 from fairaudit.mitigation.baselines.common import in_memory
-from fairaudit.mitigation.froc import (FrocLoss, adversarial_accuracy, make_adversary, numeric_feature_mask,
-                                       parity_constants, positive_posterior, relaxed_statistical_parity)
+from fairaudit.mitigation.froc import (FrocLoss, make_adversary, numeric_feature_mask, parity_constants,
+                                       positive_posterior, relaxed_statistical_parity)
 from fairaudit.models import build_model
+from fairaudit.robustness import RobustnessAuditor
 from fairaudit.train import TrainConfig, fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,11 +45,18 @@ def _run(name, model, workdir, settings, sensitive=("sex",)):
     return method().run(ctx, make_config(method, settings))
 
 
+def _robustness(model, test, attack, steps=10):
+    """The robustness engine under the paper's threat model: ξ = 0.3 on the numeric features, no clipping,
+    PGD steps of ξ/steps from the clean input."""
+    return RobustnessAuditor(attack, eps=0.3, steps=steps, step_size=0.3 / steps, random_start=False, clip=None,
+                             device="cpu").audit(model, test)
+
+
 def _scores(model, test):
     """(accuracy, S_B from the metrics engine, S_R under the paper's PGD attack)."""
     report = run_audit(test, model, n_boot=0, device="cpu")[0].to_dict()
-    robust = adversarial_accuracy(model, test, make_adversary(test, "pgd", 0.3, 10), "cpu")
-    return report["overall"]["accuracy"], report["disparities"]["bias_score"], robust["accuracy"]
+    s_r = _robustness(model, test, "pgd").s_r["pgd"]
+    return report["overall"]["accuracy"], report["disparities"]["bias_score"], s_r
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +164,11 @@ def test_froc_in_with_the_papers_tabular_cnn_reports_s_r(deployed, adult, tmp_pa
     model = result.after_model
     assert model.arch == "tabular_cnn"
     assert [m.out_channels for m in model.g if isinstance(m, torch.nn.Conv1d)] == [2, 4]
-    robust = adversarial_accuracy(model, adult[1], make_adversary(adult[1], "fgsm", 0.3), "cpu")
-    assert robust["clean_accuracy"] > 0.78
-    assert result.stats["robust_accuracy_test"] == pytest.approx(robust["accuracy"])
-    assert robust["accuracy"] < robust["clean_accuracy"]
+    report = _robustness(model, adult[1], "fgsm")
+    clean, robust = report.clean.overall["accuracy"], report.s_r["fgsm"]
+    assert clean > 0.78
+    assert result.stats["robust_accuracy_test"] == pytest.approx(robust)
+    assert robust < clean
     assert set(result.stats["robust_accuracy_test_groups"]) == {"Female", "Male"}
 
 

@@ -25,8 +25,14 @@ of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
 
 Reweighing is the re-weighting baseline's computation
 (:func:`fairaudit.mitigation.baselines.retraining.cell_weights`, scheme
-``kamiran`` = AIF360's Reweighing used in the paper). Attacks are
-:func:`fairaudit.attacks.pgd_attack` / :func:`~fairaudit.attacks.fgsm_attack`.
+``kamiran`` = AIF360's Reweighing used in the paper). The training attacks are
+:func:`fairaudit.attacks.pgd_attack` / :func:`~fairaudit.attacks.fgsm_attack`
+within :func:`fairaudit.robustness.threat_model`; S_R of the trained model
+(``robust_accuracy_test``, overall and per group) is measured by the
+robustness engine, :class:`fairaudit.robustness.RobustnessAuditor`, with the
+same threat model. As everywhere in the project, a test sample counts as
+robust there only if its clean input and the attack's point are both
+classified correctly.
 
 Choices where the paper is silent (spec §7), made here:
 
@@ -77,10 +83,11 @@ from fairaudit.mitigation.base import MethodContext, MitigationMethod, Mitigatio
 from fairaudit.mitigation.baselines.common import CachedDataset, fresh_model, in_memory
 from fairaudit.mitigation.baselines.retraining import cell_weights
 from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
+from fairaudit.robustness import RobustnessAuditor, ThreatModel, threat_model
 from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["Adversary", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF", "RbfConfig",
-           "adversarial_accuracy", "make_adversary", "numeric_feature_mask", "parity_constants",
+           "make_adversary", "numeric_feature_mask", "parity_constants",
            "positive_posterior", "relaxed_statistical_parity"]
 
 
@@ -123,32 +130,20 @@ def positive_posterior(logits: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- the robustness regulariser
 
-def numeric_feature_mask(ds: FairDataset) -> torch.Tensor | None:
-    """``1`` on the numeric feature columns of a tabular split, ``0`` on its one-hot blocks; ``None`` for images.
+def _threat(ds: FairDataset) -> ThreatModel:
+    """The paper's threat model for ``ds``: numeric features only and no clipping on tabular data,
+    all pixels within [0, 1] on images (the robustness engine's :func:`~fairaudit.robustness.threat_model`)."""
+    return threat_model(ds, clip=None)
 
-    Tabular splits expose ``numeric_features`` (original column names) and
-    ``feature_groups`` (column → feature indices); see
-    :mod:`fairaudit.data.tabular`.
-    """
-    if getattr(ds, "kind", "image") != "tabular":
-        return None
-    groups = getattr(ds, "feature_groups", None)
-    numeric = getattr(ds, "numeric_features", None)
-    if groups is None or numeric is None:
-        raise FairauditError(f"the tabular dataset '{ds.name}' does not say which features are numeric, so the "
-                             "attack cannot leave its categorical features unchanged.")
-    mask = torch.zeros(ds.input_shape[0])
-    for column in numeric:
-        mask[groups[column]] = 1.0
-    if not bool(mask.any()):
-        raise FairauditError(f"the tabular dataset '{ds.name}' has no numeric feature to perturb; FGSM / PGD "
-                             "examples cannot be built.")
-    return mask
+
+def numeric_feature_mask(ds: FairDataset) -> torch.Tensor | None:
+    """``1`` on the numeric feature columns of a tabular split, ``0`` on its one-hot blocks; ``None`` for images."""
+    return _threat(ds).feature_mask
 
 
 @dataclass
 class Adversary:
-    """FGSM or PGD examples against the true labels (Eq. 1, 2), as used by R (Eq. 15) and S_R (Eq. 8).
+    """FGSM or PGD examples against the true labels (Eq. 1, 2), as used by R (Eq. 15) and RbF / FbR.
 
     ``epsilon`` is the L∞ radius ξ; PGD takes ``steps`` steps of ``epsilon / steps``
     from the clean input. ``feature_mask`` restricts which features move and
@@ -174,47 +169,14 @@ class Adversary:
 
 
 def make_adversary(ds: FairDataset, attack: str = "pgd", epsilon: float = 0.3, steps: int = 10) -> Adversary:
-    """The paper's threat model for ``ds``: numeric features only and no clipping on tabular data,
-    all pixels within [0, 1] on images."""
-    tabular = getattr(ds, "kind", "image") == "tabular"
-    return Adversary(attack, float(epsilon), int(steps), numeric_feature_mask(ds), None if tabular else (0.0, 1.0))
+    """FGSM / PGD examples within the paper's threat model for ``ds`` (see :func:`numeric_feature_mask`)."""
+    threat = _threat(ds)
+    return Adversary(attack, float(epsilon), int(steps), threat.feature_mask, threat.clip)
 
 
 def _batch_size(ds: Dataset, device: torch.device, batch_size: int | None) -> int:
     return batch_size or default_batch_size(device, "tabular" if getattr(ds, "kind", None) == "tabular"
                                             or (len(ds) and ds[0][0].dim() == 1) else "image")
-
-
-def adversarial_accuracy(model: nn.Module, ds: Dataset, adversary: Adversary, device="auto",
-                         batch_size: int | None = None) -> dict:
-    """S_R (Eq. 8): accuracy of ``model`` on adversarial versions of ``ds``, overall and per sensitive group.
-
-    ``ds`` yields ``(x, y, s, ...)`` like every fairaudit split. Returns
-    ``{"accuracy", "clean_accuracy", "groups": {code: accuracy}}`` (groups are
-    the codes of the first sensitive attribute of each sample). Mixed precision
-    and large batches on CUDA.
-    """
-    device = resolve_device(device)
-    modes = [(m, m.training) for m in model.modules()]
-    model.to(device).eval()
-    loader = torch.utils.data.DataLoader(ds, batch_size=_batch_size(ds, device, batch_size), shuffle=False,
-                                         pin_memory=device.type == "cuda")
-    correct, clean, groups = [], [], []
-    try:
-        for batch in loader:
-            x, y, s = batch[0].to(device, non_blocking=True).float(), batch[1].to(device), batch[2]
-            with autocast(device):
-                x_adv = adversary(model, x, y)
-                with torch.no_grad():
-                    correct.append((model(x_adv).argmax(1) == y).cpu())
-                    clean.append((model(x).argmax(1) == y).cpu())
-            groups.append(torch.as_tensor(s).view(len(y), -1)[:, 0])
-    finally:
-        for module, mode in modes:
-            module.training = mode
-    correct, clean, groups = torch.cat(correct).float(), torch.cat(clean).float(), torch.cat(groups)
-    return {"accuracy": float(correct.mean()), "clean_accuracy": float(clean.mean()),
-            "groups": {int(g): float(correct[groups == g].mean()) for g in torch.unique(groups).tolist()}}
 
 
 # ---------------------------------------------------------------------------- the objective (Eq. 10)
@@ -433,14 +395,20 @@ def _fit(ctx: MethodContext, model: nn.Module, data: Dataset, config: _FrocTrain
                resume_from=checkpoint if ctx.resume and checkpoint else None)
 
 
-def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTraining, adversary: Adversary) -> dict:
+def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTraining) -> dict:
+    """S_R (Eq. 8) of ``model`` on the test split under the configured attack, overall and per protected group,
+    from the robustness engine (FGSM, or PGD with ``steps`` steps of ``epsilon / steps`` from the clean input)."""
     if not config.eval_robustness:
         return {}
     test = ctx.load_split("test")
-    result = adversarial_accuracy(model, in_memory(test, ctx.device), adversary, ctx.device)
-    names = test.value_names[test.sensitive[0]]
-    return {"robust_accuracy_test": result["accuracy"],
-            "robust_accuracy_test_groups": {names[g]: acc for g, acc in result["groups"].items()}}
+    auditor = RobustnessAuditor(config.attack, eps=config.epsilon, steps=config.steps,
+                                step_size=config.epsilon / config.steps or None, random_start=False, clip=None,
+                                n_boot=0, seed=ctx.seed, device=ctx.device)
+    report = auditor.audit(model, test)
+    attribute = test.sensitive[0]
+    return {"robust_accuracy_test": report.s_r[config.attack],
+            "robust_accuracy_test_groups": {g["attributes"][attribute]: g["accuracy"]
+                                            for g in report.adversarial[config.attack].groups}}
 
 
 def _attack_stats(config: _FrocTraining, adversary: Adversary) -> dict:
@@ -473,7 +441,7 @@ class FrocIn(MitigationMethod):
         model.eval()
         stats = {"train_samples": len(train_ds), "protected_attribute": train_ds.sensitive[0], "C0": c0, "C1": c1,
                  "lambda_f": config.lambda_f, "lambda_r": config.lambda_r, **_attack_stats(config, adversary),
-                 **_robustness_stats(ctx, model, config, adversary)}
+                 **_robustness_stats(ctx, model, config)}
         return MitigationResult(after_model=model, history=history, stats=stats)
 
 
@@ -539,7 +507,7 @@ class RbF(MitigationMethod):
         model.eval()
         stats = {"train_samples": n, "adversarial_samples": len(augmented) - n, "lam": config.lam,
                  "scheme": config.scheme, **_weight_stats(weights[:n] / share[:n], train_ds.targets, a, train_ds),
-                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config, adversary)}
+                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config)}
         return MitigationResult(after_model=model, history=history, stats=stats)
 
 
@@ -567,7 +535,7 @@ class FbR(MitigationMethod):
         history = [{**r, "stage": "fair"} for r in fair] + [{**r, "stage": "robust"} for r in robust]
         stats = {"train_samples": len(train_ds), "lam": config.lam, "scheme": config.scheme,
                  **_weight_stats(weights.numpy(), train_ds.targets, a, train_ds),
-                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config, adversary)}
+                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config)}
         return MitigationResult(after_model=model, history=history, stats=stats)
 
 

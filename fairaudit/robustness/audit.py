@@ -88,7 +88,10 @@ def parse_attacks(attacks: str | Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """One attack of the audit. ``step_size`` defaults to ``2.5 · eps / steps`` (PGD); FGSM takes one step ``eps``."""
+    """One attack of the audit. ``step_size`` defaults to ``2.5 · eps / steps`` (PGD); FGSM takes one step ``eps``.
+
+    PGD starts from a random point of the ball unless ``random_start`` is off (then from the clean input).
+    """
 
     name: str
     eps: float
@@ -96,11 +99,12 @@ class AttackConfig:
     steps: int = 10
     step_size: float | None = None
     restarts: int = 1
+    random_start: bool = True
 
     def to_dict(self) -> dict:
         if self.name == "fgsm":
             return {"name": "fgsm", "eps": self.eps, "norm": self.norm, "steps": 1, "step_size": self.eps,
-                    "restarts": 1}
+                    "restarts": 1, "random_start": False}
         step = 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
         return {**dataclasses.asdict(self), "step_size": step}
 
@@ -278,9 +282,11 @@ class RobustnessAuditor:
         ``"fgsm"``, ``"pgd"`` or both (a list or a comma-separated string).
     eps:
         Radius of the threat model (default :func:`default_eps` of the dataset kind).
-    norm, steps, step_size, restarts:
+    norm, steps, step_size, restarts, random_start:
         PGD settings (FGSM is one step of length ``eps`` in the same norm);
-        ``step_size`` defaults to ``2.5 · eps / steps``.
+        ``step_size`` defaults to ``2.5 · eps / steps``; each restart starts
+        from a random point of the ball, or from the clean input when
+        ``random_start`` is off (one restart is then enough).
     max_samples:
         Attack a seeded random subsample of at most this many samples (``None``: all).
     clip:
@@ -299,7 +305,7 @@ class RobustnessAuditor:
     """
 
     def __init__(self, attacks: str | Sequence[str] = ATTACKS, *, eps: float | None = None, norm: str = "linf",
-                 steps: int = 10, step_size: float | None = None, restarts: int = 1,
+                 steps: int = 10, step_size: float | None = None, restarts: int = 1, random_start: bool = True,
                  max_samples: int | None = None, clip: str | None = "observed", n_boot: int = 0, seed: int = 0,
                  device="auto", batch_size: int | None = None):
         self.attacks = attacks
@@ -308,6 +314,7 @@ class RobustnessAuditor:
         self.steps = steps
         self.step_size = step_size
         self.restarts = restarts
+        self.random_start = bool(random_start)
         self.max_samples = max_samples
         self.clip = clip
         self.n_boot = n_boot
@@ -327,7 +334,8 @@ class RobustnessAuditor:
             raise FairauditError(f"the number of PGD restarts must be a whole number ≥ 1, got {self.restarts}.")
         if self.step_size is not None and not self.step_size > 0:
             raise FairauditError(f"the PGD step size must be > 0, got {self.step_size}.")
-        return {name: AttackConfig(name, eps, self.norm, int(self.steps), self.step_size, int(self.restarts))
+        return {name: AttackConfig(name, eps, self.norm, int(self.steps), self.step_size, int(self.restarts),
+                                   self.random_start)
                 for name in parse_attacks(self.attacks if attacks is None else attacks)}
 
     def _attack(self, config: AttackConfig, forward: nn.Module, x, y, threat: ThreatModel,
@@ -338,8 +346,8 @@ class RobustnessAuditor:
         if config.name == "fgsm":
             return fgsm_attack(forward, x, y, eps=config.eps, norm=config.norm, clip=clip, feature_mask=mask)
         return pgd_attack(forward, x, y, eps=config.eps, steps=config.steps, step_size=config.step_size,
-                          norm=config.norm, clip=clip, feature_mask=mask, restarts=config.restarts,
-                          generator=generator)
+                          norm=config.norm, random_start=config.random_start, clip=clip, feature_mask=mask,
+                          restarts=config.restarts, generator=generator)
 
     def perturb(self, model: nn.Module, dataset: FairDataset, attack: str = "pgd") -> tuple[torch.Tensor, torch.Tensor]:
         """The clean inputs of the (subsampled) ``dataset`` and their adversarial versions under ``attack``.
