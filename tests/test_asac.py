@@ -55,7 +55,7 @@ def _run(deployed, tmp_path, data_options, settings, seed=0):
     method = get_method("asac")
     ctx = MethodContext(model=deployed, dataset="synthetic-faces", target="Smiling", sensitive=["Male"],
                         data_options=data_options, data_dir=None, device="cpu", workdir=tmp_path, seed=seed)
-    return method().run(ctx, make_config(method, settings))
+    return method().run(ctx, make_config(method, {"train_split": "train", **settings}))
 
 
 # ---------------------------------------------------------------------------- settings and building blocks
@@ -184,9 +184,10 @@ def test_cli_runs_asac_as_a_job(home, deployed_path, tmp_path):
     out = tmp_path / "asac.json"
     options = [f"{k}={SMALL[k]}" for k in ("image_size", "n_train", "n_val", "n_test")]
     argv = ["mitigate", "asac", "--dataset", "synthetic-faces", "--model", deployed_path, "--target", "Smiling",
-            "--sensitive", "Male", "--set", "epochs=1", "--set", "batch_size=64", "--set", "classifier_epochs=1",
-            "--set", "stats_samples=32", "--set", "attack=pgd", "--set", "pgd_steps=2", "--device", "cpu",
-            "--bootstrap", "0", "--json", str(out)]
+            "--sensitive", "Male", "--set", "epochs=1", "--set", "train_split=train", "--set", "batch_size=64",
+            "--set", "classifier_epochs=1", "--set", "stats_samples=32", "--set", "attack=pgd", "--set", "pgd_steps=2",
+            "--device", "cpu", "--bootstrap", "0", "--robustness-samples", "16", "--split-samples", "64",
+            "--json", str(out)]
     for option in options:
         argv += ["--data-opt", option]
     assert main(argv) == 0
@@ -196,6 +197,9 @@ def test_cli_runs_asac_as_a_job(home, deployed_path, tmp_path):
         assert {"overall", "groups", "disparities", "ci", "meta"} <= set(data[stage])
         assert data[stage]["overall"]["n"] == SMALL["n_test"]
     assert data["before"]["disparities"]["deo"] != data["after"]["disparities"]["deo"]
+    for stage in ("before", "after"):  # the robustness block every mitigation run records
+        assert data["robustness"][stage]["adversarial"]["pgd"]["overall"]["n"] == 16
+        assert 0.0 <= data["summary"][stage]["s_r"] <= 1.0
     for key in ("model", "attribute_classifier", "before_predictions", "after_predictions"):
         assert key in data["artifacts"]
     assert data["artifacts"]["model"].endswith("after_model.safetensors")
