@@ -26,9 +26,9 @@ def test_launch_faap_survive_reload_and_see_lower_deo(server, page):  # noqa: F8
     epochs.fill("3")
     epochs.press("Enter")
     page.get_by_role("button", name="Launch").click()
-    queued = page.get_by_text(re.compile(r"Run \w+ queued"))
+    queued = page.get_by_text(re.compile(r"Run [\w-]+ queued"))
     queued.wait_for(timeout=60_000)
-    run_id = re.search(r"Run (\w+) queued", queued.inner_text()).group(1)
+    run_id = re.search(r"Run ([\w-]+) queued", queued.inner_text()).group(1)
 
     page.wait_for_url(re.compile(rf"run={run_id}"), timeout=30_000)
     page.get_by_text(re.compile(r"(Queued|Running) ·")).first.wait_for(timeout=60_000)
