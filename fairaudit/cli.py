@@ -1,7 +1,7 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
 Commands: ``audit``, ``robustness``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``,
-``sweep``, ``runs``, ``report``.
+``sweep``, ``runs``, ``report``, ``leakage``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -417,6 +417,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_leakage(args) -> int:
+    from fairaudit.embed import run_leakage
+
+    if args.json and not Path(args.json).parent.exists():
+        raise FairauditError(f"output folder '{Path(args.json).parent}' does not exist.")
+    bar = _progress_bar(None, f"leakage probe on run {args.run_id}")
+    bar.total, bar.unit = 100, "%"
+
+    def update(message: str, fraction: float) -> None:
+        bar.n = int(round(100 * fraction))
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    with bar:
+        result = run_leakage(args.run_id, n=args.samples, folds=args.folds, seed=args.seed, device=args.device,
+                             refresh=args.refresh, progress=update)
+    if args.json:
+        _write_json(result, args.json)
+    for attr, stages in result["attributes"].items():
+        line = "  ".join(f"{stage} accuracy {stages[stage]['accuracy']:.3f} AUC {stages[stage]['auc']:.3f}"
+                         for stage in ("before", "after") if stages.get(stage))
+        print(f"{attr}: {line}  (chance {next(iter(stages.values()))['chance']:.3f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fairaudit", description="Group-fairness auditing for vision and tabular models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -531,6 +556,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leakage", help="probe a finished run's latents for the sensitive attributes, before/after")
+    p.add_argument("run_id", metavar="RUN_ID", help="a finished run")
+    p.add_argument("--samples", type=int, default=5000, help="stratified test samples probed")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--refresh", action="store_true", help="recompute instead of reading the run's leakage.json")
+    p.add_argument("--json", help="output JSON path")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_leakage)
 
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)

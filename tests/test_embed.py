@@ -249,3 +249,13 @@ def test_retrained_run_is_aligned_by_procrustes(workspace, tiny_model, test_meth
     for stages in leak["attributes"].values():
         for probe in stages.values():
             assert probe["n"] == 600 and probe["chance"] <= probe["accuracy"] + 0.05 and 0 <= probe["auc"] <= 1
+
+    from fairaudit.cli import main
+
+    out = result["run_id"] + ".json"
+    assert main(["leakage", result["run_id"], "--samples", "600", "--json", str(workspace / out)]) == 0
+    written = json.loads((workspace / out).read_text())["attributes"]["sex"]
+    for stage in ("before", "after"):  # same sample and folds; only the bootstrap resamples of the AUC interval differ
+        assert written[stage]["accuracy"] == leak["attributes"]["sex"][stage]["accuracy"]
+        assert written[stage]["auc"] == pytest.approx(leak["attributes"]["sex"][stage]["auc"])
+    assert main(["leakage", "no-such-run"]) == 2
