@@ -214,20 +214,13 @@ def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong
     progress:
         Called with ``(what, fraction)`` as the work advances.
     """
-    from fairaudit.jobs.artifacts import load_run_models
-
     if method not in METHODS:
         raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
     if selection not in RULES:
         raise FairauditError(f"unknown selection rule '{selection}'; choose one of {', '.join(RULES)}.")
     report = progress or (lambda what, fraction: None)
     report("loading the run's models", 0.0)
-    models = load_run_models(run_id, device=device)
-    dataset = models.dataset("test")
-    if dataset.kind != "image" or len(dataset.input_shape) != 3:
-        raise FairauditError(f"run '{run_id}' is on the {dataset.kind} dataset '{dataset.name}'; heat maps need "
-                             "images.")
-    pairs = paired_predictions(models.predictions("before"), models.predictions("after"))
+    models, dataset, pairs = _image_run(run_id, device)
     indices = select_samples(pairs, selection, group, n, seed)
 
     options = dict(layer=layer, baseline=baseline, n_steps=n_steps, internal_batch_size=internal_batch_size)
@@ -272,21 +265,27 @@ def explain_bias(run_id: str, *, method: str = "gradcam", per_group: int = 64, d
     sensitive attributes and no ``masks`` are given. The region names used
     are in ``table.attrs["regions"]``.
     """
-    from fairaudit.jobs.artifacts import load_run_models
 
     if method not in METHODS:
         raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
     if per_group < 1:
         raise FairauditError(f"per_group must be at least 1, got {per_group}.")
+    models, dataset, pairs = _image_run(run_id, device)
+    options = dict(layer=layer, baseline=baseline, n_steps=n_steps, internal_batch_size=internal_batch_size)
+    return _bias_table(models, _explainers(models, method, options), dataset, pairs, method, per_group, seed,
+                       regions, masks)
+
+
+def _image_run(run_id: str, device):
+    """The run's models, its test split (images only) and its before/after predictions paired by sample."""
+    from fairaudit.jobs.artifacts import load_run_models
+
     models = load_run_models(run_id, device=device)
     dataset = models.dataset("test")
     if dataset.kind != "image" or len(dataset.input_shape) != 3:
         raise FairauditError(f"run '{run_id}' is on the {dataset.kind} dataset '{dataset.name}'; heat maps need "
                              "images.")
-    pairs = paired_predictions(models.predictions("before"), models.predictions("after"))
-    options = dict(layer=layer, baseline=baseline, n_steps=n_steps, internal_batch_size=internal_batch_size)
-    return _bias_table(models, _explainers(models, method, options), dataset, pairs, method, per_group, seed,
-                       regions, masks)
+    return models, dataset, paired_predictions(models.predictions("before"), models.predictions("after"))
 
 
 def _explainers(models, method: str, options: dict) -> dict:
