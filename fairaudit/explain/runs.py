@@ -265,7 +265,6 @@ def explain_bias(run_id: str, *, method: str = "gradcam", per_group: int = 64, d
     sensitive attributes and no ``masks`` are given. The region names used
     are in ``table.attrs["regions"]``.
     """
-
     if method not in METHODS:
         raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
     if per_group < 1:

@@ -106,7 +106,8 @@ def detect_format(path: Path, label: str) -> str:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError, ValueError):
-            raise ModelLoadError(f"the file '{label}' is truncated or corrupt (its zip archive is incomplete).") from None
+            raise ModelLoadError(f"the file '{label}' is truncated or corrupt (its zip archive is incomplete)."
+                                 ) from None
         if any("/code/" in n or n.startswith("code/") or n.endswith("constants.pkl") for n in names):
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names):
