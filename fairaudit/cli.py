@@ -223,6 +223,14 @@ def _follow(run_id: str, desc: str) -> dict:
     return run_result(run)
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model and split options of the commands that evaluate one model."""
+    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
+    p.add_argument("--head", help="name of the classification head module of a user torchvision model")
+    p.add_argument("--split", default="test")
+
+
 def _add_job_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that creates mitigation jobs."""
     p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
@@ -448,10 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit a model on a dataset split")
     _add_data_args(p)
-    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
-    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
-    p.add_argument("--head", help="name of the classification head module of a user torchvision model")
-    p.add_argument("--split", default="test")
+    _add_model_args(p)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (0: none)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
@@ -461,10 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("robustness", help="clean vs. FGSM/PGD adversarial accuracy per group")
     _add_data_args(p)
-    p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
-    p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
-    p.add_argument("--head", help="name of the classification head module of a user torchvision model")
-    p.add_argument("--split", default="test")
+    _add_model_args(p)
     p.add_argument("--attack", default="fgsm,pgd", help="fgsm, pgd or both comma-separated")
     p.add_argument("--eps", type=float, help="attack radius (default 8/255 for images, 0.1 for standardised "
                                              "numeric features)")

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 import torch
 
 
+@contextmanager
+def workspace_at(path):
+    """Point ``FAIRAUDIT_HOME`` at ``path`` for the duration of the block."""
+    old = os.environ.get("FAIRAUDIT_HOME")
+    os.environ["FAIRAUDIT_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("FAIRAUDIT_HOME", None)
+        else:
+            os.environ["FAIRAUDIT_HOME"] = old
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fairaudit_home(tmp_path_factory):
     """Every test runs against a fresh workspace folder (``FAIRAUDIT_HOME``)."""
-    home = tmp_path_factory.mktemp("fairaudit_home")
-    old = os.environ.get("FAIRAUDIT_HOME")
-    os.environ["FAIRAUDIT_HOME"] = str(home)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    yield home
-    if old is None:
-        os.environ.pop("FAIRAUDIT_HOME", None)
-    else:
-        os.environ["FAIRAUDIT_HOME"] = old
+    with workspace_at(tmp_path_factory.mktemp("fairaudit_home")) as home:
+        yield home
+
+
+@pytest.fixture(scope="session")
+def adult():
+    """Adult's train and test splits (target income, sensitive sex), loaded once."""
+    from fairaudit.data import load_dataset
+
+    return load_dataset("adult", "train"), load_dataset("adult", "test")
 
 
 @pytest.fixture(scope="module")

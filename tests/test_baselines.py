@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from fairaudit.audit import audit_predictions, run_audit
-from fairaudit.data import load_dataset
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation import MethodContext, get_method, make_config
 from fairaudit.mitigation.baselines.common import base_rates, cell_counts
@@ -20,11 +19,6 @@ from fairaudit.train import TrainConfig, fit
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAST = {"epochs": "1", "batch_size": "256", "lr": "0.002"}
-
-
-@pytest.fixture(scope="module")
-def adult():
-    return load_dataset("adult", "train"), load_dataset("adult", "test")
 
 
 @pytest.fixture(scope="module")

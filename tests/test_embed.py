@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fairaudit import embed
+from tests.conftest import workspace_at
 from fairaudit.embed import projection as projection_module
 from fairaudit.embed import runs as runs_module
 from fairaudit.errors import FairauditError
@@ -127,14 +128,8 @@ def test_project_pair_chooses_joint_or_procrustes(blobs, monkeypatch):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A workspace of its own for this module's runs (the registry then holds only them)."""
-    path = tmp_path_factory.mktemp("embed_home")
-    old = os.environ.get("FAIRAUDIT_HOME")
-    os.environ["FAIRAUDIT_HOME"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("FAIRAUDIT_HOME", None)
-    else:
-        os.environ["FAIRAUDIT_HOME"] = old
+    with workspace_at(tmp_path_factory.mktemp("embed_home")) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

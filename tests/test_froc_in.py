@@ -28,11 +28,6 @@ FAST = {"epochs": "1", "optimizer": "adam", "lr": "0.005", "batch_size": "256", 
 
 
 @pytest.fixture(scope="module")
-def adult():
-    return load_dataset("adult", "train"), load_dataset("adult", "test")
-
-
-@pytest.fixture(scope="module")
 def deployed(adult):
     torch.manual_seed(0)
     return build_model("mlp", 2, adult[0].input_shape).eval()
