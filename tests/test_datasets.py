@@ -55,7 +55,6 @@ def test_specs_are_registered_with_their_options():
 
 
 def test_load_dataset_end_to_end():
-    pytest.importorskip("fairaudit.data.synthetic_faces")
     from fairaudit.data.registry import load_dataset
 
     ds = load_dataset("colored-digits", "test", image_size="16")

@@ -51,7 +51,7 @@ def reduce_dims(latents: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.
 
 
 def tsne(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
-    """t-SNE with openTSNE (FFT-accelerated gradients); scikit-learn's ``TSNE`` if openTSNE is missing.
+    """t-SNE with openTSNE (FFT-accelerated gradients).
 
     ``n_jobs`` defaults to all cores from :data:`PARALLEL_FROM` samples on and
     to one thread below (where thread start-up costs more than it saves).
@@ -63,13 +63,8 @@ def tsne(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: i
         raise FairauditError(f"the perplexity must be > 0, got {perplexity}.")
     # Both libraries need 3·perplexity < n; cap it for small samples instead of failing.
     perplexity = float(min(perplexity, (len(x) - 1) / 3.0))
-    try:
-        from openTSNE import TSNE
-    except ImportError:
-        from sklearn.manifold import TSNE as SkTSNE
+    from openTSNE import TSNE
 
-        return SkTSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                      n_jobs=n_jobs).fit_transform(x).astype(np.float32)
     embedding = TSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
                      n_jobs=n_jobs, verbose=False).fit(x)
     return np.asarray(embedding, dtype=np.float32)
