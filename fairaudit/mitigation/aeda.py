@@ -362,6 +362,8 @@ class AedaPre(MitigationMethod):
                "examples of a separate bias classifier, then retrain on the augmented set.")
     Config = AedaConfig
     kinds = ("image",)
+    controls = {"erm": "erm"}  # the same architecture retrained without the adversarial examples
+    target_metrics = ("eod", "worst_group_accuracy")
 
     def run(self, ctx: MethodContext, config: AedaConfig) -> MitigationResult:
         setup = _Setup(ctx)
@@ -406,6 +408,8 @@ class _CoupledAeda(MitigationMethod):
     robust: bool = False
     Config = AedaConfig
     kinds = ("image",)
+    controls = {"erm": "erm"}  # the same architecture retrained without the adversarial examples
+    target_metrics = ("eod", "worst_group_accuracy")
 
     def run(self, ctx: MethodContext, config: AedaConfig) -> MitigationResult:
         setup = _Setup(ctx)

@@ -412,6 +412,9 @@ class ASAC(MitigationMethod):
                "difficulty, with a convex mix of clean and counterfactual loss.")
     Config = AsacConfig
     kinds = ("image",)
+    controls = {"no_counterfactuals": {"epsilons": "0"},  # ε = 0 only: fine-tuning on the clean images
+                "no_counterfactual_loss": {"alpha": 1.0}}  # α = 1 in Eq. 5: the counterfactuals' loss dropped
+    target_metrics = ("deo",)
 
     def run(self, ctx: MethodContext, config: AsacConfig) -> MitigationResult:
         _check_model(ctx.model)

@@ -71,6 +71,13 @@ class MitigationMethod:
     summary: ClassVar[str]
     Config: ClassVar[type]
     kinds: ClassVar[tuple[str, ...]] = ("image", "tabular")
+    controls: ClassVar[dict[str, dict[str, Any] | str]] = {}
+    """What ``fairaudit benchmark --controls`` runs beside the method to show that its mechanism causes the
+    effect: ``name → {setting: value}`` (the method with that part removed, a row ``method[name]``) or
+    ``name → "other_method"`` (another registered method, e.g. ``"erm"``)."""
+    target_metrics: ClassVar[tuple[str, ...]] = ("deo",)
+    """The metrics the method claims to improve; the benchmark compares them (and accuracy) against the
+    baseline and the controls."""
 
     def run(self, ctx: MethodContext, config) -> MitigationResult:  # pragma: no cover - abstract
         raise NotImplementedError

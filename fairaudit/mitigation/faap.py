@@ -58,11 +58,11 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from fairaudit.audit.inference import iterate_batches
-from fairaudit.data import get_spec
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
+from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
+                                       register_method, setting)
 from fairaudit.models.split import SplitModel
 from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import group_ids
@@ -179,6 +179,8 @@ class FaapConfig:
     epsilon: float = setting(0.05, "L∞ bound of the perturbation on [0, 1] pixels (paper: 0.05)")
     alpha: float = setting(2.0, "weight α of D's prediction entropy in the fairness loss, Eq. 4 (not stated)")
     beta: float = setting(0.1, "weight β of the target-preserving loss, Eq. 6 (not stated)")
+    fairness_weight: float = setting(1.0, "weight of the fairness term L_G^fair in Eq. 6; 0 trains G on "
+                                          "β·L_G^T alone (the benchmark's only_task control)")
     lr_generator: float = setting(5e-3, "Adam learning rate of the generator G (not stated)")
     lr_discriminator: float = setting(1e-3, "Adam learning rate of the discriminator D (not stated)")
     epochs: int = setting(8, "passes over the training split (not stated)")
@@ -193,7 +195,7 @@ class FaapConfig:
     def validate(self) -> None:
         if not 0.0 < self.epsilon <= 1.0:
             raise FairauditError(f"FAAP setting 'epsilon' must lie in (0, 1], got {self.epsilon}.")
-        for name in ("alpha", "beta"):
+        for name in ("alpha", "beta", "fairness_weight"):
             if getattr(self, name) < 0:
                 raise FairauditError(f"FAAP setting '{name}' must be >= 0, got {getattr(self, name)}.")
         for name in ("lr_generator", "lr_discriminator"):
@@ -204,8 +206,7 @@ class FaapConfig:
                 raise FairauditError(f"FAAP setting '{name}' must be >= 1, got {getattr(self, name)}.")
         if self.generator_blocks < 0 or self.cache_mb < 0:
             raise FairauditError("FAAP settings 'generator_blocks' and 'cache_mb' must be >= 0.")
-        if self.train_split not in ("train", "val"):
-            raise FairauditError(f"FAAP setting 'train_split' must be 'train' or 'val', got '{self.train_split}'.")
+        check_fit_split(self.train_split, "FAAP")
 
 
 # ---------------------------------------------------------------------------- training step
@@ -216,12 +217,13 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def faap_step(discriminator: SensitiveDiscriminator, d_optimizer: torch.optim.Optimizer, alpha: float,
-              beta: float, cardinalities: list[int]):
+              beta: float, cardinalities: list[int], fairness_weight: float = 1.0):
     """The per-batch update of Algorithm 1 as a step function for :func:`fairaudit.train.fit`.
 
     The returned ``step(model, batch)`` takes a :class:`FaapModel`, updates
     ``D`` once with its own optimiser (Eq. 3) and returns ``L_G`` (Eq. 6) for
-    the loop's optimiser over the generator's parameters.
+    the loop's optimiser over the generator's parameters; ``fairness_weight`` scales ``L_G^fair``
+    (0: ``β·L_G^T`` alone).
     """
     ce = nn.functional.cross_entropy
 
@@ -238,7 +240,7 @@ def faap_step(discriminator: SensitiveDiscriminator, d_optimizer: torch.optim.Op
         entropy = _entropy(logits_z)
         logits_y = model.f(r)
         loss_t = ce(logits_y.float(), y)
-        loss_g = -loss_z - alpha * entropy + beta * loss_t
+        loss_g = fairness_weight * (-loss_z - alpha * entropy) + beta * loss_t
         with torch.no_grad():
             scalars = {"loss_d": loss_d.detach(), "d_accuracy": (logits_z.argmax(1) == z).float().mean(),
                        "d_entropy": entropy.detach(), "loss_target": loss_t.detach(),
@@ -298,12 +300,14 @@ class FAAP(MitigationMethod):
                "features while keeping its predictions.")
     Config = FaapConfig
     kinds = ("image",)
+    controls = {"only_task": {"fairness_weight": 0.0}}  # β·L_G^T alone: G without the fairness term of Eq. 6
+    target_metrics = ("deo",)
 
     def run(self, ctx: MethodContext, config: FaapConfig) -> MitigationResult:
         deployed = ctx.model
         _check_model(deployed)
         device = resolve_device(ctx.device)
-        split = config.train_split if config.train_split in get_spec(ctx.dataset).splits else "train"
+        split = fit_split(ctx, config.train_split, "FAAP")
         train_ds = ctx.load_split(split)
         if train_ds.kind != "image":
             raise FairauditError("FAAP perturbs images; dataset "
@@ -326,14 +330,15 @@ class FAAP(MitigationMethod):
                                        seed=ctx.seed, checkpoint_path=(str(ctx.checkpoint_path)
                                                                        if ctx.checkpoint_path else None))
             history = fit(model, data, train_config, device=device,
-                          step_fn=faap_step(discriminator, d_optimizer, config.alpha, config.beta, cardinalities),
+                          step_fn=faap_step(discriminator, d_optimizer, config.alpha, config.beta, cardinalities,
+                                            config.fairness_weight),
                           params=generator.parameters(), progress=ctx.progress, should_stop=ctx.should_stop)
         finally:
             for p, flag in frozen.items():
                 p.requires_grad_(flag)
         _assert_unchanged(deployed, buffers)
         model.eval()
-        stats = {"perturbation": perturbation_stats(model, ctx.load_split("test"), device),
+        stats = {"perturbation": perturbation_stats(model, ctx.load_split("test", "perturbation_stats"), device),
                  "train_split": split, "train_samples": len(train_ds),
                  "groups": math.prod(cardinalities)}
         artifacts = {"generator": str(_save_generator(generator, config, ctx.workdir))}

@@ -424,6 +424,9 @@ class FrocIn(MitigationMethod):
     summary = ("FRoC-IN: train with cross-entropy + λ_F·(relaxed statistical-parity gap) + λ_R·(loss on FGSM/PGD "
                "examples), for a fair and robust binary classifier.")
     Config = FrocInConfig
+    controls = {"no_fairness": {"lambda_f": 0.0},  # λ_F = 0 in Eq. 10: no statistical-parity term
+                "no_robustness": {"lambda_r": 0.0}}  # λ_R = 0 in Eq. 10: no adversarial term
+    target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: FrocInConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")
@@ -474,6 +477,8 @@ class RbF(MitigationMethod):
     summary = ("Robustness before fairness (FRoC §7.2 baseline): add PGD examples of the training rows, then "
                "retrain with reweighing on the augmented data.")
     Config = RbfConfig
+    controls = {"reweight": "reweight"}  # its fairness step alone
+    target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: RbfConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")
@@ -517,6 +522,8 @@ class FbR(MitigationMethod):
     summary = ("Fairness before robustness (FRoC §7.2 baseline): train with reweighing, then continue with PGD "
                "adversarial training on the reweighed data.")
     Config = FbrConfig
+    controls = {"reweight": "reweight"}  # its fairness step alone
+    target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: FbrConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")

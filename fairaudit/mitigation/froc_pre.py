@@ -47,6 +47,9 @@ Choices where the paper is silent:
   15.6 %). The loop ends when the thresholds are met, when no edit that is
   still needed is possible (budget spent, or no flip is predicted to lower
   the bias) or after L iterations.
+* ``flip_selection="random"`` is the control of step 3: the loop runs as
+  above, then the flips are replaced by as many labels flipped on rows drawn
+  uniformly at random, so the influence rule is the only difference.
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ class FrocPreConfig(RetrainConfig):
                                              "(positive definite; the same matrix for the logistic surrogate)")
     damping: float = setting(0.0, "extra damping added to H (useful with the mlp surrogate)")
     solver: str = setting("auto", "H⁻¹ solver: 'auto', 'exact', 'cg' or 'lissa'")
+    flip_selection: str = setting("influence", "which labels are flipped: 'influence' (Eq. 21) or 'random' (as "
+                                               "many labels as the influence rule flips, drawn at random: a control)")
 
     def validate(self) -> None:
         super().validate()
@@ -151,6 +156,9 @@ class FrocPreConfig(RetrainConfig):
             raise FairauditError(f"setting 'curvature' must be 'hessian' or 'gauss_newton', got '{self.curvature}'.")
         if self.solver not in ("auto", "exact", "cg", "lissa"):
             raise FairauditError(f"setting 'solver' must be 'auto', 'exact', 'cg' or 'lissa', got '{self.solver}'.")
+        if self.flip_selection not in ("influence", "random"):
+            raise FairauditError(f"setting 'flip_selection' must be 'influence' or 'random', got "
+                                 f"'{self.flip_selection}'.")
 
 
 @dataclass
@@ -310,6 +318,12 @@ def froc_preprocess(x: torch.Tensor, y, a, config: FrocPreConfig, *, sensitive=N
             progress({"event": "froc_iteration", **record, "fraction": 1.0 if status != ITERATIONS else spent})
         if status != ITERATIONS:
             break
+    if config.flip_selection == "random" and flipped:
+        # The control of Eq. 21: as many flipped labels as the influence rule chose, on rows drawn at random
+        # (the adversarial copies follow their rows' labels).
+        flipped = sorted(np.random.default_rng(seed).choice(n, size=len(flipped), replace=False).tolist())
+        labels = y0.clone()
+        labels[flipped] = 1 - labels[flipped]
     xd, yd, sd = current_data()
     return PreprocessedData(xd, yd, sd, n, np.asarray(flipped, dtype=np.int64), np.asarray(added, dtype=np.int64),
                             status, history, surrogate.cpu().eval())
@@ -378,6 +392,8 @@ class FrocPre(MitigationMethod):
                "δ_R-robust, then train the model on the edited data.")
     Config = FrocPreConfig
     kinds = ("tabular",)
+    controls = {"random_flips": {"flip_selection": "random"}}  # as many flipped labels, chosen at random
+    target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: FrocPreConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")

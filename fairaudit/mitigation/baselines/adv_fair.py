@@ -42,6 +42,8 @@ class AdvFair(MitigationMethod):
     summary = ("Adversarial fair training (Zhang et al. 2018): retrain with an adversary that tries to read the "
                "sensitive group from the latent features, which the classifier learns to hide.")
     Config = AdvFairConfig
+    controls = {"erm": "erm"}  # plain retraining of the same architecture with the same budget
+    target_metrics = ("spd",)
 
     def run(self, ctx: MethodContext, config: AdvFairConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")

@@ -95,6 +95,8 @@ class LabelFlip(MitigationMethod):
     summary = ("Massaging / label flipping (Kamiran & Calders; thesis ch. 6): flip the train labels nearest the "
                "deployed model's decision boundary until every group has the same base rate, then retrain.")
     Config = LabelFlipConfig
+    controls = {"erm": "erm"}  # plain retraining of the same architecture with the same budget
+    target_metrics = ("spd",)
 
     def run(self, ctx: MethodContext, config: LabelFlipConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")

@@ -117,6 +117,8 @@ class Reweight(MitigationMethod):
     summary = ("Group-balanced re-weighting (Kamiran & Calders): retrain with per-sample weights that give every "
                "(target, group) cell the same total weight.")
     Config = ReweightConfig
+    controls = {"erm": "erm"}  # plain retraining of the same architecture with the same budget
+    target_metrics = ("spd",)
 
     def run(self, ctx: MethodContext, config: ReweightConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")
@@ -183,6 +185,8 @@ class Resample(MitigationMethod):
     name = "resample"
     summary = "Balance the (target, group) cells of the train split by under- or over-sampling, then retrain."
     Config = ResampleConfig
+    controls = {"erm": "erm"}  # plain retraining of the same architecture with the same budget
+    target_metrics = ("spd",)
 
     def run(self, ctx: MethodContext, config: ResampleConfig) -> MitigationResult:
         train_ds = ctx.load_split("train")

@@ -134,6 +134,7 @@ class Threshold(MitigationMethod):
     summary = ("Post-processing (Hardt et al. 2016, fairlearn ThresholdOptimizer): per-group decision thresholds "
                "on the deployed model's scores for demographic parity or equalized odds.")
     Config = ThresholdConfig
+    target_metrics = ("spd",)  # the default constraint is demographic parity
 
     def run(self, ctx: MethodContext, config: ThresholdConfig) -> MitigationResult:
         split = config.fit_split
