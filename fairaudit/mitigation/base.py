@@ -42,10 +42,18 @@ class MethodContext:
     checkpoint_path: Path | None = None  # pass to TrainConfig(checkpoint_path=...) to allow resuming
     resume: bool = False
     seed: int = 0
+    splits_used: dict[str, str] = field(default_factory=dict)  # stage -> split, filled by load_split
 
-    def load_split(self, split: str) -> FairDataset:
+    def load_split(self, split: str, stage: str = "fit") -> FairDataset:
+        """Split ``split`` of the job's dataset, recorded as what ``stage`` used (the run JSON's
+        ``splits_used``). A method fits only on ``train`` or ``val``: ``stage="fit"`` refuses ``test``;
+        other stages (e.g. ``"perturbation_stats"``) may read it to describe the result."""
         from fairaudit.data import load_dataset
 
+        if stage == "fit" and split == "test":
+            raise FairauditError(f"a method cannot fit on the test split of '{self.dataset}', because the result "
+                                 "is measured there; fit on 'train' or 'val'.")
+        self.splits_used.setdefault(stage, split)
         return load_dataset(self.dataset, split, self.target, self.sensitive, self.data_dir, **self.data_options)
 
 
@@ -59,6 +67,27 @@ class MitigationResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+
+
+FIT_SPLITS = ("train", "val")
+
+
+def check_fit_split(requested: str, method: str, setting_name: str = "train_split") -> None:
+    """Refuse a fit split other than ``train`` or ``val``: the test split is kept for measuring the result."""
+    if requested == "test":
+        raise FairauditError(f"{method} cannot fit on the test split ({setting_name}='test'), because the result "
+                             "is measured there; use 'train' or 'val'.")
+    if requested not in FIT_SPLITS:
+        raise FairauditError(f"{method} setting '{setting_name}' must be 'train' or 'val', got '{requested}'.")
+
+
+def fit_split(ctx: MethodContext, requested: str, method: str, setting_name: str = "train_split") -> str:
+    """The split a method fits on: ``requested`` (``train`` or ``val``; ``val`` falls back to ``train`` for a
+    dataset without one); see :func:`check_fit_split`."""
+    from fairaudit.data import get_spec
+
+    check_fit_split(requested, method, setting_name)
+    return requested if requested in get_spec(ctx.dataset).splits else "train"
 
 
 def setting(default: Any, help: str):
