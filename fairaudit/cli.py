@@ -1,7 +1,7 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
 Commands: ``audit``, ``robustness``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``,
-``sweep``, ``runs``, ``report``, ``leakage``.
+``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -569,6 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_leakage)
 
+    p = sub.add_parser("benchmark", help="every method and its controls over seeds: leaderboard and comparisons")
+    from fairaudit.benchmark import command as benchmark_command
+
+    benchmark_command.add_arguments(p)
+    p.set_defaults(func=benchmark_command.run)
+
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)
     return parser
@@ -577,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "bootstrap", 0) < 0:
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        if (getattr(args, "bootstrap", 0) or 0) < 0:
             raise FairauditError("--bootstrap must be ≥ 0.")
         if not 0.0 <= getattr(args, "threshold", 0.5) <= 1.0:
             raise FairauditError("--threshold must lie in [0, 1].")
