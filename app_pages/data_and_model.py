@@ -13,6 +13,7 @@ from fairaudit.audit.external import predictions_from_frame
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
+from fairaudit.models.checkpoint_files import TORCHSCRIPT_CHECKBOX
 from fairaudit.ui import gallery
 from fairaudit.ui.runner import load_setup_model, read_table
 from fairaudit.ui.setup import (MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_DATASET, SOURCE_PREDICTIONS,
@@ -134,6 +135,17 @@ def attribute_choice(candidate: AuditSetup, dataset: FairDataset) -> AuditSetup 
     return replace(candidate, target=target, sensitive=tuple(sensitive))
 
 
+def torchscript_opt_in(setup: AuditSetup, key: str) -> bool:
+    """The explicit opt-in for TorchScript checkpoints, with what it means."""
+    allowed = st.checkbox(TORCHSCRIPT_CHECKBOX, value=setup.allow_torchscript, key=key,
+                          help="TorchScript checkpoints are refused unless this is ticked.")
+    if allowed:
+        st.warning("A TorchScript archive is a program, not just weights: loading and running it executes its "
+                   "code with this app's permissions, and that code can read and write files on this machine. "
+                   "Allow it only for a file whose author you trust.", icon=":material/warning:")
+    return allowed
+
+
 def model_choice(setup: AuditSetup, candidate: AuditSetup) -> AuditSetup | None:
     keys = list(MODELS)
     kind = st.radio("Model", keys, index=keys.index(setup.model) if setup.model in keys else 0,
@@ -149,19 +161,25 @@ def model_choice(setup: AuditSetup, candidate: AuditSetup) -> AuditSetup | None:
         path = left.text_input("Checkpoint path", value=setup.model_path or "", key="model-path",
                                placeholder="/path/to/model.safetensors")
         arch = right.text_input("Architecture", value=setup.arch or "", key="model-arch-path", help=arch_help)
+        allowed = torchscript_opt_in(setup, "model-torchscript-path")
         if not path:
-            st.info("Enter the path of a checkpoint (safetensors, PyTorch state dict or TorchScript).")
+            st.info("Enter the path of a checkpoint (safetensors or a PyTorch state dict; a TorchScript archive "
+                    f"only with '{TORCHSCRIPT_CHECKBOX}' ticked).")
             return None
-        return replace(candidate, model=MODEL_PATH, model_path=path.strip(), arch=arch.strip() or None)
+        return replace(candidate, model=MODEL_PATH, model_path=path.strip(), arch=arch.strip() or None,
+                       allow_torchscript=allowed)
     left, middle, right = st.columns([2, 2, 1])
     weights = left.file_uploader("Checkpoint", key="model-upload",
-                                 help="safetensors, a PyTorch state dict (.pt/.pth) or a TorchScript archive.")
+                                 help="safetensors or a PyTorch state dict (.pt/.pth); a TorchScript archive only "
+                                      f"with '{TORCHSCRIPT_CHECKBOX}' ticked.")
     sidecar = middle.file_uploader("JSON sidecar (optional)", type=["json"], key="model-sidecar")
     arch = right.text_input("Architecture", value=setup.arch or "", key="model-arch-upload", help=arch_help)
+    allowed = torchscript_opt_in(setup, "model-torchscript-upload")
     if weights is None:
         return None
     return replace(candidate, model=MODEL_UPLOAD, upload_name=weights.name, upload_bytes=weights.getvalue(),
-                   sidecar_bytes=sidecar.getvalue() if sidecar is not None else None, arch=arch.strip() or None)
+                   sidecar_bytes=sidecar.getvalue() if sidecar is not None else None, arch=arch.strip() or None,
+                   allow_torchscript=allowed)
 
 
 def preview_dataset(dataset: FairDataset, setup: AuditSetup) -> None:

@@ -82,7 +82,7 @@ def cmd_audit(args) -> int:
     with bar:
         model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head,
                                            data_options=options, data_dir=args.data_dir, device=args.device,
-                                           progress=train_update)
+                                           progress=train_update, allow_torchscript=args.allow_torchscript)
     with _progress_bar(len(dataset), f"auditing {args.dataset}/{args.split}") as pbar:
         report, _ = run_audit(dataset, model, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed,
                               device=args.device, batch_size=args.batch_size,
@@ -115,7 +115,7 @@ def cmd_robustness(args) -> int:
     with bar:
         model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head,
                                            data_options=options, data_dir=args.data_dir, device=args.device,
-                                           progress=train_update)
+                                           progress=train_update, allow_torchscript=args.allow_torchscript)
     n = min(len(dataset), args.max_samples or len(dataset))
     with _progress_bar(n, f"attacking {args.dataset}/{args.split} ({args.attack})") as pbar:
         report = auditor.audit(model, dataset, progress=lambda done, total: pbar.update(done - pbar.n))
@@ -223,9 +223,14 @@ def _follow(run_id: str, desc: str) -> dict:
     return run_result(run)
 
 
+_TORCHSCRIPT_HELP = ("accept a TorchScript archive as --model; it is a program that runs with your permissions "
+                     "(it can read and write files), so only for a file whose author you trust")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """The model and split options of the commands that evaluate one model."""
     p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--allow-torchscript", action="store_true", help=_TORCHSCRIPT_HELP)
     p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
     p.add_argument("--head", help="name of the classification head module of a user torchvision model")
     p.add_argument("--split", default="test")
@@ -234,6 +239,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _add_job_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that creates mitigation jobs."""
     p.add_argument("--model", default="demo", help="'demo' or a checkpoint path")
+    p.add_argument("--allow-torchscript", action="store_true", help=_TORCHSCRIPT_HELP)
     p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
@@ -250,7 +256,8 @@ def _job_fields(args) -> dict:
                 sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
                 settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
                 n_boot=args.bootstrap, robustness_samples=args.robustness_samples,
-                robustness_eps=args.robustness_eps, split_samples=args.split_samples)
+                robustness_eps=args.robustness_eps, split_samples=args.split_samples,
+                allow_torchscript=args.allow_torchscript)
 
 
 def cmd_mitigate(args) -> int:

@@ -12,17 +12,19 @@ from fairaudit.models.io import load_model
 
 def resolve_model(model: str | Path, dataset: FairDataset, *, arch: str | None = None, head: str | None = None,
                   data_options: dict | None = None, data_dir=None, device="auto",
-                  progress: Callable[[dict], None] | None = None):
+                  progress: Callable[[dict], None] | None = None, allow_torchscript: bool = False):
     """Return ``(model, description)`` for ``model`` = ``"demo"`` or a checkpoint path.
 
     A checkpoint is validated against the dataset: class count of the target
     and input shape must match, or a :class:`~fairaudit.errors.ModelLoadError`
-    says which does not.
+    says which does not. A TorchScript archive is refused unless
+    ``allow_torchscript`` (see :func:`fairaudit.models.io.load_model`).
     """
     if str(model) == "demo":
         net, path = get_demo_model(dataset.name, dataset.target, data_options=data_options, data_dir=data_dir,
                                    device=device, progress=progress)
         return net, f"demo ({path.name})"
     net = load_model(model, arch=arch, head=head, expected_num_classes=dataset.num_classes,
-                     expected_input_shape=dataset.input_shape)
+                     expected_input_shape=dataset.input_shape, target=dataset.target,
+                     allow_torchscript=allow_torchscript)
     return net, str(model)

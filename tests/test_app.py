@@ -136,6 +136,28 @@ def test_corrupt_checkpoint_upload_shows_specific_error(app):
         "(expected safetensors, a PyTorch state_dict or a TorchScript archive)."]
 
 
+def test_torchscript_upload_is_refused_unless_allowed(app, tmp_path):
+    from tests.bad_inputs.cases_models import hostile_torchscript
+
+    marker = tmp_path / "marker"
+    data = hostile_torchscript(tmp_path, "setstate", marker).read_bytes()
+    at = open_page(app, DATA)
+    at.radio(key="model-kind").set_value("upload").run()
+    at.file_uploader(key="model-upload").set_value(("evil.pt", data, "application/octet-stream"))
+    at.run()
+    assert not at.checkbox(key="model-torchscript-upload").value and not at.warning
+    at.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "the file 'evil.pt' is a TorchScript archive, a program that can read and write files when it is loaded or "
+        "run, so it was refused; pass --allow-torchscript (in the app: tick 'Allow TorchScript') only if you trust "
+        "its author, or save its state_dict as safetensors instead."]
+    assert not marker.exists()
+    at.checkbox(key="model-torchscript-upload").check().run()
+    assert any("A TorchScript archive is a program" in w.value for w in at.warning)
+    assert not marker.exists()
+
+
 def test_missing_dataset_folder_shows_specific_error(app):
     at = open_page(app, DATA)
     at.segmented_control(key="data-source").set_value("folder").run()

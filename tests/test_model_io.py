@@ -17,6 +17,8 @@ from fairaudit.models import (ScriptedModel, build_model, features_available, lo
                               model_summary, read_sidecar, save_checkpoint)
 from fairaudit.models import checkpoint_files
 from fairaudit.models.checkpoint_files import sha256
+from tests.bad_inputs.cases_models import (HOSTILE_SCRIPTS, IMAGE_SHAPE, N_TEST, WritesOnForward, audit_args,
+                                           hostile_torchscript)
 
 SHAPES = {"small_cnn": (3, 16, 16), "resnet18": (3, 8, 8), "mlp": (10,)}
 
@@ -151,13 +153,61 @@ def test_model_summary_counts_parameters_and_latent_size():
 
 # ---------------------------------------------------------------------------- TorchScript
 
-def test_scripted_split_model_keeps_g_and_f(tmp_path):
-    model = trained_like("small_cnn")
+def script_file(module: nn.Module, path, trace_input: torch.Tensor | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.script(model), str(tmp_path / "m.ts"))
-    loaded = load_model(tmp_path / "m.ts")
+        scripted = torch.jit.trace(module, trace_input) if trace_input is not None else torch.jit.script(module)
+        torch.jit.save(scripted, str(path))
+    return path
+
+
+@pytest.mark.parametrize("payload", sorted(HOSTILE_SCRIPTS))
+def test_torchscript_is_refused_by_default_without_running(tmp_path, payload, monkeypatch):
+    marker = tmp_path / "marker"
+    path = hostile_torchscript(tmp_path, payload, marker)
+    message = load_error(path, expected_input_shape=IMAGE_SHAPE)
+    assert message.startswith(f"the file '{path}' is a TorchScript archive") and "pass --allow-torchscript" in message
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with pytest.raises(ModelLoadError, match="'evil.pt' is a TorchScript archive.*--allow-torchscript"):
+        load_model_bytes(path.read_bytes(), "evil.pt", expected_input_shape=IMAGE_SHAPE)
+    assert not marker.exists()
+    # The file really is hostile: loading (setstate) or running it (forward) writes the marker.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path))(torch.zeros(1, *IMAGE_SHAPE))
+    assert marker.read_bytes() == (b"A" if payload == "forward" else b"B") * 4
+
+
+def test_torchscript_is_recognised_from_the_zip_without_loading_it(tmp_path, monkeypatch):
+    path = hostile_torchscript(tmp_path, "setstate", tmp_path / "marker")
+
+    def no_jit_load(*args, **kwargs):
+        raise AssertionError("torch.jit.load was called")
+
+    monkeypatch.setattr(torch.jit, "load", no_jit_load)
+    assert checkpoint_files.detect_format(path, "evil.pt") == "torchscript"
+    assert "is a TorchScript archive" in load_error(path)
+    assert not (tmp_path / "marker").exists()
+
+
+def test_allowed_torchscript_does_not_run_at_load_time(tmp_path):
+    marker = tmp_path / "marker"
+    path = hostile_torchscript(tmp_path, "forward", marker)
+    model = load_model(path, allow_torchscript=True, expected_num_classes=2, expected_input_shape=IMAGE_SHAPE)
+    assert isinstance(model, ScriptedModel) and model.num_classes == 2 and model.input_shape == IMAGE_SHAPE
+    assert model_summary(model)["latent_dim"] is None
+    assert not marker.exists()  # nothing ran while loading and summarising
+    assert model(torch.zeros(2, *IMAGE_SHAPE)).shape == (2, 2)
+    assert marker.exists()  # the user allowed it: the first real batch runs the program
+
+
+def test_scripted_split_model_keeps_g_and_f(tmp_path):
+    model = trained_like("small_cnn")
+    path = script_file(model, tmp_path / "m.ts")
+    assert "pass --allow-torchscript" in load_error(path)
+    loaded = load_model(path, allow_torchscript=True)
     assert features_available(loaded) and loaded.num_classes == 3 and loaded.input_shape == (3, 16, 16)
+    assert model_summary(loaded)["latent_dim"] == 128  # the width f takes, read from its weight
     x = sample((3, 16, 16))
     with torch.no_grad():
         assert torch.allclose(loaded(x), model(x), atol=1e-6)
@@ -168,19 +218,48 @@ def test_scripted_split_model_keeps_g_and_f(tmp_path):
 def test_scripted_module_without_split_predicts_but_has_no_features(tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(48, 4)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.trace(net, torch.zeros(1, 3, 4, 4)), str(tmp_path / "traced.pt"))
-    assert "pass --input-shape" in load_error(tmp_path / "traced.pt")
-    loaded = load_model(tmp_path / "traced.pt", input_shape=(3, 4, 4))
+    path = script_file(net, tmp_path / "traced.pt", torch.zeros(1, 3, 4, 4))
+    assert "pass --input-shape" in load_error(path, allow_torchscript=True)
+    assert "pass --num-classes" in load_error(path, allow_torchscript=True, input_shape=(3, 4, 4))
+    loaded = load_model(path, allow_torchscript=True, input_shape=(3, 4, 4), num_classes=4)
     assert isinstance(loaded, ScriptedModel) and not features_available(loaded) and loaded.num_classes == 4
     x = sample((3, 4, 4))
     assert torch.allclose(loaded(x), net(x), atol=1e-6)
     with pytest.raises(ModelLoadError, match="latent features are unavailable"):
         loaded.features(x)
     assert model_summary(loaded)["latent_dim"] is None
-    assert load_error(tmp_path / "traced.pt", input_shape=(3, 4, 4), expected_num_classes=2) == \
-        "the checkpoint has 4 output classes but the dataset has 2."
+
+
+def test_torchscript_that_does_not_fit_fails_on_the_first_batch_with_one_sentence(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 4)).eval()
+    path = script_file(net, tmp_path / "traced.pt", torch.zeros(1, 3, 4, 4))
+    # Four outputs, but the dataset has two classes: only running it can tell, so the first batch does.
+    loaded = load_model(path, allow_torchscript=True, expected_num_classes=2, expected_input_shape=(3, 4, 4))
+    with pytest.raises(ModelLoadError) as info:
+        loaded(sample((3, 4, 4)))
+    assert str(info.value) == ("the TorchScript model '" + str(path) + "' returned shape (4, 4) for 4 inputs of "
+                               "shape (3, 4, 4), not logits of shape (4, 2); check that it was saved for this "
+                               "dataset.")
+    # Inputs of another size make the program itself fail.
+    loaded = load_model(path, allow_torchscript=True, expected_num_classes=4, expected_input_shape=(3, 8, 8))
+    with pytest.raises(ModelLoadError, match=r"failed on inputs of shape \(3, 8, 8\) \(.*\); check that it was "
+                                             "saved for this dataset"):
+        loaded(sample((3, 8, 8)))
+
+
+def test_allowed_torchscript_audits_through_the_cli(tmp_path, capsys):
+    from fairaudit.cli import main
+
+    torch.manual_seed(0)
+    path = script_file(WritesOnForward(str(tmp_path / "marker")), tmp_path / "ok.pt")
+    assert main(audit_args(path)) == 2
+    assert "pass --allow-torchscript" in capsys.readouterr().err
+    assert not (tmp_path / "marker").exists()
+    assert main(audit_args(path, "--allow-torchscript")) == 0
+    report = json.loads((tmp_path / "audit.json").read_text())
+    assert report["overall"]["n"] == N_TEST and report["meta"]["model"] == str(path)
+    assert (tmp_path / "marker").exists()  # allowed, so its forward ran during the audit
 
 
 # ---------------------------------------------------------------------------- torchvision models

@@ -81,7 +81,7 @@ def load_run_models(run_id: str, device="auto", *, registry=None) -> RunModels:
     device = resolve_device(device)
     test_ds = _load(spec, "test")
     before, _ = resolve_model(spec.model, test_ds, arch=spec.arch, data_options=spec.data_options,
-                              data_dir=spec.data_dir, device=device)
+                              data_dir=spec.data_dir, device=device, allow_torchscript=spec.allow_torchscript)
     before = before.to(device).eval()
     artifacts = run.get("artifacts") or {}
     generator_path = artifacts.get("generator")

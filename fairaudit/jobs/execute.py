@@ -142,7 +142,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     emit({"phase": LOADING, "fraction": 0.0})
     test_ds = load_dataset(spec.dataset, "test", spec.target, spec.sensitive, spec.data_dir, **spec.data_options)
     model, description = resolve_model(spec.model, test_ds, arch=spec.arch, data_options=spec.data_options,
-                                       data_dir=spec.data_dir, device=device,
+                                       data_dir=spec.data_dir, device=device, allow_torchscript=spec.allow_torchscript,
                                        progress=lambda e: emit({**_scalars(e), "phase": LOADING, "fraction": 0.0}))
     model = model.to(device).eval()
     timings["load"] = time.perf_counter() - start

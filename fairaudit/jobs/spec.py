@@ -47,6 +47,7 @@ class JobSpec:
     ``robustness_eps`` (default 8/255 for images, 0.1 for standardised
     tabular features) before and after the method, and the train and validation splits are audited on at most
     ``split_samples`` rows each (0: off), see :func:`fairaudit.jobs.execute.execute`.
+    A TorchScript model file is refused unless ``allow_torchscript`` is true.
     """
 
     method: str
@@ -65,6 +66,7 @@ class JobSpec:
     robustness_samples: int | None = None
     robustness_eps: float | None = None
     split_samples: int = 2000
+    allow_torchscript: bool = False
 
     def __post_init__(self) -> None:
         from fairaudit.data.registry import get_spec, parse_options
@@ -101,9 +103,12 @@ class JobSpec:
             raise FairauditError(f"robustness_eps must be a number ≥ 0 (or None for the default), "
                                  f"got {self.robustness_eps!r}.")
         if str(self.model) != "demo":
+            from fairaudit.models.checkpoint_files import refuse_torchscript
+
             path = Path(self.model).expanduser()
             if not path.is_file():
                 raise ModelLoadError(f"model file '{self.model}' does not exist.")
+            refuse_torchscript(path, self.model, self.allow_torchscript is True)
             self.model = str(path.resolve())
         if self.data_dir is not None:
             self.data_dir = str(Path(self.data_dir).expanduser().resolve())

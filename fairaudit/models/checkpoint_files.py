@@ -7,8 +7,13 @@ The format of a file is recognised from its first bytes, not its extension:
   accepts tensors and plain containers and refuses every other pickled object,
   so a malicious pickle is rejected before it runs.
 * legacy (pre-zip) ``torch.save`` pickle: read the same way.
-* TorchScript zip archive (it has a ``code/`` folder): read with
-  ``torch.jit.load``, whose code runs in the TorchScript interpreter, not Python.
+* TorchScript zip archive (it has a ``code/`` folder or a ``constants.pkl``):
+  recognised from the names in the zip alone. A TorchScript archive is a
+  program: ``torch.jit.load`` runs its ``__setstate__`` methods and its
+  ``forward`` can read and write files, so it is refused unless the caller
+  opts in (``allow_torchscript``; ``--allow-torchscript`` on the command line).
+
+Anything else, random bytes included, is "not a recognised model format".
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 MAX_BYTES_ENV = "FAIRAUDIT_MAX_MODEL_BYTES"
 SIDECAR_SUFFIX = ".json"
 EMBEDDED_KEY = "fairaudit"  # safetensors header metadata key holding the sidecar information
+TORCHSCRIPT_FLAG = "--allow-torchscript"
+TORCHSCRIPT_CHECKBOX = "Allow TorchScript"
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ts")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -124,6 +131,24 @@ def detect_format(path: Path, label: str) -> str:
                          "state_dict or a TorchScript archive).")
 
 
+def refuse_torchscript(path: Path, label: str, allow_torchscript: bool) -> None:
+    """Refuse a TorchScript archive unless the user opted in; other files pass (the loader checks them)."""
+    if allow_torchscript or not path.is_file():
+        return
+    try:
+        kind = detect_format(path, label)
+    except ModelLoadError:
+        return
+    if kind == "torchscript":
+        raise ModelLoadError(torchscript_refusal(label))
+
+
+def torchscript_refusal(label: str) -> str:
+    return (f"the file '{label}' is a TorchScript archive, a program that can read and write files when it is "
+            f"loaded or run, so it was refused; pass {TORCHSCRIPT_FLAG} (in the app: tick '{TORCHSCRIPT_CHECKBOX}') "
+            "only if you trust its author, or save its state_dict as safetensors instead.")
+
+
 def read_safetensors(path: Path, label: str) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The tensors of a safetensors file and the fairaudit information embedded in its header (if any)."""
     try:
@@ -144,7 +169,9 @@ def read_safetensors(path: Path, label: str) -> tuple[dict[str, torch.Tensor], d
 def read_torch_state(path: Path, label: str) -> dict[str, torch.Tensor]:
     """The state_dict in a ``torch.save`` file, loaded with ``weights_only=True``."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol ..." on a hostile file
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if found:
@@ -160,7 +187,11 @@ def read_torch_state(path: Path, label: str) -> dict[str, torch.Tensor]:
 
 
 def load_torchscript(path: Path, label: str) -> nn.Module:
-    """A TorchScript archive on the CPU, in eval mode."""
+    """A TorchScript archive on the CPU, in eval mode.
+
+    Loading runs the archive's ``__setstate__`` methods: call this only after
+    the user opted in (see :func:`refuse_torchscript`).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # deprecated upstream in favour of torch.export

@@ -59,7 +59,7 @@ from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError, ModelLoadError
 from fairaudit.models.checkpoint_files import (EMBEDDED_KEY, atomic_write, check_model_file, detect_format,
                                                first_line, load_torchscript, read_safetensors, read_sidecar,
-                                               read_torch_state, sha256, sidecar_path)
+                                               read_torch_state, sha256, sidecar_path, torchscript_refusal)
 from fairaudit.models.registry import MODEL_BUILDERS, check_input_shape
 from fairaudit.models.split import _HEAD_NAMES, SplitModel, _Flattened, split_torchvision
 
@@ -117,22 +117,54 @@ class _FeaturesUnavailable(nn.Module):
                              "script a fairaudit SplitModel to keep them.")
 
 
-class ScriptedModel(SplitModel):
-    """A TorchScript model without a ``g``/``f`` split.
+class _ScriptCall(nn.Module):
+    """Runs a scripted module; its failures become one sentence naming the file and the input shape."""
 
-    ``model(x)`` predicts as usual; ``model.g(x)`` and ``model.features(x)``
-    raise :class:`~fairaudit.errors.ModelLoadError` because the latent space of
-    an opaque scripted module cannot be reached.
-    """
-
-    features_available = False
-
-    def __init__(self, module: nn.Module, num_classes: int, input_shape: Sequence[int]):
-        super().__init__(_FeaturesUnavailable(), nn.Identity(), SCRIPTED_ARCH, num_classes, input_shape)
-        self.scripted = module
+    def __init__(self, module: nn.Module, label: str):
+        super().__init__()
+        self.module = module
+        self.label = label
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scripted(x)
+        try:
+            return self.module(x)
+        except Exception as exc:  # the interpreter raises torch.jit.Error (a RuntimeError) or anything scripted
+            raise ModelLoadError(f"the TorchScript model '{self.label}' failed on inputs of shape "
+                                 f"{tuple(x.shape[1:])} ({first_line(exc)}); check that it was saved for this "
+                                 "dataset.") from None
+
+
+class ScriptedModel(SplitModel):
+    """A TorchScript model, loaded only when the user allowed TorchScript.
+
+    Nothing of it runs while loading: the class count and input shape come
+    from the caller, the sidecar or the shapes of its parameters, and every
+    call checks that the module returned logits of shape ``(N, num_classes)``
+    (a model that does not fit the data fails on the first batch with a
+    :class:`~fairaudit.errors.ModelLoadError`). A scripted :class:`SplitModel`
+    (a module with ``g`` and ``f`` submodules) keeps its split; for any other
+    module ``model(x)`` predicts as usual, while ``model.g(x)`` and
+    ``model.features(x)`` raise :class:`~fairaudit.errors.ModelLoadError`
+    because the latent space of an opaque scripted module cannot be reached.
+    """
+
+    def __init__(self, module: nn.Module, num_classes: int, input_shape: Sequence[int], label: str = "model"):
+        split = _has_submodule(module, "g") and _has_submodule(module, "f")
+        g = _ScriptCall(module.g, label) if split else _FeaturesUnavailable()
+        f = _ScriptCall(module.f, label) if split else nn.Identity()
+        super().__init__(g, f, SCRIPTED_ARCH, num_classes, input_shape)
+        self.features_available = split
+        self.label = label
+        self.scripted = None if split else _ScriptCall(module, label)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.f(self.g(x)) if self.scripted is None else self.scripted(x)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0], self.num_classes):
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ModelLoadError(f"the TorchScript model '{self.label}' returned {got} for {x.shape[0]} inputs of "
+                                 f"shape {tuple(x.shape[1:])}, not logits of shape ({x.shape[0]}, "
+                                 f"{self.num_classes}); check that it was saved for this dataset.")
+        return out
 
 
 # ---------------------------------------------------------------------------- saving
@@ -192,7 +224,7 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
                input_shape: Sequence[int] | None = None, head: str | None = None, device: str = "cpu",
                expected_num_classes: int | None = None, expected_input_shape: Sequence[int] | None = None,
                target: str | None = None, sidecar: Mapping[str, Any] | None = None,
-               max_bytes: int | None = None) -> SplitModel:
+               max_bytes: int | None = None, allow_torchscript: bool = False) -> SplitModel:
     """Load a checkpoint as a :class:`SplitModel` in eval mode on ``device``.
 
     ``arch`` / ``num_classes`` / ``input_shape`` / ``head`` default to the sidecar
@@ -203,30 +235,34 @@ def load_model(path: str | os.PathLike, *, arch: str | None = None, num_classes:
     (``target`` names the label column in messages): a model that does not fit
     raises :class:`~fairaudit.errors.ModelLoadError`. Files over ``max_bytes``
     (default 2 GB, or the ``FAIRAUDIT_MAX_MODEL_BYTES`` environment variable) are
-    refused. The loaded model keeps the checkpoint information as
-    ``model.checkpoint_info``.
+    refused. A TorchScript archive is refused unless ``allow_torchscript``
+    (loading one runs its ``__setstate__`` code); even then nothing of it runs
+    until the first real batch (see :class:`ScriptedModel`). The loaded model
+    keeps the checkpoint information as ``model.checkpoint_info``.
     """
     path = Path(path).expanduser()
     return load_checkpoint_file(path, str(path), arch=arch, num_classes=num_classes, input_shape=input_shape,
                                 head=head, device=device, expected_num_classes=expected_num_classes,
                                 expected_input_shape=expected_input_shape, target=target, sidecar=sidecar,
-                                max_bytes=max_bytes)
+                                max_bytes=max_bytes, allow_torchscript=allow_torchscript)
 
 
 def load_checkpoint_file(path: Path, label: str, *, arch: str | None = None, num_classes: int | None = None,
                          input_shape: Sequence[int] | None = None, head: str | None = None, device: str = "cpu",
                          expected_num_classes: int | None = None, expected_input_shape: Sequence[int] | None = None,
                          target: str | None = None, sidecar: Mapping[str, Any] | None = None,
-                         max_bytes: int | None = None) -> SplitModel:
+                         max_bytes: int | None = None, allow_torchscript: bool = False) -> SplitModel:
     """:func:`load_model` with ``label`` naming the file in messages (an upload's original name)."""
     device = resolve_device(device)
     check_model_file(path, label, max_bytes)
     kind = detect_format(path, label)
+    if kind == "torchscript" and not allow_torchscript:
+        raise ModelLoadError(torchscript_refusal(label))
     info = dict(sidecar) if sidecar is not None else read_sidecar(path)
     dataset = _DatasetFit(expected_num_classes, expected_input_shape, target)
     if kind == "torchscript":
-        module = load_torchscript(path, label)
         _verify_hash(path, label, info)
+        module = load_torchscript(path, label)
         model = _wrap_torchscript(module, label, info or {}, num_classes, input_shape, dataset)
     else:
         state, embedded = read_safetensors(path, label) if kind == "safetensors" else (read_torch_state(path, label),
@@ -265,6 +301,8 @@ class _DatasetFit:
     def check_model(self, model: SplitModel) -> None:
         self.check_classes(model.num_classes)
         if self.input_shape is None:
+            return
+        if model.arch == SCRIPTED_ARCH:  # not run here: ScriptedModel checks every batch it is given
             return
         first = _first_layer_weight(model)
         if first is not None:
@@ -445,28 +483,28 @@ def _build_from_state(state: dict[str, torch.Tensor], info: Mapping[str, Any], l
 
 def _wrap_torchscript(module: nn.Module, label: str, info: Mapping[str, Any], num_classes, input_shape,
                       dataset: _DatasetFit) -> SplitModel:
-    """A scripted SplitModel keeps its ``g``/``f``; any other scripted module becomes a :class:`ScriptedModel`."""
+    """A :class:`ScriptedModel` around ``module``, sized without running any of its code.
+
+    The input shape comes from the caller, the sidecar, a stored ``input_shape``
+    attribute of the module or the dataset; the class count from the caller,
+    the sidecar, the rows of the head's weight (``f``, ``fc``, ``classifier``...)
+    or the dataset.
+    """
     shape = input_shape or info.get("input_shape") or _script_attr(module, "input_shape") or dataset.input_shape
     if not shape:
         raise ModelLoadError(f"cannot tell which input shape '{label}' expects; pass --input-shape (e.g. 3,32,32).")
     shape = tuple(int(d) for d in shape)
-    try:
-        with torch.no_grad():
-            out = module(torch.zeros(1, *shape))
-    except Exception as exc:
-        raise ModelLoadError(f"the TorchScript model '{label}' does not accept inputs of shape {shape} "
-                             f"({first_line(exc)}).") from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ModelLoadError(f"the TorchScript model '{label}' must return logits of shape (N, classes).")
-    found = int(out.shape[1])
-    n = num_classes or info.get("num_classes") or found
-    if n != found:
-        raise ModelLoadError(f"the checkpoint has {found} output classes but "
-                             f"{'--num-classes' if num_classes else 'its sidecar'} says {n}.")
-    dataset.check_classes(found)
-    if _has_submodule(module, "g") and _has_submodule(module, "f"):
-        return SplitModel(module.g, module.f, SCRIPTED_ARCH, found, shape)
-    return ScriptedModel(module, found, shape)
+    found = _checkpoint_classes(module.state_dict(), None)
+    declared = [(num_classes, "--num-classes"), (info.get("num_classes"), "its sidecar"),
+                (_script_attr(module, "num_classes"), "its num_classes attribute")]
+    n, source = next(((v, where) for v, where in declared if v), (found, None))
+    if found is not None and n != found:
+        raise ModelLoadError(f"the checkpoint has {found} output classes but {source} says {n}.")
+    n = n or dataset.num_classes
+    if n is None:
+        raise ModelLoadError(f"cannot tell how many classes '{label}' predicts; pass --num-classes.")
+    dataset.check_classes(int(n))
+    return ScriptedModel(module, int(n), shape, label)
 
 
 def _has_submodule(module: nn.Module, name: str) -> bool:
@@ -474,11 +512,12 @@ def _has_submodule(module: nn.Module, name: str) -> bool:
 
 
 def _script_attr(module: nn.Module, name: str):
+    """A stored attribute of a scripted module (a scripted method of that name is never called)."""
     try:
         value = getattr(module, name)
     except (AttributeError, RuntimeError):
         return None
-    return value if isinstance(value, (tuple, list, int)) else None
+    return value if isinstance(value, (tuple, list, int)) and not isinstance(value, bool) else None
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -487,6 +526,9 @@ def _script_attr(module: nn.Module, name: str):
 def _latent_dim(model: SplitModel) -> int | None:
     if not features_available(model):
         return None
+    if model.arch == SCRIPTED_ARCH:  # a user's program: read the width the head takes, run nothing
+        weights = [t for t in model.f.state_dict().values() if t.ndim == 2]
+        return int(weights[0].shape[1]) if weights else None
     was_training = model.training
     model.eval()
     try:

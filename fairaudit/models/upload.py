@@ -21,7 +21,8 @@ def load_model_bytes(data: bytes, filename: str, *, sidecar: Mapping[str, Any] |
     ``filename`` is the name the user uploaded (used in messages only); the
     bytes go to a fresh private temporary directory that is removed afterwards.
     ``sidecar`` is the uploaded ``.json`` sidecar, as a dict or as its raw
-    JSON text. Other keyword arguments are passed to ``load_model``.
+    JSON text. Other keyword arguments are passed to ``load_model``; a
+    TorchScript archive is refused unless ``allow_torchscript=True``.
     """
     label = Path(filename or "upload").name or "upload"
     check_model_size(len(data), label, max_bytes)

@@ -84,7 +84,8 @@ def load_setup_model(setup: AuditSetup, dataset: FairDataset, progress: Progress
     """Return ``(model, description)`` for the model named by ``setup``, validated against ``dataset``.
 
     The demo model is trained on first use (reported through ``progress``);
-    checkpoints must match the dataset's class count and input shape.
+    checkpoints must match the dataset's class count and input shape, and a
+    TorchScript checkpoint is refused unless ``setup.allow_torchscript``.
     """
     from fairaudit.loading import resolve_model
     from fairaudit.models.upload import load_model_bytes
@@ -100,14 +101,16 @@ def load_setup_model(setup: AuditSetup, dataset: FairDataset, progress: Progress
     if setup.model == MODEL_PATH:
         if not setup.model_path:
             raise FairauditError("enter the path of a model checkpoint.")
-        return resolve_model(setup.model_path, dataset, arch=setup.arch or None)
+        return resolve_model(setup.model_path, dataset, arch=setup.arch or None,
+                             allow_torchscript=setup.allow_torchscript)
     if setup.model == MODEL_UPLOAD:
         if not setup.upload_bytes:
             raise FairauditError("upload a model checkpoint first.")
         model = load_model_bytes(setup.upload_bytes, setup.upload_name or "model.safetensors",
                                  sidecar=setup.sidecar_bytes, arch=setup.arch or None,
                                  expected_num_classes=dataset.num_classes,
-                                 expected_input_shape=dataset.input_shape)
+                                 expected_input_shape=dataset.input_shape, target=dataset.target,
+                                 allow_torchscript=setup.allow_torchscript)
         return model, f"uploaded {setup.upload_name}"
     raise FairauditError(f"unknown model choice '{setup.model}'.")
 

@@ -53,6 +53,7 @@ class AuditSetup:
     model: str = MODEL_DEMO
     model_path: str | None = None
     arch: str | None = None
+    allow_torchscript: bool = False  # the user accepted running a TorchScript checkpoint's code
     upload_name: str | None = None
     upload_bytes: bytes | None = field(default=None, repr=False)
     sidecar_bytes: bytes | None = field(default=None, repr=False)

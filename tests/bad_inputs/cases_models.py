@@ -1,0 +1,126 @@
+"""Hostile or broken model files: TorchScript programs, wrong sizes, sidecars of the wrong type, noise.
+
+The builders are shared with the unit tests (``tests/test_model_io.py``),
+which check the same files at the library level. Every image case audits
+tiny synthetic faces (:data:`IMAGE_SIZE` pixels, :data:`N_TEST` test images),
+so a case that is wrongly accepted still finishes in a second.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from tests.bad_inputs import BadInput, marker_path
+
+IMAGE_SIZE = 16
+N_TEST = 16
+IMAGE_SHAPE = (3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+# ---------------------------------------------------------------------------- TorchScript programs that write a file
+
+class WritesOnForward(nn.Module):
+    """Predicts with a linear layer, and every call maps ``marker`` into memory and writes into it.
+
+    ``torch.from_file(..., shared=True)`` creates the file (or overwrites an
+    existing one); adding ``0 * sum`` keeps the write from being optimised away.
+    """
+
+    def __init__(self, marker: str, in_features: int = 3 * IMAGE_SIZE * IMAGE_SIZE, num_classes: int = 2):
+        super().__init__()
+        self.marker = marker
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        written = torch.from_file(self.marker, shared=True, size=4, dtype=torch.uint8)
+        written.fill_(65)
+        return self.fc(x.flatten(1)) + 0 * written.sum().float()
+
+
+class WritesOnLoad(nn.Module):
+    """A scripted ``__setstate__``: ``torch.jit.load`` itself writes ``marker``."""
+
+    def __init__(self, marker: str, in_features: int = 3 * IMAGE_SIZE * IMAGE_SIZE, num_classes: int = 2):
+        super().__init__()
+        self.marker = marker
+        self.weight = torch.zeros(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[str, torch.Tensor, bool]:
+        return self.marker, self.weight, self.training
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, torch.Tensor, bool]) -> None:
+        self.marker = state[0]
+        written = torch.from_file(self.marker, shared=True, size=4, dtype=torch.uint8)
+        written.fill_(66)
+        self.weight = state[1] + 0 * written.sum().float()
+        self.training = state[2]
+
+
+HOSTILE_SCRIPTS = {"forward": WritesOnForward, "setstate": WritesOnLoad}
+
+
+def save_script(module: nn.Module, path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream
+        torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+def hostile_torchscript(folder: Path, payload: str, marker: Path | None = None, name: str = "evil.pt") -> Path:
+    """A TorchScript archive that writes ``marker`` (default: the corpus marker) on ``forward`` or on load."""
+    marker = marker or marker_path(folder)
+    return save_script(HOSTILE_SCRIPTS[payload](str(marker)), Path(folder) / name)
+
+
+# ---------------------------------------------------------------------------- command lines
+
+def audit_args(model: Path, *extra: str) -> list[str]:
+    """``audit`` of ``model`` on tiny synthetic faces, no bootstrap."""
+    return ["audit", "--dataset", "synthetic-faces", "--data-opt", f"image_size={IMAGE_SIZE}",
+            "--data-opt", f"n_test={N_TEST}", "--bootstrap", "0", "--model", str(model),
+            "--json", str(Path(model).parent / "audit.json"), *extra]
+
+
+def upload(name: str, sidecar: str | None = None, **kwargs):
+    """The app's upload loader on ``sandbox/name`` (and the sidecar file ``sidecar``, if given)."""
+    def call(sandbox: Path):
+        from fairaudit.models.upload import load_model_bytes
+
+        side = (sandbox / sidecar).read_bytes() if sidecar else None
+        return load_model_bytes((sandbox / name).read_bytes(), name, sidecar=side, expected_num_classes=2,
+                                expected_input_shape=IMAGE_SHAPE, **kwargs)
+    return call
+
+
+def _torchscript_case(payload: str) -> BadInput:
+    return BadInput(f"torchscript_writes_on_{payload}",
+                    lambda sandbox: audit_args(hostile_torchscript(sandbox, payload)),
+                    "--allow-torchscript", upload=upload("evil.pt"), tags=("models", "torchscript"))
+
+
+def _torchscript_command(command: str) -> BadInput:
+    """The other commands that take ``--model`` refuse TorchScript the same way (mitigation jobs when created)."""
+    def build(sandbox: Path) -> list[str]:
+        model = hostile_torchscript(sandbox, "setstate")
+        args = audit_args(model)[1:]
+        if command == "robustness":
+            return ["robustness", *args, "--max-samples", "4"]
+        seeds = ["--seeds", "2"] if command == "sweep" else []
+        return [command, "erm", *args[:args.index("--bootstrap")], "--model", str(model), *seeds,
+                "--json", str(sandbox / "run.json")]
+    return BadInput(f"torchscript_{command}", build, "--allow-torchscript", tags=("models", "torchscript"))
+
+
+CASES = [_torchscript_case("forward"), _torchscript_case("setstate"),
+         *(_torchscript_command(c) for c in ("robustness", "mitigate", "sweep"))]
