@@ -417,10 +417,47 @@ def test_grayscale_conv_net_refuses_colour_images(tmp_path):
     torch.save(model.state_dict(), tmp_path / "gray.pt")
     assert "first layer takes 1 input channel but the dataset has 3 channels" in load_error(
         tmp_path / "gray.pt", arch="small_cnn", expected_input_shape=(3, 16, 16))
-    # A larger image size is fine (the network pools globally); one too small for four max-pools is not.
-    assert load_model(path, expected_input_shape=(1, 32, 32)).num_classes == 3
-    assert "(built for inputs of shape (1, 16, 16)) fails on the dataset's inputs of shape (1, 8, 8)" in \
-        load_error(path, expected_input_shape=(1, 8, 8))
+    assert load_model(path, expected_input_shape=(1, 16, 16)).num_classes == 3
+
+
+def test_declared_input_size_must_match_the_dataset(tmp_path):
+    path = save_checkpoint(trained_like("small_cnn", num_classes=2, shape=(3, 64, 64)), tmp_path / "m64.safetensors")
+    # small_cnn pools globally, so 32 px images would run through a 64 px model without an error.
+    assert load_error(path, expected_input_shape=(3, 32, 32)) == (
+        f"the sidecar of '{path}' says the model takes inputs of shape (3, 64, 64) but the dataset's inputs have "
+        "shape (3, 32, 32); audit it on data of its size (e.g. --data-opt image_size=64) or use a model trained "
+        "for this one.")
+    path.with_name(path.name + ".json").unlink()  # the same information in the safetensors header
+    assert "says the model takes inputs of shape (3, 64, 64)" in load_error(path, expected_input_shape=(3, 32, 32))
+    assert "--input-shape says the model takes inputs of shape (3, 48, 48)" in load_error(
+        path, input_shape=(3, 48, 48), expected_input_shape=(3, 32, 32))
+    assert load_model(path, expected_input_shape=(3, 64, 64)).input_shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("shape", [[3, -1, 1e9], [3, 0, 32], [3, 32.0, 32], "3x32x32", [], [1, 2, 3, 4],
+                                   [3, 100000, 100000], [True, 32, 32], {"c": 3}])
+def test_implausible_declared_input_shape_is_refused(tmp_path, shape):
+    model = trained_like("small_cnn", num_classes=2, shape=(3, 32, 32))
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    sidecar = {"arch": "small_cnn", "num_classes": 2, "input_shape": shape}
+    (tmp_path / "m.pt.json").write_text(json.dumps(sidecar))
+    message = load_error(tmp_path / "m.pt", expected_input_shape=(3, 32, 32))
+    assert message.startswith(f"the sidecar of '{tmp_path / 'm.pt'}' gives input_shape as {json.dumps(shape)}, but "
+                              "an input shape must be a list of 1 to 3 positive whole numbers"), message
+    with pytest.raises(ModelLoadError, match=r"the sidecar of 'm.pt' gives input_shape as .*, but an input shape"):
+        load_model_bytes((tmp_path / "m.pt").read_bytes(), "m.pt", sidecar=sidecar, expected_input_shape=(3, 32, 32))
+    (tmp_path / "m.pt.json").unlink()
+    with pytest.raises(ModelLoadError, match="^input_shape is .*, but an input shape must be"):
+        load_model(tmp_path / "m.pt", arch="small_cnn", input_shape=shape)
+
+
+@pytest.mark.parametrize("classes", [1, 0, -2, 2.0, "2", [2], True, 10 ** 9])
+def test_implausible_class_count_in_the_sidecar_is_refused(tmp_path, classes):
+    torch.save(trained_like("mlp", num_classes=2).state_dict(), tmp_path / "m.pt")
+    (tmp_path / "m.pt.json").write_text(json.dumps({"arch": "mlp", "num_classes": classes, "input_shape": [10]}))
+    assert load_error(tmp_path / "m.pt") == (
+        f"the sidecar of '{tmp_path / 'm.pt'}' gives num_classes as {json.dumps(classes)}, but it must be a whole "
+        "number from 2 to 100,000; fix or delete that field.")
 
 
 def test_unknown_architecture_suggests_a_close_name(tmp_path):

@@ -43,6 +43,10 @@ EMBEDDED_KEY = "fairaudit"  # safetensors header metadata key holding the sideca
 TORCHSCRIPT_FLAG = "--allow-torchscript"
 TORCHSCRIPT_CHECKBOX = "Allow TorchScript"
 
+MAX_INPUT_DIM = 65536  # the largest size of one input dimension a checkpoint may declare
+MAX_INPUT_VALUES = 3 * 4096 * 4096  # and of one input sample in all
+MAX_CLASSES = 100_000
+
 _WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ts")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 _STRIPPED_PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile
@@ -66,6 +70,51 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
     if not isinstance(info, dict):
         raise ModelLoadError(f"the sidecar '{side}' must hold a JSON object, not {type(info).__name__}.")
     return info
+
+
+def check_info(info: Mapping[str, Any] | None, where: str) -> dict | None:
+    """Refuse checkpoint information (a sidecar, or the header of a safetensors file) with fields of the wrong type.
+
+    ``num_classes`` must be a whole number from 2 to :data:`MAX_CLASSES` and
+    ``input_shape`` a list of 1 to 3 positive whole numbers (features, or
+    channels × height × width), none over :data:`MAX_INPUT_DIM` and at most
+    :data:`MAX_INPUT_VALUES` in all. ``where`` names the source in messages
+    (e.g. ``"the sidecar of 'model.pt'"``).
+    """
+    if info is None:
+        return None
+    info = dict(info)
+    classes = info.get("num_classes")
+    if classes is not None and not (_whole(classes) and 2 <= classes <= MAX_CLASSES):
+        raise ModelLoadError(f"{where} gives num_classes as {_shown(classes)}, but it must be a whole number from 2 "
+                             f"to {MAX_CLASSES:,}; fix or delete that field.")
+    if info.get("input_shape") is not None:
+        info["input_shape"] = list(check_input_shape_value(info["input_shape"], f"{where} gives input_shape as"))
+    return info
+
+
+def check_input_shape_value(shape: Any, what: str) -> tuple[int, ...]:
+    """``shape`` as a tuple when it is a plausible input shape; otherwise one sentence starting with ``what``."""
+    ok = isinstance(shape, (list, tuple)) and 1 <= len(shape) <= 3 and all(_whole(d) and 1 <= d <= MAX_INPUT_DIM
+                                                                          for d in shape)
+    if ok and math.prod(shape) <= MAX_INPUT_VALUES:
+        return tuple(int(d) for d in shape)
+    raise ModelLoadError(f"{what} {_shown(shape)}, but an input shape must be a list of 1 to 3 positive whole "
+                         f"numbers (e.g. [3, 64, 64] or [14]), each at most {MAX_INPUT_DIM:,}, with at most "
+                         f"{MAX_INPUT_VALUES:,} values in all.")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short JSON rendering of a user's value for a message."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def max_model_bytes(max_bytes: int | None = None) -> int:

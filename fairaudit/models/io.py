@@ -57,9 +57,10 @@ from torch import nn
 from fairaudit import __version__
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError, ModelLoadError
-from fairaudit.models.checkpoint_files import (EMBEDDED_KEY, atomic_write, check_model_file, detect_format,
-                                               first_line, load_torchscript, read_safetensors, read_sidecar,
-                                               read_torch_state, sha256, sidecar_path, torchscript_refusal)
+from fairaudit.models.checkpoint_files import (EMBEDDED_KEY, atomic_write, check_info, check_input_shape_value,
+                                               check_model_file, detect_format, first_line, load_torchscript,
+                                               read_safetensors, read_sidecar, read_torch_state, sha256,
+                                               sidecar_path, torchscript_refusal)
 from fairaudit.models.registry import MODEL_BUILDERS, check_input_shape
 from fairaudit.models.split import _HEAD_NAMES, SplitModel, _Flattened, split_torchvision
 
@@ -258,7 +259,9 @@ def load_checkpoint_file(path: Path, label: str, *, arch: str | None = None, num
     kind = detect_format(path, label)
     if kind == "torchscript" and not allow_torchscript:
         raise ModelLoadError(torchscript_refusal(label))
-    info = dict(sidecar) if sidecar is not None else read_sidecar(path)
+    info = check_info(dict(sidecar) if sidecar is not None else read_sidecar(path), f"the sidecar of '{label}'")
+    if input_shape is not None:
+        input_shape = check_input_shape_value(input_shape, "input_shape is")
     dataset = _DatasetFit(expected_num_classes, expected_input_shape, target)
     if kind == "torchscript":
         _verify_hash(path, label, info)
@@ -267,7 +270,8 @@ def load_checkpoint_file(path: Path, label: str, *, arch: str | None = None, num
     else:
         state, embedded = read_safetensors(path, label) if kind == "safetensors" else (read_torch_state(path, label),
                                                                                           None)
-        info = info if info is not None else embedded
+        info = info if info is not None else check_info(embedded, f"the fairaudit information in the header of "
+                                                                  f"'{label}'")
         _verify_hash(path, label, info)
         model = _build_from_state(state, info or {}, label, arch=arch, num_classes=num_classes,
                                   input_shape=input_shape, head=head, dataset=dataset)
@@ -292,6 +296,22 @@ class _DatasetFit:
         self.num_classes = None if num_classes is None else int(num_classes)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.target = target
+        self.declared: tuple[tuple[int, ...], str] | None = None  # the model's input shape and who declared it
+
+    def declare(self, shape: Sequence[int], source: str) -> tuple[int, ...]:
+        """Record the input shape the checkpoint (or the caller) declares; checked by :meth:`check_model`."""
+        self.declared = (tuple(shape), source)
+        return self.declared[0]
+
+    def check_declared_shape(self) -> None:
+        if self.declared is None or self.input_shape is None or self.declared[0] == self.input_shape:
+            return
+        shape, source = self.declared
+        hint = f" (e.g. --data-opt image_size={shape[1]})" if len(shape) == 3 and shape[1] == shape[2] and \
+            len(self.input_shape) == 3 else ""
+        raise ModelLoadError(f"{source} says the model takes inputs of shape {shape} but the dataset's inputs have "
+                             f"shape {self.input_shape}; audit it on data of its size{hint} or use a model trained "
+                             "for this one.")
 
     def check_classes(self, found: int) -> None:
         if self.num_classes is not None and found != self.num_classes:
@@ -303,10 +323,12 @@ class _DatasetFit:
         if self.input_shape is None:
             return
         if model.arch == SCRIPTED_ARCH:  # not run here: ScriptedModel checks every batch it is given
+            self.check_declared_shape()
             return
         first = _first_layer_weight(model)
         if first is not None:
             _check_first_layer(first, self.input_shape, "the dataset has")
+        self.check_declared_shape()
         try:
             check_input_shape(model, self.input_shape)
         except ModelLoadError as exc:
@@ -458,14 +480,13 @@ def _build_from_state(state: dict[str, torch.Tensor], info: Mapping[str, Any], l
     dataset.check_classes(int(n))
 
     if input_shape is not None:
-        shape, source = input_shape, "--input-shape gives"
+        shape, source = dataset.declare(input_shape, "--input-shape"), "--input-shape gives"
     elif info.get("input_shape"):
-        shape, source = info["input_shape"], "its sidecar gives"
+        shape, source = dataset.declare(info["input_shape"], f"the sidecar of '{label}'"), "its sidecar gives"
     elif dataset.input_shape is not None:
         shape, source = dataset.input_shape, "the dataset has"
     else:
         raise ModelLoadError(f"cannot tell which input shape '{label}' expects; pass --input-shape (e.g. 3,32,32).")
-    shape = tuple(int(d) for d in shape)
 
     first_problem = None
     for build in builders:
@@ -490,10 +511,13 @@ def _wrap_torchscript(module: nn.Module, label: str, info: Mapping[str, Any], nu
     the sidecar, the rows of the head's weight (``f``, ``fc``, ``classifier``...)
     or the dataset.
     """
-    shape = input_shape or info.get("input_shape") or _script_attr(module, "input_shape") or dataset.input_shape
+    attribute = _script_attr(module, "input_shape")
+    declared = [(input_shape, "--input-shape"), (info.get("input_shape"), f"the sidecar of '{label}'"),
+                (attribute and check_input_shape_value(attribute, f"the input_shape attribute of '{label}' is"),
+                 f"the input_shape attribute of '{label}'")]
+    shape = next((dataset.declare(v, where) for v, where in declared if v), dataset.input_shape)
     if not shape:
         raise ModelLoadError(f"cannot tell which input shape '{label}' expects; pass --input-shape (e.g. 3,32,32).")
-    shape = tuple(int(d) for d in shape)
     found = _checkpoint_classes(module.state_dict(), None)
     declared = [(num_classes, "--num-classes"), (info.get("num_classes"), "its sidecar"),
                 (_script_attr(module, "num_classes"), "its num_classes attribute")]

@@ -18,7 +18,7 @@ from torch import nn
 
 from tests.bad_inputs import BadInput, marker_path
 
-IMAGE_SIZE = 16
+IMAGE_SIZE = 32
 N_TEST = 16
 IMAGE_SHAPE = (3, IMAGE_SIZE, IMAGE_SIZE)
 
@@ -83,6 +83,23 @@ def hostile_torchscript(folder: Path, payload: str, marker: Path | None = None, 
     return save_script(HOSTILE_SCRIPTS[payload](str(marker)), Path(folder) / name)
 
 
+# ---------------------------------------------------------------------------- checkpoints with a doctored sidecar
+
+def checkpoint(folder: Path, name: str = "model.pt", shape=IMAGE_SHAPE, arch: str = "small_cnn",
+               **sidecar_fields) -> Path:
+    """A fairaudit checkpoint of ``arch`` (2 classes) with ``sidecar_fields`` written over its sidecar's."""
+    from fairaudit.models import build_model, save_checkpoint
+    from fairaudit.models.checkpoint_files import sidecar_path
+
+    torch.manual_seed(0)
+    path = save_checkpoint(build_model(arch, 2, shape), Path(folder) / name,
+                           format="safetensors" if name.endswith(".safetensors") else "state_dict")
+    if sidecar_fields:
+        side = sidecar_path(path)
+        side.write_text(json.dumps({**json.loads(side.read_text()), **sidecar_fields}))
+    return path
+
+
 # ---------------------------------------------------------------------------- command lines
 
 def audit_args(model: Path, *extra: str) -> list[str]:
@@ -122,5 +139,18 @@ def _torchscript_command(command: str) -> BadInput:
     return BadInput(f"torchscript_{command}", build, "--allow-torchscript", tags=("models", "torchscript"))
 
 
+def _sidecar_case(name: str, message: str, weights: str = "model.pt", extra: tuple[str, ...] = (),
+                  **checkpoint_args) -> BadInput:
+    """A checkpoint (and its sidecar) given to ``audit --model`` and to the app's upload with its sidecar."""
+    return BadInput(name, lambda sandbox: audit_args(checkpoint(sandbox, weights, **checkpoint_args), *extra),
+                    message, upload=upload(weights, sidecar=weights + ".json"), tags=("models", "sidecar"))
+
+
 CASES = [_torchscript_case("forward"), _torchscript_case("setstate"),
-         *(_torchscript_command(c) for c in ("robustness", "mitigate", "sweep"))]
+         *(_torchscript_command(c) for c in ("robustness", "mitigate", "sweep")),
+         _sidecar_case("model_64px_on_32px_data", "says the model takes inputs of shape (3, 64, 64) but the "
+                       "dataset's inputs have shape (3, 32, 32)", weights="m64.safetensors", shape=(3, 64, 64)),
+         _sidecar_case("sidecar_input_shape_implausible", "gives input_shape as [3, -1, 1000000000.0], but an input "
+                       "shape must be a list of 1 to 3 positive whole numbers", input_shape=[3, -1, 1e9]),
+         _sidecar_case("sidecar_num_classes_text", "gives num_classes as \"2\", but it must be a whole number",
+                       num_classes="2")]
