@@ -144,7 +144,10 @@ def cmd_train(args) -> int:
     from fairaudit.train import TrainConfig
     from fairaudit.train.deployed import train_deployed_model
 
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise FairauditError(f"--max-steps must be >= 1, got {args.max_steps}.")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         max_steps=args.max_steps)
     out = Path(args.out)
     if not out.parent.exists():
         raise FairauditError(f"output folder '{out.parent}' does not exist.")
@@ -507,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, help="at most this many steps per epoch")
+    p.add_argument("--seed", type=int, default=0, help="fixes the initial weights, data order and every random draw")
     p.add_argument("--variant", choices=("normal", "fair", "lf", "rg"), default="normal",
                    help="training objective: normal (ERM), fair (adversarial debiasing), lf (label flipping) "
                         "or rg (reversed adversary gradient, amplifies the sensitive correlation)")

@@ -80,6 +80,17 @@ def test_colored_digits_test_split_is_balanced():
     assert np.abs(table[:, 0] - table[:, 1]).max() <= 1  # each digit: as many red as brown
 
 
+def test_colored_digits_test_bias_gives_a_deployment_like_test_split():
+    balanced = load("colored-digits", "test")
+    assert load("colored-digits", "test", test_bias="0.5").attributes.equals(balanced.attributes)
+    ds = load("colored-digits", "test", test_bias="0.9")
+    digits, colors = ds.attributes["digit"].to_numpy(), ds.attributes["color"].to_numpy()
+    assert (colors == (digits >= 5)).mean() == pytest.approx(0.9, abs=0.01)
+    assert load("colored-digits", "train", test_bias="0.9").attributes.equals(load("colored-digits", "train").attributes)
+    with pytest.raises(DatasetError, match="test_bias must lie between 0 and 1"):
+        load("colored-digits", "test", test_bias=-1.0)
+
+
 def test_colored_digits_bias_option_and_determinism():
     ds = load("colored-digits", "train", bias="0.8")
     digits, colors = ds.attributes["digit"].to_numpy(), ds.attributes["color"].to_numpy()

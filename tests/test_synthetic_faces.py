@@ -75,12 +75,36 @@ def test_train_split_bias_statistic(bias):
     assert abs(np.mean(male[smiling == 0] == 1) - bias) <= 0.03
 
 
-@pytest.mark.parametrize("split,n", [("val", 400), ("test", 2000), ("test", 1003)])
-def test_val_and_test_cells_are_balanced(split, n):
-    attrs = make_attributes(n, split, bias=0.9, seed=1)
+@pytest.mark.parametrize("split,n,options", [("test", 2000, {}), ("test", 1003, {}), ("val", 400, {"val_bias": 0.5})])
+def test_test_cells_are_balanced_and_val_on_request(split, n, options):
+    attrs = make_attributes(n, split, bias=0.9, seed=1, **options)
     cells = attrs.groupby(["Smiling", "Male"]).size()
     assert len(cells) == 4
     assert cells.max() - cells.min() <= 1
+
+
+def _smiling_female_share(ds) -> float:
+    smiling, male = ds.attributes["Smiling"].to_numpy(), ds.attributes["Male"].to_numpy()
+    return float(np.mean(male[smiling == 1] == 0))
+
+
+@pytest.mark.parametrize("bias", [0.9, 0.7])
+def test_val_follows_the_train_distribution_and_test_is_balanced_by_default(bias):
+    """Held-out data of the training distribution, as in real datasets: val has the train split's tie."""
+    from fairaudit.data import load_dataset
+
+    shares = {split: _smiling_female_share(load_dataset("synthetic-faces", split, bias=str(bias)))
+              for split in ("train", "val", "test")}
+    assert shares == {"train": pytest.approx(bias), "val": pytest.approx(bias), "test": 0.5}
+    val = load_dataset("synthetic-faces", "val", bias=str(bias))
+    neutral, male = val.attributes["Smiling"].to_numpy() == 0, val.attributes["Male"].to_numpy()
+    assert np.mean(male[neutral] == 1) == pytest.approx(bias)  # 90 % of non-smiling val faces are male
+    assert _smiling_female_share(load_dataset("synthetic-faces", "val", bias=str(bias), val_bias="0.5")) == 0.5
+    deployment = load_dataset("synthetic-faces", "test", bias=str(bias), test_bias="0.8")
+    assert _smiling_female_share(deployment) == pytest.approx(0.8)
+    # The options of one split leave the others' tables as they were.
+    train = load_dataset("synthetic-faces", "train", bias=str(bias), val_bias="0.5", test_bias="0.8")
+    assert train.attributes.equals(load_dataset("synthetic-faces", "train", bias=str(bias)).attributes)
 
 
 def test_other_attributes_follow_documented_rates():
@@ -133,6 +157,12 @@ def test_smile_is_a_few_mouth_pixels_and_sex_is_many(seed):
 def test_invalid_options_raise_dataset_errors():
     with pytest.raises(DatasetError, match="bias"):
         SyntheticFaces("train", n=8, bias=1.5)
+    with pytest.raises(DatasetError, match="'val_bias' must lie in"):
+        SyntheticFaces("val", n=8, val_bias=-0.1)
+    with pytest.raises(DatasetError, match="'test_bias' must lie in"):
+        SyntheticFaces("test", n=8, test_bias=2.0)
+    with pytest.raises(DatasetError, match="'val_bias' expects a number"):
+        SyntheticFaces("val", n=8, val_bias="high")
     with pytest.raises(DatasetError, match="image_size"):
         SyntheticFaces("train", n=8, image_size=8)
     with pytest.raises(DatasetError, match="no split"):

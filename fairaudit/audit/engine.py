@@ -8,6 +8,7 @@ from fairaudit.audit.inference import Predictions, ProgressFn, predict
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.metrics import AuditReport, audit_metrics
+from fairaudit.seeding import run_metadata
 
 
 def audit_predictions(preds: Predictions, *, threshold: float = 0.5, n_boot: int = 1000, ci_level: float = 0.95,
@@ -18,6 +19,7 @@ def audit_predictions(preds: Predictions, *, threshold: float = 0.5, n_boot: int
                            sensitive_names=preds.sensitive_names, value_names=preds.value_names,
                            class_names=preds.class_names, threshold=threshold, n_boot=n_boot, ci_level=ci_level,
                            seed=seed, device=device, min_group_size=min_group_size)
+    report.meta.update(run_metadata(seed, report.meta["device"]))
     report.meta.update(preds.meta)
     report.meta.update(meta or {})
     report.meta["metrics_seconds"] = time.perf_counter() - start

@@ -8,7 +8,10 @@ colour is a shortcut in training and carries no information in testing.
 * **train**: digits 0–4 on red, 5–9 on brown. With ``bias < 1`` only that
   fraction of each digit follows the rule; the others get the other colour.
 * **test**: within each digit, half the images are red and half brown (in
-  random order), so colour is independent of the digit – a fair split.
+  random order), so colour is independent of the digit – a fair split. With
+  ``test_bias`` other than 0.5 that fraction of each digit follows the
+  training rule instead (e.g. 1.0: the deployment distribution of a fully
+  confounded training set). There is no validation split.
 
 Each image is upsampled to ``image_size`` pixels (default 28, as MNIST) and
 drawn as a white stroke over its background; the background colour is
@@ -44,14 +47,16 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (data.images / 16.0).astype(np.float32), data.target.astype(np.int64)
 
 
-def assign_colors(digits: np.ndarray, split: str, bias: float, rng: np.random.Generator) -> np.ndarray:
+def assign_colors(digits: np.ndarray, split: str, bias: float, rng: np.random.Generator,
+                  test_bias: float = 0.5) -> np.ndarray:
     """Background colour code (0 red, 1 brown) of each sample, per the protocol above."""
     rule = (digits >= 5).astype(np.int64)
     colors = rule.copy()
+    follows = bias if split == "train" else test_bias
     for d in np.unique(digits):
         idx = rng.permutation(np.flatnonzero(digits == d))
-        if split == "train":
-            n_flip = int(round((1.0 - bias) * len(idx)))
+        if split == "train" or follows != 0.5:
+            n_flip = int(round((1.0 - follows) * len(idx)))
             colors[idx[:n_flip]] = 1 - rule[idx[:n_flip]]
         else:
             colors[idx] = (np.arange(len(idx)) + rng.integers(2)) % 2  # odd counts: random extra
@@ -62,16 +67,18 @@ class ColoredDigits(FairDataset):
     name = "colored-digits"
     kind = "image"
 
-    def __init__(self, split: str, image_size: int = 28, bias: float = 1.0, seed: int = 0):
+    def __init__(self, split: str, image_size: int = 28, bias: float = 1.0, seed: int = 0, test_bias: float = 0.5):
         if not 0.0 <= bias <= 1.0:
             raise DatasetError(f"bias must lie between 0 and 1, got {bias}.")
+        if not 0.0 <= test_bias <= 1.0:
+            raise DatasetError(f"test_bias must lie between 0 and 1, got {test_bias}.")
         self.image_size = check_image_size(image_size)
         images, digits = _digits()
         train_idx, test_idx = seeded_split(len(digits), TEST_FRACTION, seed, stratify=digits)
         idx = train_idx if split == "train" else test_idx
         rng = np.random.default_rng([seed, 0 if split == "train" else 1])
         self.strokes = images[idx]
-        colors = assign_colors(digits[idx], split, bias, rng)
+        colors = assign_colors(digits[idx], split, bias, rng, test_bias)
         base = np.array([COLORS[c] for c in COLOR_NAMES], dtype=np.float32)[colors]
         jitter = rng.uniform(-COLOR_JITTER, COLOR_JITTER, size=base.shape).astype(np.float32)
         self.backgrounds = np.clip(base + jitter, 0.0, 1.0)
@@ -88,8 +95,8 @@ class ColoredDigits(FairDataset):
 
 
 def build_colored_digits(split: str = "test", data_dir=None, image_size: int = 28, bias: float = 1.0,
-                         seed: int = 0) -> ColoredDigits:
-    return ColoredDigits(split, image_size=image_size, bias=bias, seed=seed)
+                         seed: int = 0, test_bias: float = 0.5) -> ColoredDigits:
+    return ColoredDigits(split, image_size=image_size, bias=bias, seed=seed, test_bias=test_bias)
 
 
 register_dataset(DatasetSpec(
@@ -100,6 +107,6 @@ register_dataset(DatasetSpec(
     default_target="digit",
     default_sensitive=["color"],
     embedded=True,
-    options={"image_size": 28, "bias": 1.0, "seed": 0},
+    options={"image_size": 28, "bias": 1.0, "seed": 0, "test_bias": 0.5},
     splits=("train", "test"),
 ))

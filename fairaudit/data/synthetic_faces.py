@@ -14,9 +14,14 @@ The option ``bias`` sets how strongly ``Smiling`` is tied to ``Male`` in the
 0.9 makes 90 % of smiling training faces female and 90 % of non-smiling ones
 male, and 0.5 makes them independent. A model trained on a biased split learns
 the large gender cue in place of the subtle smile, which a fairness audit then
-exposes (equalised-odds gap on the balanced test split). The ``val`` and
-``test`` splits are balanced: the four ``(Smiling, Male)`` cells have equal
-size. Half of every split is smiling.
+exposes (equalised-odds gap on the balanced test split).
+
+The ``val`` split is held-out data of the training distribution, as in CelebA
+or any real dataset: its tie is ``val_bias``, by default the same as ``bias``,
+so a method that fits on ``val`` sees the same shortcut as one that fits on
+``train``. The ``test`` split is balanced by default (``test_bias`` 0.5: the
+four ``(Smiling, Male)`` cells have equal size); ``test_bias=0.9`` measures a
+model on the deployment distribution instead. Half of every split is smiling.
 
 The other attributes are drawn independently in every split, except that, as
 in CelebA, blond hair is more common on female faces (25 % vs 8 %).
@@ -76,10 +81,22 @@ def _cell_counts(n: int, bias: float | None) -> dict[tuple[int, int], int]:
             (0, 0): n_neutral - neutral_male, (0, 1): neutral_male}
 
 
-def make_attributes(n: int, split: str, bias: float, seed: int) -> pd.DataFrame:
-    """The attribute table of a split (``bias`` applies to ``train`` only; other splits are balanced)."""
+def split_bias(split: str, bias: float, val_bias: float | None = None, test_bias: float = 0.5) -> float:
+    """The Smiling–Male tie of ``split``: ``bias`` for train, ``val_bias`` (default ``bias``) for val,
+    ``test_bias`` for test."""
+    if split == "train":
+        return float(bias)
+    if split == "val":
+        return float(bias if val_bias is None else val_bias)
+    return float(test_bias)
+
+
+def make_attributes(n: int, split: str, bias: float, seed: int, val_bias: float | None = None,
+                    test_bias: float = 0.5) -> pd.DataFrame:
+    """The attribute table of a split, with the tie :func:`split_bias` gives it (0.5: four equal cells)."""
     rng = np.random.default_rng([seed, SPLIT_IDS[split], 1_000_003])
-    cells = _cell_counts(n, bias if split == "train" else None)
+    tie = split_bias(split, bias, val_bias, test_bias)
+    cells = _cell_counts(n, None if tie == 0.5 and split != "train" else tie)
     smiling = np.concatenate([np.full(k, s) for (s, _), k in cells.items()])
     male = np.concatenate([np.full(k, m) for (_, m), k in cells.items()])
     order = rng.permutation(n)
@@ -103,22 +120,26 @@ class SyntheticFaces(FairDataset):
     region_names = REGION_NAMES
 
     def __init__(self, split: str = "train", n: int | None = None, bias: float = 0.9, seed: int = 0,
-                 image_size: int = 64):
+                 image_size: int = 64, val_bias: float | None = None, test_bias: float = 0.5):
         if split not in SPLIT_IDS:
             raise DatasetError(f"dataset 'synthetic-faces' has no split '{split}'; splits: train, val, test.")
-        if not 0.0 <= float(bias) <= 1.0:
-            raise DatasetError(f"option 'bias' must lie in [0, 1], got {bias}.")
+        val_bias = _optional_bias(val_bias)
+        for name, value in (("bias", bias), ("val_bias", val_bias), ("test_bias", test_bias)):
+            if value is not None and not 0.0 <= float(value) <= 1.0:
+                raise DatasetError(f"option '{name}' must lie in [0, 1], got {value}.")
         if not 16 <= int(image_size) <= 256:
             raise DatasetError(f"option 'image_size' must lie between 16 and 256 pixels, got {image_size}.")
         n = DEFAULT_SIZES[split] if n is None else int(n)
         if n < 4:
             raise DatasetError(f"a synthetic-faces split needs at least 4 samples, got {n}.")
         self.bias = float(bias)
+        self.split_bias = split_bias(split, self.bias, val_bias, float(test_bias))
         self.seed = int(seed)
         self.image_size = int(image_size)
         self._split_id = SPLIT_IDS[split]
         self._mask_cache: tuple[int, dict[str, np.ndarray]] | None = None
-        super().__init__(split, make_attributes(n, split, self.bias, self.seed), VALUE_NAMES,
+        super().__init__(split, make_attributes(n, split, self.bias, self.seed, val_bias, float(test_bias)),
+                         VALUE_NAMES,
                          (3, self.image_size, self.image_size), "Smiling", ["Male"])
         self._columns = list(self.attributes.columns)
 
@@ -144,12 +165,25 @@ class SyntheticFaces(FairDataset):
         return self._mask_cache[1][region].copy()
 
 
+def _optional_bias(value) -> float | None:
+    """``val_bias`` as given: a number, or None / "" / "bias" for "the same as bias"."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "bias")):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"option 'val_bias' expects a number in [0, 1] (or nothing for the train bias), "
+                           f"got {value!r}.") from None
+
+
 def build_synthetic_faces(split: str = "train", data_dir=None, bias: float = 0.9, seed: int = 0,
                           image_size: int = 64, n_train: int = DEFAULT_SIZES["train"],
-                          n_val: int = DEFAULT_SIZES["val"], n_test: int = DEFAULT_SIZES["test"]) -> SyntheticFaces:
+                          n_val: int = DEFAULT_SIZES["val"], n_test: int = DEFAULT_SIZES["test"],
+                          val_bias: float | None = None, test_bias: float = 0.5) -> SyntheticFaces:
     """Registry builder: ``n_train`` / ``n_val`` / ``n_test`` set the split sizes."""
     n = {"train": n_train, "val": n_val, "test": n_test}.get(split)
-    return SyntheticFaces(split, n=n, bias=bias, seed=seed, image_size=image_size)
+    return SyntheticFaces(split, n=n, bias=bias, seed=seed, image_size=image_size, val_bias=val_bias,
+                          test_bias=test_bias)
 
 
 register_dataset(DatasetSpec(
@@ -157,11 +191,11 @@ register_dataset(DatasetSpec(
     builder=build_synthetic_faces,
     kind="image",
     description="Procedural 64×64 faces with CelebA-style attributes; 'bias' ties Smiling to Male in the "
-                "train split (the val and test splits are balanced).",
+                "train split and, unless 'val_bias' says otherwise, in val; test is balanced ('test_bias' 0.5).",
     default_target="Smiling",
     default_sensitive=["Male"],
     embedded=True,
     options={"bias": 0.9, "seed": 0, "image_size": 64, "n_train": DEFAULT_SIZES["train"],
-             "n_val": DEFAULT_SIZES["val"], "n_test": DEFAULT_SIZES["test"]},
+             "n_val": DEFAULT_SIZES["val"], "n_test": DEFAULT_SIZES["test"], "val_bias": None, "test_bias": 0.5},
     splits=("train", "val", "test"),
 ))

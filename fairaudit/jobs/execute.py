@@ -20,12 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
-import random
 import threading
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +31,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.jobs.registry import (CANCELLED, DONE, FAILED, HOST, INTERRUPTED, QUEUED, RUNNING, JobRegistry,
                                      pid_alive)
 from fairaudit.jobs.spec import JobSpec
+from fairaudit.seeding import library_versions, run_metadata, seed_everything  # noqa: F401  (re-exported)
 
 LOADING, BEFORE, MITIGATING, AFTER = "loading", "auditing before", "mitigating", "auditing after"
 BEFORE_END, METHOD_END = 0.05, 0.95
@@ -54,32 +52,6 @@ def run_dir(run_id: str) -> Path:
     path = workspace.subdir("runs") / run_id
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def library_versions() -> dict[str, str | None]:
-    import torch
-
-    from fairaudit import __version__
-
-    # torch.__version__ names the build too (e.g. "+cu130"), which the package metadata does not.
-    versions: dict[str, str | None] = {"fairaudit": __version__, "python": platform.python_version(),
-                                       "platform": platform.platform(), "torch": torch.__version__,
-                                       "cuda": torch.version.cuda}
-    for package in ("torchvision", "numpy", "pandas", "scikit-learn", "ray"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _summary(report: dict) -> dict:
@@ -183,7 +155,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
         check_stop()
 
     t = time.perf_counter()
-    _seed_everything(spec.seed)
+    seed_everything(spec.seed, device)
     ctx = MethodContext(model=model, dataset=spec.dataset, target=test_ds.target, sensitive=list(test_ds.sensitive),
                         data_options=dict(spec.data_options), data_dir=spec.data_dir, device=device, workdir=workdir,
                         progress=method_progress, should_stop=should_stop,
@@ -237,16 +209,25 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     output = to_json_types({
         "run_id": run_id, "method": spec.method, "dataset": spec.dataset, "model": spec.model,
         "model_description": description, "config": dataclasses.asdict(config), "spec": spec.to_dict(),
-        "seed": spec.seed, "device": str(device), "before": before, "after": after,
+        **run_metadata(spec.seed, device), "splits_used": _splits_used(ctx, bool(attacked_samples)),
+        "before": before, "after": after,
         "summary": {"before": {**_summary(before), "s_r": _s_r(robustness["before"])},
                     "after": {**_summary(after), "s_r": _s_r(robustness["after"])}},
         "robustness": robustness, "splits": splits,
         "artifacts": artifacts, "stats": result.stats, "history": result.history,
-        "seconds": timings["total"], "timings": timings, "versions": library_versions(), "resumed": bool(resume),
+        "seconds": timings["total"], "timings": timings, "resumed": bool(resume),
     })
     _write_json_atomic(output, workdir / "result.json")
     emit({"phase": "done", "fraction": 1.0})
     return output
+
+
+def _splits_used(ctx, attacked: bool) -> dict[str, str]:
+    """Which split each stage of a run used: the method's own (``fit`` and any other) and the job's audits."""
+    used = {**ctx.splits_used, "before_audit": "test", "after_audit": "test"}
+    if attacked:
+        used["robustness"] = "test"
+    return used
 
 
 ROBUSTNESS_SAMPLES = {"cuda": 500, "cpu": 128}  # attacked test samples when the job does not say

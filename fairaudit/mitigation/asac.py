@@ -86,9 +86,11 @@ from fairaudit.data import get_spec
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
+from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
+                                       register_method, setting)
 from fairaudit.mitigation.baselines.common import in_memory
 from fairaudit.models.split import SplitModel
+from fairaudit.seeding import make_generator, seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import group_ids
 
@@ -168,8 +170,7 @@ class AsacConfig:
             raise FairauditError(f"ASAC setting 'pace_start' must lie in (0, 1], got {self.pace_start}.")
         if not 0.0 <= self.pace_length <= 1.0:
             raise FairauditError(f"ASAC setting 'pace_length' must lie in [0, 1], got {self.pace_length}.")
-        if self.train_split not in ("train", "val"):
-            raise FairauditError(f"ASAC setting 'train_split' must be 'train' or 'val', got '{self.train_split}'.")
+        check_fit_split(self.train_split, "ASAC")
         for name in ("cache_mb", "stats_samples"):
             if getattr(self, name) < 0:
                 raise FairauditError(f"ASAC setting '{name}' must be >= 0, got {getattr(self, name)}.")
@@ -221,7 +222,7 @@ def train_attribute_classifier(deployed: SplitModel, data: Dataset, cardinalitie
     g.requires_grad_(False)
     features = _latents(g, data, device)
     groups = _groups_of(data, cardinalities)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     classifier = AttributeClassifier(g, features.shape[1], math.prod(cardinalities)).to(device)
     fit(classifier.probe, TensorDataset(features, groups),
         TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed), device=device, progress=progress,
@@ -324,14 +325,17 @@ def asac_step(classifier: nn.Module, cardinalities: list[int], config: AsacConfi
     that fool ``C`` and the share of items used.
     """
     epsilons = config.epsilon_values
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed)  # the curriculum's random order
+    starts: dict[str, torch.Generator] = {}  # PGD's random starts, one stream per device
     ce = nn.functional.cross_entropy
 
     def step(model: nn.Module, batch: tuple):
         x, y, s = batch[0], batch[1], batch[2]
         k = x.shape[0]
         groups = group_ids(s, cardinalities)
-        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps)
+        start = starts.setdefault(str(x.device), make_generator(seed, "asac pgd start", device=x.device))
+        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps,
+                                           start)
         items = torch.cat(adversarial)  # item j·k + i = image i at ε_j
         item_y = y.repeat(len(epsilons))
         scores = difficulty_scores(model, items, item_y)
@@ -370,7 +374,7 @@ def _eval_batches(ds: Dataset, batch_size: int, limit: int):
 
 def counterfactual_stats(model: nn.Module, classifier: nn.Module, ds: Dataset, cardinalities: list[int],
                          config: AsacConfig, device: torch.device, limit: int = 1000,
-                         batch_size: int = 256) -> dict:
+                         batch_size: int = 256, seed: int = 0) -> dict:
     """On up to ``limit`` samples of ``ds``: C's accuracy per ``ε`` and the target model's mean DS per ``ε``.
 
     The paper's Fig. 4 view: how much the noise that fools the gender
@@ -381,10 +385,11 @@ def counterfactual_stats(model: nn.Module, classifier: nn.Module, ds: Dataset, c
     ds_sum = {e: 0.0 for e in epsilons}
     n = 0
     classifier.eval()
+    start = make_generator(seed, "asac stats pgd start", device=device)
     for batch in _eval_batches(ds, batch_size, limit):
         x, y = batch[0].to(device).float(), torch.as_tensor(batch[1]).to(device)
         groups = group_ids(torch.as_tensor(batch[2]).to(device), cardinalities)
-        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps)
+        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps, start)
         for eps, x_adv in zip(epsilons, adversarial):
             with torch.no_grad():
                 correct[eps] += int((classifier(x_adv).argmax(1) == groups).sum())
@@ -420,7 +425,7 @@ class ASAC(MitigationMethod):
         _check_model(ctx.model)
         device = resolve_device(ctx.device)
         splits = get_spec(ctx.dataset).splits
-        split = config.train_split if config.train_split in splits else "train"
+        split = fit_split(ctx, config.train_split, "ASAC")
         train_ds: FairDataset = ctx.load_split(split)
         if train_ds.kind != "image":
             raise FairauditError(f"ASAC attacks images; dataset '{ctx.dataset}' is {train_ds.kind}.")
@@ -428,7 +433,7 @@ class ASAC(MitigationMethod):
         if math.prod(cardinalities) < 2:
             raise FairauditError("ASAC needs a sensitive attribute with at least two groups.")
         data = in_memory(train_ds, device, config.cache_mb)
-        held_out = ctx.load_split("val" if "val" in splits and split != "val" else "test")
+        held_out = ctx.load_split("val" if "val" in splits and split != "val" else "test", "counterfactual_stats")
 
         ctx.progress({"event": "classifier", "fraction": 0.0})
         classifier = train_attribute_classifier(
@@ -436,7 +441,7 @@ class ASAC(MitigationMethod):
             batch_size=config.batch_size, seed=ctx.seed, device=device, should_stop=ctx.should_stop)
         probe_path = _save_probe(classifier, Path(ctx.workdir))
         before = counterfactual_stats(ctx.model, classifier, held_out, cardinalities, config, device,
-                                      limit=config.stats_samples)
+                                      limit=config.stats_samples, seed=ctx.seed)
 
         model = copy.deepcopy(ctx.model).to(device)
         model.requires_grad_(True)
@@ -453,7 +458,7 @@ class ASAC(MitigationMethod):
                       progress=clock, should_stop=ctx.should_stop, resume_from=resume_from)
         model.eval()
         after = counterfactual_stats(model, classifier, held_out, cardinalities, config, device,
-                                     limit=config.stats_samples)
+                                     limit=config.stats_samples, seed=ctx.seed)
         stats = {"train_split": split, "train_samples": len(train_ds), "groups": math.prod(cardinalities),
                  "epsilons": list(config.epsilon_values), "held_out_split": held_out.split,
                  "stats_samples": before["n"],

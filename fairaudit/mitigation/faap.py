@@ -64,6 +64,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
                                        register_method, setting)
 from fairaudit.models.split import SplitModel
+from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import group_ids
 
@@ -318,7 +319,7 @@ class FAAP(MitigationMethod):
         deployed.requires_grad_(False)
         deployed.eval()
         try:
-            torch.manual_seed(ctx.seed)
+            seed_everything(ctx.seed)
             generator = PerturbationGenerator(train_ds.input_shape[0], config.generator_width,
                                               config.generator_blocks, config.epsilon).to(device)
             model = FaapModel(generator, deployed).to(device)

@@ -84,6 +84,7 @@ from fairaudit.mitigation.baselines.common import CachedDataset, fresh_model, in
 from fairaudit.mitigation.baselines.retraining import cell_weights
 from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
 from fairaudit.robustness import RobustnessAuditor, ThreatModel, threat_model
+from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["Adversary", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF", "RbfConfig",
@@ -370,7 +371,7 @@ def _new_model(ctx: MethodContext, config: _FrocTraining, ds: FairDataset) -> nn
     if MODEL_KINDS.get(config.arch, "image") != ds.kind:
         raise FairauditError(f"architecture '{config.arch}' is for {MODEL_KINDS.get(config.arch)} data, but "
                              f"'{ds.name}' is {ds.kind}.")
-    torch.manual_seed(ctx.seed)
+    seed_everything(ctx.seed)
     return build_model(config.arch, ds.num_classes, ds.input_shape)
 
 
@@ -400,7 +401,7 @@ def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTrainin
     from the robustness engine (FGSM, or PGD with ``steps`` steps of ``epsilon / steps`` from the clean input)."""
     if not config.eval_robustness:
         return {}
-    test = ctx.load_split("test")
+    test = ctx.load_split("test", "robustness_stats")
     auditor = RobustnessAuditor(config.attack, eps=config.epsilon, steps=config.steps,
                                 step_size=config.epsilon / config.steps or None, random_start=False, clip=None,
                                 n_boot=0, seed=ctx.seed, device=ctx.device)

@@ -75,6 +75,7 @@ from fairaudit.mitigation.baselines.common import (CachedDataset, RetrainConfig,
                                                    setting)
 from fairaudit.mitigation.froc import (numeric_feature_mask, parity_constants, positive_posterior,
                                       relaxed_statistical_parity)
+from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["FrocPre", "FrocPreConfig", "PreprocessedData", "build_surrogate", "flip_influence", "froc_preprocess",
@@ -96,7 +97,7 @@ def relaxed_parity_gap(scores: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 def build_surrogate(kind: str, n_features: int, seed: int = 0) -> nn.Module:
     """The surrogate M_S: ``"logistic"`` (linear, two logits) or ``"mlp"`` (one hidden layer of 128, NN1x128)."""
-    torch.manual_seed(seed)
+    seed_everything(seed)
     if kind == "logistic":
         return nn.Sequential(nn.Flatten(), nn.Linear(n_features, 2))
     if kind == "mlp":

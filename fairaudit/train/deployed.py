@@ -15,6 +15,7 @@ from fairaudit.data import load_dataset
 from fairaudit.device import resolve_device
 from fairaudit.models import build_model, default_arch
 from fairaudit.models.io import save_checkpoint
+from fairaudit.seeding import run_metadata, seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import make_variant_step
 
@@ -37,6 +38,7 @@ def train_deployed_model(dataset: str, target: str | None = None, sensitive=None
     train_ds = load_dataset(dataset, "train", target, sensitive, data_dir, **data_options)
     arch = arch or default_arch(train_ds.kind)
     config = config or TrainConfig()
+    seed_everything(config.seed, device)  # before the model is built: the seed fixes its initial weights
     model = build_model(arch, train_ds.num_classes, train_ds.input_shape)
     step_fn = make_variant_step(variant, model, train_ds, device, seed=config.seed, options=variant_options)
     start = time.perf_counter()
@@ -44,7 +46,8 @@ def train_deployed_model(dataset: str, target: str | None = None, sensitive=None
     info = {"dataset": dataset, "target": train_ds.target, "sensitive": list(train_ds.sensitive),
             "class_names": train_ds.class_names, "data_options": data_options, "train": config.to_dict(),
             "variant": variant, "variant_options": dict(variant_options or {}),
-            "history": history, "train_seconds": time.perf_counter() - start, "device": str(device)}
+            "history": history, "train_seconds": time.perf_counter() - start,
+            "splits_used": {"fit": train_ds.split}, **run_metadata(config.seed, device)}
     model = model.cpu().eval()
     path = save_checkpoint(model, out, extra=info) if out is not None else None
     return model, path, info

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fairaudit.device import autocast, resolve_device
+from fairaudit.seeding import make_generator, seed_everything, worker_init_fn
 
 StepFn = Callable[[nn.Module, tuple], "torch.Tensor | tuple[torch.Tensor, dict]"]
 ProgressFn = Callable[[dict], None]
@@ -63,14 +64,15 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) ->
 
 def make_loader(dataset: Dataset, batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
                 num_workers: int = 0, sampler_weights=None) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
+    """A DataLoader whose order, sampler draws and worker seeds all follow ``seed``."""
+    generator = make_generator(seed)
     sampler = None
     if sampler_weights is not None:
         sampler = torch.utils.data.WeightedRandomSampler(sampler_weights, len(dataset), generator=generator)
         shuffle = False
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
                       num_workers=num_workers, pin_memory=device.type == "cuda",
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, worker_init_fn=worker_init_fn if num_workers else None)
 
 
 def _to_device(batch, device: torch.device, channels_last: bool) -> tuple:
@@ -110,7 +112,7 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, 
     """
     config = config or TrainConfig()
     device = resolve_device(device)
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed, device)
     model.to(device)
     channels_last = device.type == "cuda"
     if channels_last:

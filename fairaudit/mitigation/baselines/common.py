@@ -26,6 +26,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import MethodContext, setting  # noqa: F401  (re-exported for the baselines)
 from fairaudit.models.registry import MODEL_BUILDERS, build_model
 from fairaudit.models.split import SplitModel
+from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import TrainConfig, cross_entropy_step, fit
 
 
@@ -67,7 +68,7 @@ def fresh_model(deployed: nn.Module, seed: int = 0) -> SplitModel:
     if not isinstance(deployed, SplitModel) or not getattr(deployed, "features_available", True):
         raise FairauditError("retraining needs the deployed model's architecture, but this model is an opaque "
                              "TorchScript archive; save it as a fairaudit checkpoint instead.")
-    torch.manual_seed(seed)
+    seed_everything(seed)
     if deployed.arch in MODEL_BUILDERS:
         return build_model(deployed.arch, deployed.num_classes, deployed.input_shape)
     model = copy.deepcopy(deployed).cpu()

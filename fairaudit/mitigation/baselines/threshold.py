@@ -27,9 +27,9 @@ from sklearn.frozen import FrozenEstimator
 
 from fairaudit.audit.inference import Predictions, predict
 from fairaudit.data.base import FairDataset
-from fairaudit.data.registry import get_spec
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
+from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
+                                       register_method)
 from fairaudit.mitigation.baselines.common import group_codes, group_name, setting
 
 __all__ = ["GroupThresholds", "ScoreColumn", "fit_group_thresholds"]
@@ -122,8 +122,8 @@ class ThresholdConfig:
                                  f"got '{self.constraints}'.")
         if self.objective not in OBJECTIVES:
             raise FairauditError(f"setting 'objective' must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'.")
-        if self.fit_split not in ("auto", "val", "train"):
-            raise FairauditError(f"setting 'fit_split' must be auto, val or train, got '{self.fit_split}'.")
+        if self.fit_split != "auto":
+            check_fit_split(self.fit_split, "threshold", "fit_split")
         if self.grid_size < 2:
             raise FairauditError(f"setting 'grid_size' must be >= 2, got {self.grid_size}.")
 
@@ -137,9 +137,7 @@ class Threshold(MitigationMethod):
     target_metrics = ("spd",)  # the default constraint is demographic parity
 
     def run(self, ctx: MethodContext, config: ThresholdConfig) -> MitigationResult:
-        split = config.fit_split
-        if split == "auto":
-            split = "val" if "val" in get_spec(ctx.dataset).splits else "train"
+        split = fit_split(ctx, "val" if config.fit_split == "auto" else config.fit_split, "threshold", "fit_split")
         fit_ds = ctx.load_split(split)
         if fit_ds.num_classes != 2:
             raise FairauditError(f"group thresholds need a binary target; '{fit_ds.target}' has "

@@ -1,0 +1,197 @@
+"""Same command, same seed → the same model and the same numbers (on the CPU).
+
+Every command runs in a fresh ``python -m fairaudit`` process, as a user runs it: a process
+starts with a random global RNG state, so anything not derived from ``--seed`` shows here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE = ("seconds", "run_id", "model", "model_description", "artifacts", "result", "workdir", "checkpoint",
+            "timings", "spec", "data_dir", "path", "source")
+
+
+def _cli(*args: str, home: Path) -> str:
+    env = {**os.environ, "FAIRAUDIT_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "random"}
+    proc = subprocess.run([sys.executable, "-m", "fairaudit", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(path))
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def _stable(value):
+    """The JSON with wall-clock timings and file paths taken out (they differ between any two runs)."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items()
+                if not any(k == v_ or k.endswith("_" + v_) for v_ in VOLATILE)}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+TRAIN_SETUPS = {
+    "adult-mlp": ["--dataset", "adult", "--arch", "mlp", "--epochs", "1", "--max-steps", "15",
+                  "--batch-size", "256"],
+    "faces-small_cnn": ["--dataset", "synthetic-faces", "--target", "Smiling", "--arch", "small_cnn", "--epochs", "1",
+                        "--batch-size", "32", "--data-opt", "n_train=96", "--data-opt", "n_test=64",
+                        "--data-opt", "image_size=32"],
+}
+
+
+@pytest.mark.parametrize("setup", list(TRAIN_SETUPS))
+def test_train_twice_with_one_seed_gives_identical_weights_and_audit(setup, tmp_path):
+    args = TRAIN_SETUPS[setup]
+    data_opts = [a for i, a in enumerate(args) if a == "--data-opt" or (i and args[i - 1] == "--data-opt")]
+    dataset = args[args.index("--dataset") + 1]
+    paths = {name: tmp_path / f"{name}.safetensors" for name in ("a", "b", "other")}
+    for name, seed in (("a", "0"), ("b", "0"), ("other", "1")):
+        _cli("train", *args, "--seed", seed, "--device", "cpu", "--out", str(paths[name]), home=tmp_path / "home")
+    a, b, other = (_weights(paths[name]) for name in ("a", "b", "other"))
+    assert _max_difference(a, b) == 0.0
+    assert _max_difference(a, other) > 1e-3  # another seed is another model
+
+    sidecar = json.loads(paths["a"].with_name("a.safetensors.json").read_text())
+    assert sidecar["seed"] == 0 and sidecar["deterministic"] is True and sidecar["device"] == "cpu"
+    assert set(sidecar["versions"]) >= {"torch", "torchvision", "numpy", "fairaudit", "python"}
+
+    audits = []
+    for name in ("a", "b"):
+        out = tmp_path / f"audit_{name}.json"
+        _cli("audit", "--dataset", dataset, *data_opts, "--model", str(paths[name]), "--device", "cpu",
+             "--bootstrap", "50", "--json", str(out), home=tmp_path / "home")
+        audits.append(json.loads(out.read_text()))
+    assert _stable(audits[0]) == _stable(audits[1])
+    meta = audits[0]["meta"]
+    assert meta["seed"] == 0 and meta["deterministic"] is True and meta["device"] == "cpu"
+    assert meta["versions"]["torch"] == torch.__version__
+
+
+def test_mitigation_job_twice_gives_identical_numbers(tmp_path):
+    model = tmp_path / "adult.safetensors"
+    _cli("train", *TRAIN_SETUPS["adult-mlp"], "--seed", "0", "--device", "cpu", "--out", str(model),
+         home=tmp_path / "home")
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / f"reweight_{name}.json"
+        _cli("mitigate", "reweight", "--dataset", "adult", "--model", str(model), "--device", "cpu",
+             "--set", "epochs=1", "--bootstrap", "20", "--robustness-samples", "32", "--split-samples", "300",
+             "--json", str(out), home=tmp_path / f"home_{name}")
+        results.append(json.loads(out.read_text()))
+    first, second = results
+    assert first["after"]["overall"]["accuracy"] != first["before"]["overall"]["accuracy"]  # it did train
+    for key in ("before", "after", "summary", "robustness", "splits", "stats", "history"):
+        assert _stable(first[key]) == _stable(second[key]), key
+    assert first["seed"] == 0 and first["deterministic"] is True and first["device"] == "cpu"
+    assert set(first["versions"]) >= {"torch", "torchvision", "numpy", "fairaudit", "python"}
+    assert first["splits_used"] == {"fit": "train", "before_audit": "test", "after_audit": "test",
+                                    "robustness": "test"}
+
+
+def _tiny_image_batch(n: int = 8):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, 8, 8, generator=gen)
+    y = torch.randint(0, 2, (n,), generator=gen)
+    s = torch.randint(0, 2, (n, 1), generator=gen)
+    return x, y, s, torch.arange(n)
+
+
+def test_asac_pgd_counterfactuals_follow_the_run_seed_not_the_global_generator():
+    from torch import nn
+
+    from fairaudit.mitigation.asac import AsacConfig, CurriculumClock, asac_step
+
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    config = AsacConfig(attack="pgd", epsilons="0,0.05", pgd_steps=2, order="random")
+    batch = _tiny_image_batch()
+    losses = []
+    for global_seed in (1, 2):
+        step = asac_step(classifier, [2], config, CurriculumClock(), seed=0)
+        torch.manual_seed(global_seed)  # whatever ran before the step
+        losses.append(float(step(model, batch)[0].detach()))
+    assert losses[0] == losses[1]
+    other = asac_step(classifier, [2], config, CurriculumClock(), seed=1)
+    assert float(other(model, batch)[0].detach()) != losses[0]
+
+
+class _NoisyDataset(torch.utils.data.Dataset):
+    """Items that draw from NumPy's global generator, as an augmentation in a DataLoader worker would."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        import numpy as np
+
+        return torch.tensor([float(i), float(np.random.random())])
+
+
+def test_dataloader_workers_draw_the_same_numbers_for_the_same_seed():
+    from fairaudit.train.loop import make_loader
+
+    def epoch(seed: int) -> torch.Tensor:
+        loader = make_loader(_NoisyDataset(), 4, torch.device("cpu"), True, seed=seed, num_workers=2)
+        return torch.cat(list(loader))
+
+    first, second = epoch(0), epoch(0)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, epoch(1))
+    assert sorted(first[:, 0].tolist()) == [float(i) for i in range(12)]
+
+
+@pytest.mark.parametrize("method,setting", [("faap", "train_split"), ("asac", "train_split"),
+                                            ("threshold", "fit_split")])
+def test_no_method_fits_on_the_test_split(method, setting):
+    from fairaudit.errors import FairauditError
+    from fairaudit.mitigation import get_method, make_config
+
+    with pytest.raises(FairauditError, match=r"cannot fit on the test split .*; use 'train' or 'val'\.$"):
+        make_config(get_method(method), {setting: "test"})
+
+
+def test_every_method_fits_on_train_or_val_by_default():
+    import dataclasses
+
+    from fairaudit.mitigation import METHODS, get_method
+
+    get_method("erm")  # registers the built-in methods
+    split_settings = {}
+    for name, cls in METHODS.items():
+        for f in dataclasses.fields(cls.Config):
+            if "split" in f.name:
+                split_settings[(name, f.name)] = f.default
+    assert split_settings == {("faap", "train_split"): "val", ("asac", "train_split"): "val",
+                              ("threshold", "fit_split"): "auto"}
+
+
+def test_a_method_context_refuses_to_fit_on_test_and_records_what_each_stage_read(tmp_path):
+    from fairaudit.errors import FairauditError
+    from fairaudit.mitigation.base import MethodContext
+
+    ctx = MethodContext(model=None, dataset="adult", target="income", sensitive=["sex"], data_options={},
+                        data_dir=None, device="cpu", workdir=tmp_path)
+    with pytest.raises(FairauditError, match="cannot fit on the test split of 'adult'"):
+        ctx.load_split("test")
+    ctx.load_split("train")
+    ctx.load_split("test", "robustness_stats")
+    assert ctx.splits_used == {"fit": "train", "robustness_stats": "test"}
