@@ -54,8 +54,8 @@ def test_registry_round_trip(home, tiny_model):
     assert run["spec"]["settings"] == {"epochs": 4, "lr": 0.01} and run["config"] == {"epochs": 4}
     assert JobSpec.from_dict(run["spec"]) == spec
 
-    assert registry.claim_next(pid=111) == a  # oldest first, each claimed once
-    assert registry.claim_next(pid=222) == b
+    assert registry.claim_next(pid=111).run_id == a  # oldest first, each claimed once
+    assert registry.claim_next(pid=222).run_id == b
     assert registry.claim_next(pid=333) is None
     assert registry.get(a)["worker_pid"] == 111 and registry.get(a)["attempts"] == 1
 
@@ -86,7 +86,7 @@ def test_dead_worker_marks_run_interrupted(home, tiny_model):
     registry = JobRegistry()
     run_id = registry.create_run(_spec(tiny_model), config={})
     dead = subprocess_pid_that_exited()
-    assert registry.claim_next(pid=dead) == run_id
+    assert registry.claim_next(pid=dead).run_id == run_id
     alive = registry.create_run(_spec(tiny_model), config={})
     registry.claim(alive, os.getpid())
     assert registry.mark_interrupted() == [run_id]

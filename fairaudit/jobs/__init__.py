@@ -14,17 +14,28 @@ Environment: ``FAIRAUDIT_WORKERS`` (local workers, default 1),
 ``FAIRAUDIT_WORKER_IDLE`` (seconds before an idle worker exits, default 60),
 ``FAIRAUDIT_RAY_ADDRESS`` (send runs to Ray instead of the local pool),
 ``FAIRAUDIT_STALE_SECONDS`` (heartbeat age after which a run counts as dead,
-default 120), ``FAIRAUDIT_TEST_METHODS=1`` (register the test method
-``noop_finetune`` of :mod:`fairaudit.jobs.testing` in every process).
+default 120), ``FAIRAUDIT_HEARTBEAT_SECONDS`` (seconds between heartbeats,
+default 5, at most a third of the stale age), ``FAIRAUDIT_TEST_METHODS=1``
+(register the test method ``noop_finetune`` of :mod:`fairaudit.jobs.testing`
+in every process).
+
+A run executes at most once at a time: the process working on it holds its
+lease (:class:`~fairaudit.jobs.registry.Lease`, an owner and a fencing token
+that moves on whenever the run is claimed, resumed or marked interrupted), and
+every write it makes is conditioned on that token. A worker that was paused
+past its heartbeat and wakes up after the run was resumed elsewhere stops at
+its first write (:class:`~fairaudit.jobs.registry.LeaseLost`) and changes
+nothing. Every run records the SHA-256 of the model file it audited as
+``model_sha256``.
 """
 
 from fairaudit.jobs.control import (backend_for, cancel, get_run, list_runs, resume, run_result, start_workers, submit,
                                     wait)
 from fairaudit.jobs.execute import JobCancelled, run_job
 from fairaudit.jobs.registry import (CANCELLED, DONE, FAILED, FINISHED, INTERRUPTED, QUEUED, RESUMABLE, RUNNING,
-                                     STATUSES, JobRegistry)
+                                     STATUSES, JobRegistry, Lease, LeaseLost, RegistryError)
 from fairaudit.jobs.spec import JobSpec
 
-__all__ = ["JobSpec", "JobRegistry", "JobCancelled", "submit", "run_job", "cancel", "resume", "get_run", "list_runs",
-           "start_workers", "wait", "run_result", "backend_for", "STATUSES", "QUEUED", "RUNNING", "DONE", "FAILED",
-           "CANCELLED", "INTERRUPTED", "FINISHED", "RESUMABLE"]
+__all__ = ["JobSpec", "JobRegistry", "JobCancelled", "Lease", "LeaseLost", "RegistryError", "submit", "run_job",
+           "cancel", "resume", "get_run", "list_runs", "start_workers", "wait", "run_result", "backend_for",
+           "STATUSES", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "FINISHED", "RESUMABLE"]

@@ -76,8 +76,8 @@ def resume(run_id: str, *, foreground: bool = False, progress: Callable[[dict], 
     registry = registry or JobRegistry()
     registry.mark_interrupted()
     if foreground:
-        registry.reopen(run_id, claim_pid=os.getpid())
-        run_job(run_id, progress, registry=registry)
+        lease = registry.reopen(run_id, claim_pid=os.getpid())
+        run_job(run_id, progress, registry=registry, lease=lease)
         return run_id
     backend = registry.get(run_id)["backend"]
     backend = "local" if backend == "foreground" else backend

@@ -13,6 +13,15 @@ method 5–95 % (its own ``fraction`` scaled), the *after* audit the rest.
 Cancelling: ``ctx.should_stop()`` turns true, and the next call of
 ``ctx.progress`` raises :class:`JobCancelled`, so a method stops at its next
 progress event even if it never polls ``should_stop``.
+
+Leases: :func:`run_job` works on a run only while it holds the run's lease
+(:class:`~fairaudit.jobs.registry.Lease`). Every registry write, the
+heartbeat, the cancel poll and every artefact :func:`execute` moves into the
+run's folder check it; the first one that finds the lease taken over raises
+:class:`~fairaudit.jobs.registry.LeaseLost`, which ends the work without
+touching the run's record. The heartbeat interval is
+``$FAIRAUDIT_HEARTBEAT_SECONDS`` (default 5, and at most a third of
+``$FAIRAUDIT_STALE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -20,16 +29,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from fairaudit import workspace
 from fairaudit.errors import FairauditError
-from fairaudit.jobs.registry import (CANCELLED, DONE, FAILED, HOST, INTERRUPTED, QUEUED, RUNNING, JobRegistry,
-                                     pid_alive)
+from fairaudit.jobs.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, JobRegistry, Lease,
+                                     LeaseLost, owner_id, pid_alive, stale_seconds)
 from fairaudit.jobs.spec import JobSpec
 from fairaudit.seeding import library_versions, run_metadata, seed_everything  # noqa: F401  (re-exported)
 
@@ -37,10 +49,25 @@ LOADING, BEFORE, MITIGATING, AFTER = "loading", "auditing before", "mitigating",
 BEFORE_END, METHOD_END = 0.05, 0.95
 WRITE_INTERVAL = 0.2  # seconds between progress writes: ≤ 5 per second
 STOP_POLL_INTERVAL = 0.5
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5.0  # default; see heartbeat_seconds()
+HEARTBEAT_ENV = "FAIRAUDIT_HEARTBEAT_SECONDS"
 _EVENT_KEYS_NOT_METRICS = frozenset({"event", "phase", "fraction", "epoch", "step", "steps", "seconds"})
 
 Emit = Callable[[dict], None]
+Fence = Callable[[], ContextManager]
+
+
+def heartbeat_seconds() -> float:
+    """Seconds between heartbeats: ``$FAIRAUDIT_HEARTBEAT_SECONDS`` (default 5), at most a third of the stale age,
+    so a live worker is never taken for a dead one."""
+    try:
+        every = float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
+    except ValueError:
+        raise FairauditError(f"{HEARTBEAT_ENV} must be a number of seconds > 0, got "
+                             f"{os.environ[HEARTBEAT_ENV]!r}.") from None
+    if not every > 0:
+        raise FairauditError(f"{HEARTBEAT_ENV} must be a number of seconds > 0, got {every!r}.")
+    return min(every, stale_seconds() / 3)
 
 
 class JobCancelled(FairauditError):
@@ -64,22 +91,51 @@ def _scalars(event: dict) -> dict[str, Any]:
     return {k: v for k, v in event.items() if isinstance(v, (str, int, float, bool)) or v is None}
 
 
-def _write_json_atomic(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
-    os.replace(tmp, path)
+def _publish(workdir: Path, name: str, write: Callable[[Path], Any], fence: Fence) -> Path:
+    """Write artefact ``name`` of a run with ``write(path)`` and move it into ``workdir`` inside ``fence()``.
+
+    ``write`` works in a private folder of ``workdir`` (it may write companion
+    files, e.g. a JSON sidecar); every file it wrote is renamed into
+    ``workdir`` while the fence holds, i.e. while the run's lease is
+    certainly held, so a process that lost its lease never replaces the
+    current holder's files. Returns the published path of what ``write``
+    returned (or of ``name``).
+    """
+    stage = Path(tempfile.mkdtemp(prefix=".writing-", dir=workdir))
+    try:
+        written = write(stage / name)
+        with fence():
+            for item in sorted(stage.iterdir()):
+                os.replace(item, workdir / item.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return workdir / Path(written if isinstance(written, (str, Path)) else name).name
+
+
+def _check_model(source: dict, expected: str | None, run_id: str) -> None:
+    """A resumed run must fine-tune the very weights its stored *before* audit measured."""
+    if expected and source.get("sha256") != expected:
+        raise FairauditError(f"the model file '{source.get('path')}' has changed since run '{run_id}' started "
+                             f"(SHA-256 {expected[:12]}… then, {str(source.get('sha256'))[:12]}… now), so resuming "
+                             "would mix two models; start a new run instead.")
 
 
 def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, before: dict | None = None,
-            emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False) -> dict:
+            emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False,
+            fence: Fence = nullcontext, model_sha256: str | None = None) -> dict:
     """Run job ``spec`` and return the result JSON (also written to ``workdir/result.json``).
 
     ``before`` is the stored *before* audit of a resumed run (not recomputed);
     ``emit`` receives every progress event as ``{"phase", "fraction", ...}``
     where ``fraction`` is the overall progress; an event ``{"event":
     "before_audit", "report": ...}`` carries the *before* audit as soon as it
-    exists. ``should_stop()`` cancels the run between steps
-    (:class:`JobCancelled`).
+    exists, and ``{"event": "model_loaded", "model_sha256": ...}`` the
+    SHA-256 of the deployed model's file (also ``model_sha256`` in the
+    result). ``should_stop()`` cancels the run between steps
+    (:class:`JobCancelled`). ``fence()`` is entered around every rename of an
+    artefact into ``workdir`` (:func:`run_job` passes the lease check).
+    ``model_sha256`` is the hash a resumed run recorded: a model file that
+    changed since is refused.
 
     Besides ``before``/``after`` (test split) the result holds
     ``robustness`` ``{"before", "after"}`` (the robustness JSON of
@@ -113,9 +169,13 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     device = resolve_device(spec.device)
     emit({"phase": LOADING, "fraction": 0.0})
     test_ds = load_dataset(spec.dataset, "test", spec.target, spec.sensitive, spec.data_dir, **spec.data_options)
+    source: dict[str, str] = {}
     model, description = resolve_model(spec.model, test_ds, arch=spec.arch, data_options=spec.data_options,
                                        data_dir=spec.data_dir, device=device, allow_torchscript=spec.allow_torchscript,
-                                       progress=lambda e: emit({**_scalars(e), "phase": LOADING, "fraction": 0.0}))
+                                       progress=lambda e: emit({**_scalars(e), "phase": LOADING, "fraction": 0.0}),
+                                       source=source)
+    _check_model(source, model_sha256, run_id)
+    emit({"event": "model_loaded", "phase": LOADING, "fraction": 0.0, "model_sha256": source["sha256"]})
     model = model.to(device).eval()
     timings["load"] = time.perf_counter() - start
     artifacts: dict[str, str] = {}
@@ -130,7 +190,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
                                                                      "fraction": BEFORE_END * done / total}),
                                   meta={**meta, "stage": "before"})
         before = report.to_dict()
-        artifacts["before_predictions"] = str(preds.save(workdir / "before_predictions"))
+        artifacts["before_predictions"] = str(_publish(workdir, "before_predictions", preds.save, fence))
         emit({"event": "before_audit", "phase": BEFORE, "fraction": BEFORE_END, "report": before})
     timings["before_audit"] = time.perf_counter() - t
     check_stop()
@@ -173,15 +233,14 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
                                   progress=lambda done, total: emit({"phase": AFTER, "fraction": METHOD_END + (
                                       1 - METHOD_END) * done / total}), meta=after_meta)
         if "model" not in result.artifacts:
-            artifacts["model"] = _save_after_model(result.after_model, workdir / "after_model.safetensors", spec,
-                                                   test_ds)
+            artifacts["model"] = _save_after_model(result.after_model, workdir, spec, test_ds, fence)
     elif result.after_predictions is not None:
         preds = result.after_predictions(test_ds)
         report = audit_predictions(preds, n_boot=spec.n_boot, seed=spec.seed, device=device, meta=after_meta)
     else:
         raise FairauditError(f"method '{spec.method}' returned neither a model nor predictions to audit.")
     after = report.to_dict()
-    artifacts["after_predictions"] = str(preds.save(workdir / "after_predictions"))
+    artifacts["after_predictions"] = str(_publish(workdir, "after_predictions", preds.save, fence))
     timings["after_audit"] = time.perf_counter() - t
     t_extras = time.perf_counter()
     if attacked_samples:
@@ -208,7 +267,8 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
 
     output = to_json_types({
         "run_id": run_id, "method": spec.method, "dataset": spec.dataset, "model": spec.model,
-        "model_description": description, "config": dataclasses.asdict(config), "spec": spec.to_dict(),
+        "model_description": description, "model_sha256": source["sha256"], "config": dataclasses.asdict(config),
+        "spec": spec.to_dict(),
         **run_metadata(spec.seed, device), "splits_used": _splits_used(ctx, bool(attacked_samples)),
         "before": before, "after": after,
         "summary": {"before": {**_summary(before), "s_r": _s_r(robustness["before"])},
@@ -217,7 +277,8 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
         "artifacts": artifacts, "stats": result.stats, "history": result.history,
         "seconds": timings["total"], "timings": timings, "resumed": bool(resume),
     })
-    _write_json_atomic(output, workdir / "result.json")
+    _publish(workdir, "result.json", lambda path: path.write_text(json.dumps(output, indent=2, allow_nan=False)),
+             fence)
     emit({"phase": "done", "fraction": 1.0})
     return output
 
@@ -281,42 +342,61 @@ def _split_audit(ds, spec: JobSpec, device, *, model=None, predictions=None) -> 
     return report.to_dict()
 
 
-def _save_after_model(model, path: Path, spec: JobSpec, dataset) -> str | None:
+def _save_after_model(model, workdir: Path, spec: JobSpec, dataset, fence: Fence) -> str | None:
     from fairaudit.models.io import save_checkpoint
 
-    try:
-        info = {"dataset": spec.dataset, "target": dataset.target, "sensitive": list(dataset.sensitive),
-                "class_names": dataset.class_names, "data_options": spec.data_options,
-                "mitigation": {"method": spec.method, "settings": spec.settings, "seed": spec.seed}}
-        return str(save_checkpoint(model.cpu(), path, extra=info))
-    except FairauditError:  # e.g. a TorchScript model: audited, not saved
-        return None
+    info = {"dataset": spec.dataset, "target": dataset.target, "sensitive": list(dataset.sensitive),
+            "class_names": dataset.class_names, "data_options": spec.data_options,
+            "mitigation": {"method": spec.method, "settings": spec.settings, "seed": spec.seed}}
+
+    def write(path: Path) -> Path | None:
+        try:
+            return save_checkpoint(model.cpu(), path, extra=info)
+        except FairauditError:  # e.g. a TorchScript model: audited, not saved
+            return None
+
+    path = _publish(workdir, "after_model.safetensors", write, fence)
+    return str(path) if path.exists() else None
 
 
 class Recorder:
-    """Turns the events of one run into registry writes (throttled) and forwards them to ``callback``."""
+    """Turns the events of one run into registry writes (throttled) and forwards them to ``callback``.
 
-    def __init__(self, registry: JobRegistry, run_id: str, callback: Emit | None = None):
-        self.registry, self.run_id, self.callback = registry, run_id, callback
+    With ``lease`` every write is conditioned on it, and the first event, write
+    or cancel poll after the lease was lost raises :class:`LeaseLost`.
+    """
+
+    def __init__(self, registry: JobRegistry, run_id: str, callback: Emit | None = None,
+                 lease: Lease | None = None):
+        self.registry, self.run_id, self.callback, self.lease = registry, run_id, callback, lease
         self.step = registry.next_step(run_id)
         self._last_write = 0.0
         self._phase: str | None = None
         self._stop_checked = 0.0
         self._stopped = False
 
+    def _held(self) -> None:
+        if self.lease is not None and self.lease.lost:  # found by the heartbeat thread
+            raise self.registry._lost(self.lease)
+
     def __call__(self, event: dict) -> None:
+        self._held()
         now = time.monotonic()
         phase = event.get("phase", self._phase)
         if event.get("event") == "before_audit":
             report = event["report"]
-            self.registry.update_fields(self.run_id, before=report, summary={"before": _summary(report)})
+            self.registry.update_fields(self.run_id, lease=self.lease, before=report,
+                                        summary={"before": _summary(report)})
+        if event.get("event") == "model_loaded":
+            self.registry.update_fields(self.run_id, lease=self.lease, model_sha256=event["model_sha256"])
         is_epoch = phase == MITIGATING and event.get("event") == "epoch"
         if is_epoch:
             self._metrics(event, "epoch")
         if is_epoch or phase != self._phase or now - self._last_write >= WRITE_INTERVAL:
             if phase == MITIGATING and event.get("event") == "step":
                 self._metrics(event, "step")
-            self.registry.update_progress(self.run_id, event.get("fraction", 0.0), _scalars(event), phase)
+            self.registry.update_progress(self.run_id, event.get("fraction", 0.0), _scalars(event), phase,
+                                          lease=self.lease)
             self._last_write, self._phase = now, phase
         if self.callback is not None:
             self.callback(event)
@@ -328,23 +408,25 @@ class Recorder:
                 if name not in _EVENT_KEYS_NOT_METRICS and isinstance(value, (int, float))
                 and not isinstance(value, bool)]
         if rows:
-            self.registry.append_metrics(self.run_id, rows, kind)
+            self.registry.append_metrics(self.run_id, rows, kind, lease=self.lease)
             self.step += 1
 
     def should_stop(self) -> bool:
-        """The run's cancel flag, read at most every :data:`STOP_POLL_INTERVAL` seconds."""
+        """The run's cancel flag, read at most every :data:`STOP_POLL_INTERVAL` seconds (with the lease check)."""
+        self._held()
         now = time.monotonic()
         if not self._stopped and now - self._stop_checked >= STOP_POLL_INTERVAL:
             self._stop_checked = now
-            self._stopped = self.registry.cancel_requested(self.run_id)
+            self._stopped = self.registry.cancel_requested(self.run_id, lease=self.lease)
         return self._stopped
 
 
 class Heartbeat:
-    """A daemon thread that refreshes ``heartbeat`` of the given runs while a process works on them."""
+    """A daemon thread that calls ``beat()`` every ``every`` seconds (default :func:`heartbeat_seconds`) while a
+    process works; it stops for good when ``beat`` raises :class:`LeaseLost`."""
 
-    def __init__(self, beat: Callable[[], None], every: float = HEARTBEAT_SECONDS):
-        self._beat, self._every = beat, every
+    def __init__(self, beat: Callable[[], None], every: float | None = None):
+        self._beat, self._every = beat, heartbeat_seconds() if every is None else every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fairaudit-heartbeat", daemon=True)
 
@@ -352,6 +434,8 @@ class Heartbeat:
         while not self._stop.wait(self._every):
             try:
                 self._beat()
+            except LeaseLost:  # the lease is marked lost; the working thread stops at its next event
+                return
             except Exception:  # a locked database now and then must not kill the thread
                 pass
 
@@ -364,64 +448,87 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def record_result(registry: JobRegistry, run_id: str, result: dict) -> None:
+def record_result(registry: JobRegistry, run_id: str, result: dict, lease: Lease | None = None) -> None:
     fields = {k: result[k] for k in ("before", "after", "summary", "artifacts", "stats", "history", "versions",
                                      "timings", "seconds")}
-    registry.set_status(run_id, DONE, progress=1.0, phase="done", result_path=result["artifacts"].get("result"),
-                        device=result["device"], message=None, traceback=None, **fields)
+    registry.set_status(run_id, DONE, lease=lease, progress=1.0, phase="done",
+                        result_path=result["artifacts"].get("result"), device=result["device"],
+                        model_sha256=result.get("model_sha256"), message=None, traceback=None, **fields)
 
 
-def record_failure(registry: JobRegistry, run_id: str, exc: BaseException, tb: str | None = None) -> str:
-    """Record why a run stopped; returns the status written."""
+def record_failure(registry: JobRegistry, run_id: str, exc: BaseException, tb: str | None = None,
+                   lease: Lease | None = None) -> str:
+    """Record why a run stopped; returns the status written. With ``lease``, only while it is current
+    (else :class:`LeaseLost`)."""
     if isinstance(exc, JobCancelled):
-        registry.set_status(run_id, CANCELLED, message=str(exc), phase="cancelled")
+        registry.set_status(run_id, CANCELLED, lease=lease, message=str(exc), phase="cancelled")
         return CANCELLED
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        registry.set_status(run_id, INTERRUPTED, phase="interrupted",
+        registry.set_status(run_id, INTERRUPTED, lease=lease, phase="interrupted",
                             message="interrupted: its process was stopped; resume it to continue from its last "
                                     "checkpoint.")
         return INTERRUPTED
     message = str(exc) if isinstance(exc, FairauditError) else f"{type(exc).__name__}: {exc}"
-    registry.set_status(run_id, FAILED, message=message, traceback=tb or traceback.format_exc(), phase="failed")
+    registry.set_status(run_id, FAILED, lease=lease, message=message, traceback=tb or traceback.format_exc(),
+                        phase="failed")
     return FAILED
 
 
-def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRegistry | None = None) -> dict:
+def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRegistry | None = None,
+            lease: Lease | None = None) -> dict:
     """Execute a run in this process and return its result JSON.
 
     ``job`` is a :class:`JobSpec` (recorded as a new run with backend
     ``foreground``, as the CLI does) or the id of a run that is queued, or
-    already claimed by this process (as workers do). ``progress`` receives
-    every event (see :func:`execute`). Errors are recorded in the registry
-    (``failed``, ``cancelled`` or ``interrupted``) and raised again.
+    already claimed by this process (as workers do, passing the ``lease``
+    their claim returned). ``progress`` receives every event (see
+    :func:`execute`). Errors are recorded in the registry (``failed``,
+    ``cancelled`` or ``interrupted``) and raised again; a lost lease raises
+    :class:`~fairaudit.jobs.registry.LeaseLost` and records nothing (the run
+    belongs to its new holder).
     """
     registry = registry or JobRegistry()
     pid = os.getpid()
     if isinstance(job, JobSpec):
         config = _config_json(job)
         run_id = registry.create_run(job, config=config, backend="foreground", status=RUNNING, worker_pid=pid)
-        registry.update_fields(run_id, attempts=1)
+        lease = registry.current_lease(run_id)
     else:
         run_id = job
-        run = registry.get(run_id)
-        claimed = run["status"] == RUNNING and run["worker_pid"] == pid and run["worker_host"] == HOST
-        if not claimed and not (run["status"] == QUEUED and registry.claim(run_id, pid)):
-            raise FairauditError(f"run '{run_id}' is {run['status']}" + (
-                f" in process {run['worker_pid']}" if pid_alive(run["worker_pid"]) else "") + "; it cannot start.")
+        lease = lease or _take(registry, run_id, pid)
     run = registry.get(run_id)
+    if run["lease_token"] != lease.token:
+        raise registry._lost(lease)
     workdir = run_dir(run_id)
-    registry.update_fields(run_id, workdir=str(workdir), versions=library_versions())
-    recorder = Recorder(registry, run_id, progress)
+    registry.update_fields(run_id, lease=lease, workdir=str(workdir), versions=library_versions())
+    recorder = Recorder(registry, run_id, progress, lease)
     try:
-        with Heartbeat(lambda: registry.heartbeat(run_id)):
+        with Heartbeat(lambda: registry.heartbeat(run_id, lease)):
             spec = JobSpec.from_dict(run["spec"])
             result = execute(spec, run_id, workdir, resume=run["resume"], before=run["before"], emit=recorder,
-                             should_stop=recorder.should_stop)
-    except BaseException as exc:
-        record_failure(registry, run_id, exc)
+                             should_stop=recorder.should_stop, fence=lambda: registry.fenced(lease),
+                             model_sha256=run["model_sha256"] if run["before"] is not None else None)
+    except LeaseLost:
         raise
-    record_result(registry, run_id, result)
+    except BaseException as exc:
+        record_failure(registry, run_id, exc, lease=lease)  # raises LeaseLost if the run was taken over
+        raise
+    record_result(registry, run_id, result, lease)
     return result
+
+
+def _take(registry: JobRegistry, run_id: str, pid: int) -> Lease:
+    """The lease of a queued run (claimed now) or of a run this process already holds."""
+    run = registry.get(run_id)
+    if run["status"] == QUEUED:
+        lease = registry.claim(run_id, pid)
+        if lease is not None:
+            return lease
+        run = registry.get(run_id)
+    if run["status"] == RUNNING and run["lease_owner"] == owner_id(pid):
+        return Lease(run_id, run["lease_owner"], run["lease_token"])
+    raise FairauditError(f"run '{run_id}' is {run['status']}" + (
+        f" in process {run['worker_pid']}" if pid_alive(run["worker_pid"]) else "") + "; it cannot start.")
 
 
 def _config_json(spec: JobSpec) -> dict:

@@ -11,6 +11,10 @@ starts a new one. Its output goes to ``$FAIRAUDIT_HOME/logs/worker.log``.
 A run handed to Ray (backend ``ray:ADDRESS``) is driven by one worker per
 address that dispatches the runs to the cluster (:mod:`fairaudit.jobs.ray_backend`).
 
+A worker that finds it lost the lease on its run (it was paused past its
+heartbeat, the run was marked ``interrupted`` and resumed elsewhere) stops
+working on it at once, writes nothing more, and exits.
+
 The methods a worker knows are the built-in ones, plus the test-only methods of
 :mod:`fairaudit.jobs.testing` when ``FAIRAUDIT_TEST_METHODS=1`` is set in the
 environment of the process that starts it.
@@ -30,7 +34,7 @@ from pathlib import Path
 
 from fairaudit import workspace
 from fairaudit.errors import FairauditError
-from fairaudit.jobs.registry import JobRegistry
+from fairaudit.jobs.registry import JobRegistry, LeaseLost
 
 WORKERS_ENV = "FAIRAUDIT_WORKERS"
 IDLE_ENV = "FAIRAUDIT_WORKER_IDLE"
@@ -113,12 +117,16 @@ def serve(backend: str = "local", idle: float | None = None, registry: JobRegist
             idle_since = time.monotonic()
             while True:
                 registry.mark_interrupted()
-                run_id = registry.claim_next(pid, backend)
-                if run_id is not None:
-                    _log(f"run {run_id} started")
+                lease = registry.claim_next(pid, backend)
+                if lease is not None:
+                    run_id = lease.run_id
+                    _log(f"run {run_id} started (lease {lease.token})")
                     try:
-                        run_job(run_id, registry=registry)
+                        run_job(run_id, registry=registry, lease=lease)
                         _log(f"run {run_id} done")
+                    except LeaseLost as exc:  # another worker holds the run now: leave it alone, and quit
+                        _log(f"run {run_id}: {exc}")
+                        return
                     except Exception as exc:  # recorded in the registry by run_job; the worker goes on
                         _log(f"run {run_id} stopped: {type(exc).__name__}: {exc}")
                         if not isinstance(exc, FairauditError):

@@ -1,0 +1,239 @@
+"""Faults of the job system: a paused worker, lost leases, two processes racing on the demo-model cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from fairaudit.jobs import JobRegistry, JobSpec, LeaseLost, get_run, resume, run_job, submit, wait
+from fairaudit.jobs import worker as worker_module
+
+STALE = 4.0  # seconds without a heartbeat before a run counts as dead, in these tests
+
+
+def _spec(model, seed=5, **settings):
+    return JobSpec("noop_finetune", "adult", model=model, device="cpu", settings=settings, n_boot=20, seed=seed,
+                   robustness_samples=0, split_samples=0)
+
+
+def _wait_until(predicate, timeout=90.0, poll=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError("condition not reached in time")
+
+
+def _epoch_rows(run_id):
+    return [m for m in JobRegistry().metrics(run_id, "epoch") if m["name"] == "loss"]
+
+
+def _child(pid):
+    return next(p for p in worker_module._CHILDREN if p.pid == pid)
+
+
+def _without_timings(report):
+    return {k: v for k, v in report.items() if k != "meta"}
+
+
+@pytest.fixture
+def fast_heartbeats(home, monkeypatch):
+    monkeypatch.setenv("FAIRAUDIT_STALE_SECONDS", str(STALE))
+    monkeypatch.setenv("FAIRAUDIT_HEARTBEAT_SECONDS", "0.4")
+    monkeypatch.setenv("FAIRAUDIT_WORKER_IDLE", "3")
+    return home
+
+
+def test_paused_worker_loses_its_lease_and_the_run_executes_once(fast_heartbeats, tiny_model):
+    home, epochs = fast_heartbeats, 10
+    spec = _spec(tiny_model, epochs=epochs, steps=4, sleep=0.1)
+    run_id = submit(spec)
+    _wait_until(lambda: len(_epoch_rows(run_id)) >= 2)
+    paused = get_run(run_id)["worker_pid"]
+    os.kill(paused, signal.SIGSTOP)  # the worker freezes mid-epoch, its heartbeat stops
+    try:
+        paused_at = time.time()
+        interrupted = _wait_until(lambda: (r := get_run(run_id))["status"] == "interrupted" and r, timeout=STALE * 5)
+        assert "stopped sending heartbeats" in interrupted["message"]
+        written_by_paused = _epoch_rows(run_id)
+
+        assert resume(run_id) == run_id  # queued again; a new worker starts because the paused one is silent
+        _wait_until(lambda: (r := get_run(run_id))["status"] == "running" and r["worker_pid"] != paused)
+        resumer = get_run(run_id)["worker_pid"]
+        _wait_until(lambda: len(_epoch_rows(run_id)) > len(written_by_paused))  # the new worker is training
+    finally:
+        os.kill(paused, signal.SIGCONT)  # the paused worker wakes up while the other one works on its run
+    woke_at = time.time()
+    finished = wait(run_id, timeout=120)
+    assert finished["status"] == "done", finished["message"]
+    exit_code = _child(paused).wait(timeout=60)
+
+    # Exactly one execution is recorded: every epoch once, the paused worker's rows all from before the pause,
+    # everything after it from the lease holder, whose result is the one on disk and in the registry.
+    rows = _epoch_rows(run_id)
+    assert [m["epoch"] for m in rows] == list(range(1, epochs + 1))
+    log = (home / "logs" / "worker.log").read_text()
+    assert f"worker {paused}: run {run_id}: run '{run_id}' was taken over by another worker" in log
+    assert f"worker {paused}: run {run_id} done" not in log and exit_code == 0  # it stopped, quietly
+    tokens = {m["lease_token"] for m in rows}
+    old, new = written_by_paused[0]["lease_token"], finished["lease_token"]
+    assert tokens == {old, new} and new > old
+    assert [m for m in rows if m["lease_token"] == old] == written_by_paused
+    late = [m for m in JobRegistry().metrics(run_id, None) if m["lease_token"] == old and m["time"] > paused_at]
+    assert late == []  # not even a step row after the pause
+    assert finished["worker_pid"] == resumer and finished["attempts"] == 2 and finished["finished"] > woke_at
+    result = json.loads((home / "runs" / run_id / "result.json").read_text())
+    assert result["after"] == finished["after"] and result["resumed"] is True
+    assert [h["epoch"] for h in result["history"]] == list(range(1, epochs + 1))
+    resumed_from = result["stats"]["resumed_from_epoch"]
+    assert resumed_from >= len(written_by_paused) and result["stats"]["epochs_trained"] == epochs - resumed_from
+    assert torch.load(home / "runs" / run_id / "checkpoint.pt", weights_only=True)["epoch"] == epochs
+
+    # The same job and seed without interruption: the same deployed model, the same before audit, the same
+    # losses up to the epoch it resumed from (data order after a resume is the seeding code's business).
+    reference = run_job(spec)
+    assert result["model_sha256"] == reference["model_sha256"]
+    assert _without_timings(result["before"]) == _without_timings(reference["before"])
+    assert [h["loss"] for h in result["history"][:resumed_from]] == [
+        h["loss"] for h in reference["history"][:resumed_from]]
+    assert len(reference["history"]) == len(result["history"])
+
+
+def test_every_write_of_a_lost_lease_is_refused(home, tiny_model):
+    registry = JobRegistry()
+    run_id = registry.create_run(_spec(tiny_model), config={})
+    first = registry.claim_next(pid=os.getpid())
+    assert (first.run_id, first.token, first.owner.endswith(f":{os.getpid()}")) == (run_id, 1, True)
+    registry.update_progress(run_id, 0.3, {"event": "step"}, "mitigating", lease=first)
+    registry.append_metrics(run_id, [(0, 1, "loss", 0.7)], lease=first)
+
+    registry.set_status(run_id, "interrupted")  # e.g. its process died
+    second = registry.reopen(run_id, claim_pid=os.getpid() + 1)
+    assert second.token > first.token and registry.current_lease(run_id) == second
+    writes = {
+        "progress": lambda: registry.update_progress(run_id, 0.9, lease=first),
+        "heartbeat": lambda: registry.heartbeat(run_id, first),
+        "metrics": lambda: registry.append_metrics(run_id, [(1, 2, "loss", 0.1)], lease=first),
+        "status": lambda: registry.set_status(run_id, "done", lease=first),
+        "cancel poll": lambda: registry.cancel_requested(run_id, lease=first),
+        "artefact": lambda: _enter(registry.fenced(first)),
+    }
+    for name, write in writes.items():
+        with pytest.raises(LeaseLost, match=f"run '{run_id}' was taken over by another worker"):
+            write()
+    assert first.lost and not second.lost
+    run = registry.get(run_id)
+    assert (run["status"], run["progress"]) == ("running", 0.3)
+    assert [(m["epoch"], m["lease_token"]) for m in run["metrics"]] == [(1, 1)]
+    registry.update_progress(run_id, 0.5, lease=second)  # the holder writes as before
+    registry.set_status(run_id, "done", lease=second)
+    assert registry.get(run_id)["status"] == "done"
+
+
+def _enter(context):
+    with context:
+        pass
+
+
+def test_a_run_marked_interrupted_revokes_the_lease(home, tiny_model, monkeypatch):
+    monkeypatch.setenv("FAIRAUDIT_STALE_SECONDS", "1")
+    registry = JobRegistry()
+    run_id = registry.create_run(_spec(tiny_model), config={})
+    lease = registry.claim(run_id, os.getpid())
+    registry.update_fields(run_id, heartbeat=time.time() - 5)  # silent for 5 s
+    assert registry.mark_interrupted() == [run_id]
+    with pytest.raises(LeaseLost):
+        registry.heartbeat(run_id, lease)  # a paused process that wakes up cannot revive the run
+    assert registry.get(run_id)["status"] == "interrupted"
+
+
+def test_a_foreground_run_that_loses_its_lease_stops_and_records_nothing(home, tiny_model):
+    registry = JobRegistry()
+    taken = {}
+
+    def take_over(event):
+        if event.get("event") == "epoch" and not taken:  # another process resumes the run under our feet
+            registry.set_status(event_run_id(), "interrupted")
+            taken["lease"] = registry.reopen(event_run_id(), claim_pid=os.getpid() + 1)
+
+    def event_run_id():
+        return registry.list(limit=1)[0]["id"]
+
+    with pytest.raises(LeaseLost):
+        run_job(_spec(tiny_model, epochs=3, steps=2), progress=take_over, registry=registry)
+    run = registry.get(event_run_id())
+    assert run["status"] == "running" and run["lease_token"] == taken["lease"].token  # left to its new holder
+    assert [m["epoch"] for m in run["metrics"] if m["name"] == "loss"] == [1]
+    folder = home / "runs" / run["id"]
+    assert not (folder / "result.json").exists() and not list(folder.glob(".writing-*"))
+
+
+def test_old_registry_gains_the_lease_columns(home, tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the first schema: no lease or model hash columns
+        conn.executescript("""
+            CREATE TABLE runs (id TEXT PRIMARY KEY, method TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
+                status TEXT NOT NULL, phase TEXT, progress REAL NOT NULL DEFAULT 0, backend TEXT NOT NULL DEFAULT
+                'local', spec TEXT NOT NULL, config TEXT NOT NULL, seed INTEGER NOT NULL, device TEXT, event TEXT,
+                message TEXT, traceback TEXT, before TEXT, after TEXT, summary TEXT, artifacts TEXT, stats TEXT,
+                history TEXT, versions TEXT, timings TEXT, workdir TEXT, result_path TEXT, worker_pid INTEGER,
+                worker_host TEXT, heartbeat REAL, cancel_requested INTEGER NOT NULL DEFAULT 0,
+                resume INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+                started REAL, finished REAL, seconds REAL);
+            CREATE TABLE metrics (run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, kind TEXT NOT NULL,
+                name TEXT NOT NULL, value REAL, time REAL NOT NULL);
+            INSERT INTO runs (id, method, dataset, model, status, spec, config, seed, created)
+                VALUES ('old-run', 'erm', 'adult', 'demo', 'done', '{}', '{}', 0, 1.0);
+            PRAGMA user_version = 1;
+        """)
+    registry = JobRegistry(path)
+    run = registry.get("old-run")
+    assert (run["status"], run["lease_token"], run["model_sha256"]) == ("done", 0, None)
+    assert registry.metrics("old-run") == []
+
+
+def test_a_process_paused_between_registry_writes_never_locks_the_others_out(home, tiny_model, monkeypatch):
+    import random
+    import subprocess
+    import sys
+
+    from fairaudit.jobs import registry as registry_module
+
+    registry = JobRegistry()
+    run_id = registry.create_run(_spec(tiny_model), config={})
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from fairaudit.jobs.registry import JobRegistry\n"
+        "registry = JobRegistry(sys.argv[1])\n"
+        "while True:\n"
+        "    registry.heartbeat(sys.argv[2])\n"
+        "    registry.append_metrics(sys.argv[2], [(0, None, 'loss', 0.5)], 'step')\n"
+        "    time.sleep(0.002)\n"), str(registry.path), run_id], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    monkeypatch.setattr(registry_module, "BUSY_TIMEOUT_MS", 1000)
+    mine = JobRegistry(registry.path)  # a connection that gives up after 1 s
+    rng = random.Random(0)
+    locked_out = 0
+    try:
+        _wait_until(lambda: mine.metrics(run_id, "step"), timeout=30)
+        for _ in range(25):
+            time.sleep(rng.uniform(0.005, 0.05))
+            os.kill(writer.pid, signal.SIGSTOP)  # frozen wherever it is, like a suspended machine
+            try:
+                mine.update_progress(run_id, 0.5)
+            except Exception:
+                locked_out += 1
+            finally:
+                os.kill(writer.pid, signal.SIGCONT)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert locked_out == 0
