@@ -460,6 +460,37 @@ def test_implausible_class_count_in_the_sidecar_is_refused(tmp_path, classes):
         "number from 2 to 100,000; fix or delete that field.")
 
 
+@pytest.mark.parametrize("field, value, example", [("arch", 5, "small_cnn"), ("arch", "", "small_cnn"),
+                                                   ("arch", ["mlp"], "small_cnn"), ("head", ["fc"], "fc"),
+                                                   ("head", {"name": "fc"}, "fc")])
+def test_sidecar_names_of_the_wrong_type_are_refused(tmp_path, field, value, example):
+    path = save_checkpoint(trained_like("small_cnn", num_classes=2), tmp_path / "m.pt", format="state_dict")
+    sidecar = {**read_sidecar(path), field: value}
+    path.with_name(path.name + ".json").write_text(json.dumps(sidecar))
+    expected = (f"gives {field} as {json.dumps(value)}, but it must be a name such as \"{example}\"; fix or delete "
+                "that field.")
+    assert load_error(path) == f"the sidecar of '{path}' {expected}"
+    with pytest.raises(ModelLoadError) as info:
+        load_model_bytes(path.read_bytes(), "m.pt", sidecar=json.dumps(sidecar).encode())
+    assert str(info.value) == f"the sidecar of 'm.pt' {expected}"
+
+
+def test_architecture_of_the_other_kind_is_refused(tmp_path):
+    torch.save(trained_like("small_cnn", num_classes=2).state_dict(), tmp_path / "cnn.pt")
+    assert load_error(tmp_path / "cnn.pt", arch="mlp", expected_input_shape=(3, 16, 16)) == (
+        "architecture 'mlp' is for tabular features (inputs of shape (D,)), not inputs of shape (3, 16, 16); use an "
+        "image architecture (small_cnn, resnet18 or a torchvision model name).")
+    with pytest.raises(ModelLoadError, match="architecture 'tabular_cnn' is for tabular features"):
+        load_model_bytes((tmp_path / "cnn.pt").read_bytes(), "cnn.pt", arch="tabular_cnn",
+                         expected_input_shape=(3, 16, 16))
+    torch.save(trained_like("mlp", num_classes=2).state_dict(), tmp_path / "mlp.pt")
+    assert load_error(tmp_path / "mlp.pt", arch="small_cnn", expected_input_shape=(10,)) == (
+        "architecture 'small_cnn' is for images (inputs of shape (C, H, W)), not inputs of shape (10,); use a "
+        "tabular architecture (mlp or tabular_cnn).")
+    with pytest.raises(ModelLoadError, match="architecture 'mlp' is for tabular features"):
+        build_model("mlp", 2, (3, 16, 16))
+
+
 def test_unknown_architecture_suggests_a_close_name(tmp_path):
     torch.save(trained_like("mlp").state_dict(), tmp_path / "m.pt")
     message = load_error(tmp_path / "m.pt", arch="resnet19", input_shape=(10,))

@@ -75,7 +75,7 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
 def check_info(info: Mapping[str, Any] | None, where: str) -> dict | None:
     """Refuse checkpoint information (a sidecar, or the header of a safetensors file) with fields of the wrong type.
 
-    ``num_classes`` must be a whole number from 2 to :data:`MAX_CLASSES` and
+    ``arch`` and ``head`` must be non-empty names, ``num_classes`` must be a whole number from 2 to :data:`MAX_CLASSES` and
     ``input_shape`` a list of 1 to 3 positive whole numbers (features, or
     channels × height × width), none over :data:`MAX_INPUT_DIM` and at most
     :data:`MAX_INPUT_VALUES` in all. ``where`` names the source in messages
@@ -84,6 +84,11 @@ def check_info(info: Mapping[str, Any] | None, where: str) -> dict | None:
     if info is None:
         return None
     info = dict(info)
+    for name, example in (("arch", "small_cnn"), ("head", "fc")):
+        value = info.get(name)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ModelLoadError(f"{where} gives {name} as {_shown(value)}, but it must be a name such as "
+                                 f"\"{example}\"; fix or delete that field.")
     classes = info.get("num_classes")
     if classes is not None and not (_whole(classes) and 2 <= classes <= MAX_CLASSES):
         raise ModelLoadError(f"{where} gives num_classes as {_shown(classes)}, but it must be a whole number from 2 "

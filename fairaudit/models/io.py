@@ -61,7 +61,7 @@ from fairaudit.models.checkpoint_files import (EMBEDDED_KEY, atomic_write, check
                                                check_model_file, detect_format, first_line, load_torchscript,
                                                read_safetensors, read_sidecar, read_torch_state, sha256,
                                                sidecar_path, torchscript_refusal)
-from fairaudit.models.registry import MODEL_BUILDERS, check_input_shape
+from fairaudit.models.registry import MODEL_BUILDERS, check_input_shape, check_kind
 from fairaudit.models.split import _HEAD_NAMES, SplitModel, _Flattened, split_torchvision
 
 __all__ = ["ScriptedModel", "features_available", "head_name", "load_checkpoint_file", "load_model",
@@ -487,6 +487,7 @@ def _build_from_state(state: dict[str, torch.Tensor], info: Mapping[str, Any], l
         shape, source = dataset.input_shape, "the dataset has"
     else:
         raise ModelLoadError(f"cannot tell which input shape '{label}' expects; pass --input-shape (e.g. 3,32,32).")
+    check_kind(arch, shape)
 
     first_problem = None
     for build in builders:

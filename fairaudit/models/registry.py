@@ -32,7 +32,25 @@ def build_model(arch: str, num_classes: int, input_shape: Sequence[int]) -> Spli
         raise ModelLoadError(f"unknown architecture '{arch}'; available: {', '.join(sorted(MODEL_BUILDERS))}.")
     if num_classes < 2:
         raise ModelLoadError(f"a classifier needs at least 2 classes, got {num_classes}.")
+    check_kind(arch, input_shape)
     return MODEL_BUILDERS[arch](int(num_classes), tuple(input_shape))
+
+
+_KIND_SHAPES = {"image": (3, "images (inputs of shape (C, H, W))"), "tabular": (1, "tabular features (inputs of "
+                                                                                   "shape (D,))")}
+
+
+def check_kind(arch: str, input_shape: Sequence[int]) -> None:
+    """Refuse a registered architecture for inputs of the other kind (``mlp`` on images, ``small_cnn`` on a table)."""
+    kind = MODEL_KINDS.get(arch)
+    if kind not in _KIND_SHAPES or len(input_shape) == _KIND_SHAPES[kind][0]:
+        return
+    other = "tabular" if kind == "image" else "image"
+    names = list_models(other) + (["a torchvision model name"] if other == "image" else [])
+    options = ", ".join(names[:-1]) + " or " + names[-1]
+    raise ModelLoadError(f"architecture '{arch}' is for {_KIND_SHAPES[kind][1]}, not inputs of shape "
+                         f"{tuple(input_shape)}; use {'an image' if other == 'image' else 'a tabular'} architecture "
+                         f"({options}).")
 
 
 def default_arch(kind: str) -> str:

@@ -86,17 +86,22 @@ def hostile_torchscript(folder: Path, payload: str, marker: Path | None = None, 
 # ---------------------------------------------------------------------------- checkpoints with a doctored sidecar
 
 def checkpoint(folder: Path, name: str = "model.pt", shape=IMAGE_SHAPE, arch: str = "small_cnn",
-               **sidecar_fields) -> Path:
-    """A fairaudit checkpoint of ``arch`` (2 classes) with ``sidecar_fields`` written over its sidecar's."""
+               sidecar: bool = True, fields: dict | None = None) -> Path:
+    """A fairaudit checkpoint of ``arch`` (2 classes) with ``fields`` written over its sidecar's.
+
+    ``sidecar=False`` deletes the sidecar (a bare state_dict, as trained elsewhere).
+    """
     from fairaudit.models import build_model, save_checkpoint
     from fairaudit.models.checkpoint_files import sidecar_path
 
     torch.manual_seed(0)
     path = save_checkpoint(build_model(arch, 2, shape), Path(folder) / name,
                            format="safetensors" if name.endswith(".safetensors") else "state_dict")
-    if sidecar_fields:
+    if not sidecar:
+        sidecar_path(path).unlink()
+    elif fields:
         side = sidecar_path(path)
-        side.write_text(json.dumps({**json.loads(side.read_text()), **sidecar_fields}))
+        side.write_text(json.dumps({**json.loads(side.read_text()), **fields}))
     return path
 
 
@@ -139,10 +144,9 @@ def _torchscript_command(command: str) -> BadInput:
     return BadInput(f"torchscript_{command}", build, "--allow-torchscript", tags=("models", "torchscript"))
 
 
-def _sidecar_case(name: str, message: str, weights: str = "model.pt", extra: tuple[str, ...] = (),
-                  **checkpoint_args) -> BadInput:
-    """A checkpoint (and its sidecar) given to ``audit --model`` and to the app's upload with its sidecar."""
-    return BadInput(name, lambda sandbox: audit_args(checkpoint(sandbox, weights, **checkpoint_args), *extra),
+def _sidecar_case(name: str, message: str, weights: str = "model.pt", shape=IMAGE_SHAPE, **fields) -> BadInput:
+    """A checkpoint with ``fields`` in its sidecar, given to ``audit --model`` and to the app's upload."""
+    return BadInput(name, lambda sandbox: audit_args(checkpoint(sandbox, weights, shape, fields=fields)),
                     message, upload=upload(weights, sidecar=weights + ".json"), tags=("models", "sidecar"))
 
 
@@ -153,4 +157,13 @@ CASES = [_torchscript_case("forward"), _torchscript_case("setstate"),
          _sidecar_case("sidecar_input_shape_implausible", "gives input_shape as [3, -1, 1000000000.0], but an input "
                        "shape must be a list of 1 to 3 positive whole numbers", input_shape=[3, -1, 1e9]),
          _sidecar_case("sidecar_num_classes_text", "gives num_classes as \"2\", but it must be a whole number",
-                       num_classes="2")]
+                       num_classes="2"),
+         _sidecar_case("sidecar_arch_number", "gives arch as 5, but it must be a name such as \"small_cnn\"", arch=5),
+         _sidecar_case("sidecar_head_list", "gives head as [\"fc\"], but it must be a name such as \"fc\"",
+                       head=["fc"]),
+         _sidecar_case("sidecar_input_shape_text", "gives input_shape as \"3x32x32\", but an input shape must be",
+                       input_shape="3x32x32"),
+         BadInput("arch_mlp_on_image_checkpoint",
+                  lambda sandbox: audit_args(checkpoint(sandbox, "plain.pt", sidecar=False), "--arch", "mlp"),
+                  "architecture 'mlp' is for tabular features (inputs of shape (D,)), not inputs of shape (3, 32, 32)",
+                  upload=upload("plain.pt", arch="mlp"), tags=("models",))]
