@@ -132,9 +132,13 @@ def cmd_audit_predictions(args) -> int:
     from fairaudit.audit import audit_predictions
     from fairaudit.audit.external import read_predictions_csv
 
-    preds = read_predictions_csv(args.file, args.label, args.pred, args.sensitive, args.score)
+    preds = read_predictions_csv(args.file, args.label, args.pred, args.sensitive, args.score,
+                                 threshold=args.threshold)
     report = audit_predictions(preds, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed,
-                               device=args.device, meta={"source": str(args.file)})
+                               device=args.device, min_group_size=args.min_group_size,
+                               meta={"source": str(args.file)})
+    for warning in preds.meta.get("warnings", []):
+        print(f"fairaudit: warning: {warning}", file=sys.stderr)
     _write_json(report.to_dict(), args.json)
     print(f"accuracy {report.overall['accuracy']:.4f}  spd {report.disparities['spd']:.4f}  -> {args.json}")
     return 0
@@ -493,10 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit-predictions", help="audit existing predictions from a CSV file")
     p.add_argument("file")
-    p.add_argument("--label", required=True)
-    p.add_argument("--pred", required=True)
-    p.add_argument("--score")
-    p.add_argument("--sensitive", required=True)
+    p.add_argument("--label", required=True, help="column of true labels")
+    p.add_argument("--pred", help="column of the decisions made (the same values as --label); when given it is "
+                                  "always the audited decision, even with --score")
+    p.add_argument("--score", help="column of P(y = 1) of a binary target; alone, the decision is score >= "
+                                   "--threshold; with --pred it is kept only if it reproduces --pred at --threshold")
+    p.add_argument("--sensitive", required=True, help="sensitive column(s), comma-separated")
+    p.add_argument("--min-group-size", type=int, default=10,
+                   help="refuse groups with fewer rows (default 10); their rates would be noise")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from fairaudit.audit import Predictions, audit_predictions, predict, run_audit
+from fairaudit.audit.external import read_predictions_csv
 from fairaudit.data import TensorFairDataset, load_dataset
 from fairaudit.errors import FairauditError
 from fairaudit.models import build_model
+from tests.bad_inputs.cases_data import predictions_args, predictions_frame, write_predictions
 
 
 def _tabular(n=600, seed=0):
@@ -83,3 +90,87 @@ def test_cuda_pass_matches_cpu():
     np.testing.assert_allclose(gpu.probs, cpu.probs, atol=2e-2)  # bf16 autocast on the GPU
     assert gpu_report.meta["device"].startswith("cuda")
     assert abs(gpu_report.overall["accuracy"] - cpu_report.overall["accuracy"]) < 0.02
+
+
+# ---------------------------------------------------------------------------- predictions from a table
+
+def _run_cli(args: list[str], capsys) -> tuple[int, dict | None, str]:
+    from fairaudit.cli import main
+
+    code = main(args)
+    out = Path(args[args.index("--json") + 1])
+    return code, (json.loads(out.read_text()) if out.is_file() else None), capsys.readouterr().err
+
+
+def test_prediction_column_is_the_decision_when_scores_disagree(tmp_path, capsys):
+    frame = predictions_frame()  # a perfect predictor whose scores are unrelated to its decisions
+    disagree = int(((frame["score"] >= 0.5).astype(int) != frame["pred"]).sum())
+    code, data, err = _run_cli(predictions_args(write_predictions(tmp_path), "--score", "score"), capsys)
+    assert code == 0
+    assert data["overall"]["accuracy"] == 1.0
+    assert data["meta"]["columns"] == {"label": "y", "prediction": "pred", "score": None}
+    first = int(np.flatnonzero((frame["score"] >= 0.5).astype(int) != frame["pred"])[0]) + 2
+    warning = (f"'score' >= 0.5 disagrees with the prediction column 'pred' on {disagree} of 200 rows "
+               f"(first at row {first}), so the audit uses 'pred' as the decision and does not use 'score'.")
+    assert data["meta"]["warnings"] == [warning]
+    assert err.strip() == f"fairaudit: warning: {warning}"
+
+
+def test_scores_that_reproduce_the_predictions_are_kept_for_other_thresholds(tmp_path):
+    frame = predictions_frame()
+    pred = (frame["score"] >= 0.5).astype(int)
+    preds = read_predictions_csv(write_predictions(tmp_path, pred=pred), "y", "pred", "sex", "score")
+    assert preds.meta["columns"]["score"] == "score" and "warnings" not in preds.meta
+    assert audit_predictions(preds, threshold=0.5, n_boot=0).overall["accuracy"] == pytest.approx(
+        (pred == frame["y"]).mean(), abs=1e-12)
+    at_07 = ((frame["score"] >= 0.7).astype(int) == frame["y"]).mean()
+    assert audit_predictions(preds, threshold=0.7, n_boot=0).overall["accuracy"] == pytest.approx(at_07, abs=1e-12)
+
+
+def test_score_alone_is_thresholded(tmp_path, capsys):
+    frame = predictions_frame()
+    args = predictions_args(write_predictions(tmp_path), "--score", "score", "--threshold", "0.7")
+    args.remove("--pred"), args.remove("pred")
+    code, data, _ = _run_cli(args, capsys)
+    assert code == 0
+    assert data["overall"]["accuracy"] == pytest.approx(((frame["score"] >= 0.7) == frame["y"]).mean(), abs=1e-12)
+    assert data["meta"]["prediction"] == "scores>=0.7"
+
+
+@pytest.mark.parametrize("columns, sensitive, message", [
+    (dict(pred=np.where(predictions_frame()["y"] == 1, "yes", "no")), "sex",
+     "the label column 'y' holds {0, 1} but the prediction column 'pred' holds {'no', 'yes'}; code both with the "
+     "same values (e.g. 0/1 in both) so that predictions can be compared with labels."),
+    (dict(sex="f"), "sex", "every sample is in the one group 'sex=f', so there is nothing to compare; audit a "
+                           "sensitive attribute that takes at least two values in the data."),
+    (dict(), "age", "sensitive attribute 'age' has 200 distinct values, more than 20; bin it into a few ranges "
+                    "(e.g. age bands) before auditing, since one group per value makes tiny groups and meaningless "
+                    "disparities."),
+])
+def test_misleading_tables_are_refused(tmp_path, columns, sensitive, message):
+    with pytest.raises(FairauditError) as info:
+        preds = read_predictions_csv(write_predictions(tmp_path, **columns), "y", "pred", sensitive)
+        audit_predictions(preds, n_boot=0, device="cpu")
+    assert str(info.value) == message
+
+
+def test_small_groups_are_refused_below_the_minimum_size(tmp_path, capsys):
+    sex = predictions_frame()["sex"].to_numpy().copy()
+    sex[0] = "x"
+    path = write_predictions(tmp_path, sex=sex)
+    code, data, err = _run_cli(predictions_args(path), capsys)
+    assert code == 2 and data is None
+    assert err.strip() == ("fairaudit: error: group 'sex=x' has 1 sample(s), fewer than min_group_size=10; "
+                           "merge values, drop an attribute or lower min_group_size (--min-group-size).")
+    code, data, _ = _run_cli(predictions_args(path, "--min-group-size", "1"), capsys)
+    assert code == 0 and data["meta"]["min_group_size"] == 1
+    assert [(g["group"], g["n"]) for g in data["groups"]] == [("sex=f", 99), ("sex=m", 100), ("sex=x", 1)]
+
+
+def test_audit_predictions_warns_about_nothing(tmp_path):
+    # A fresh interpreter: torch prints its "array is not writable" warning only once per process.
+    path = write_predictions(tmp_path)
+    result = subprocess.run([sys.executable, "-W", "error", "-m", "fairaudit", *predictions_args(path)],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

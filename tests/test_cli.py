@@ -65,7 +65,7 @@ def test_audit_predictions_contract(predictions_csv, tmp_path, capsys):
 def test_audit_predictions_intersections_and_threshold(predictions_csv, tmp_path):
     path, frame = predictions_csv
     out = tmp_path / "r.json"
-    assert main(["audit-predictions", str(path), "--label", "label", "--pred", "pred", "--score", "score",
+    assert main(["audit-predictions", str(path), "--label", "label", "--score", "score",
                  "--sensitive", "sex,race", "--bootstrap", "0", "--threshold", "0.7", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert len(data["groups"]) == 6

@@ -275,6 +275,10 @@ def test_report_file(tmp_path):
     (dict(y_true=[0, 1, 1, 0], y_pred=[0, 1, 1, 0], sensitive=[0, 1, 1, 1], sensitive_names=["sex"],
           value_names={"sex": ["F", "M"]}, min_group_size=2),
      "group 'sex=F' has 1 sample(s), fewer than min_group_size=2"),
+    (dict(y_true=[0, 1, 1, 0], y_pred=[0, 1, 1, 1], sensitive=[1, 1, 1, 1], sensitive_names=["sex"],
+          value_names={"sex": ["F", "M"]}), "every sample is in the one group 'sex=M', so there is nothing to compare"),
+    (dict(y_true=np.arange(42) % 2, y_pred=np.arange(42) % 2, sensitive=np.arange(42) // 2, sensitive_names=["age"]),
+     "sensitive attribute 'age' has 21 distinct values, more than 20; bin it"),
     (dict(y_true=[0, 1], y_pred=[0, 1], sensitive=[0, 1], n_boot=-1), "n_boot must be a whole number >= 0"),
     (dict(y_true=[0, 1], scores=[0.2, 0.7], sensitive=[0, 1], threshold="high"), "threshold must be a finite number"),
 ])

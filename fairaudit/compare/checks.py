@@ -130,7 +130,7 @@ def _group_metrics(labels: np.ndarray, scores: np.ndarray, codes: np.ndarray, at
 
     report = audit_metrics(labels, scores=scores, sensitive=codes.reshape(-1, 1), sensitive_names=[attribute],
                            value_names={attribute: list(value_names)}, class_names=list(class_names),
-                           threshold=threshold, n_boot=0, device=device)
+                           threshold=threshold, n_boot=0, device=device, check_groups=False)
     frame = pd.DataFrame([{"group": g["attributes"][attribute], "n": g["n"],
                            **{k: g.get(k) for k in ("accuracy", "selection_rate", "tpr", "fpr")}}
                           for g in report.groups])

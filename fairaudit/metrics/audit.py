@@ -14,7 +14,7 @@ from fairaudit.metrics.bootstrap import (METHODS, make_generator, percentile_int
                                          poisson_confusions_rows)
 from fairaudit.metrics.confusion import cell_ids, confusion_counts, merge_groups
 from fairaudit.metrics.groups import GroupIndex, describe, index_groups
-from fairaudit.metrics.inputs import prepare_inputs
+from fairaudit.metrics.inputs import MAX_GROUP_VALUES, prepare_inputs
 from fairaudit.metrics.rates import DISPARITY_NAMES, OVERALL_METRICS, PER_GROUP_METRICS, summarize
 from fairaudit.metrics.report import AuditReport
 
@@ -34,6 +34,7 @@ def audit_metrics(
     device: str | torch.device = "auto",
     min_group_size: int = 1,
     bootstrap: str = "rows",
+    check_groups: bool = True,
 ) -> AuditReport:
     """Audit classifier outputs for group fairness.
 
@@ -63,6 +64,11 @@ def audit_metrics(
     bootstrap:
         ``"rows"`` (a Poisson(1) weight per row) or ``"cells"`` (a Poisson draw
         per confusion cell; same distribution, much cheaper for large N).
+    check_groups:
+        Refuse a single group (every disparity would read 0) and an attribute
+        with more than ``MAX_GROUP_VALUES`` (20) distinct values (a continuous
+        column, to be binned); ``False`` for per-group tables that need no
+        comparison.
 
     Rates whose denominator is zero are NaN and are ignored by max/min over
     groups; see :mod:`fairaudit.metrics.rates` for every definition.
@@ -75,6 +81,8 @@ def audit_metrics(
     cells = cell_ids(index.ids, inp.y_true, inp.y_pred, n_classes)
     conf = confusion_counts(cells, index.n_groups, n_classes)
     sizes = conf.sum((-2, -1)).round().long().cpu().numpy()
+    if check_groups:
+        _check_groups(index)
     _check_group_sizes(index, sizes, min_group_size)
     replicates = None
     if n_boot > 0:
@@ -130,13 +138,26 @@ def _check_settings(n_boot: int, ci_level: float, min_group_size: int, bootstrap
         raise MetricInputError(f"bootstrap must be one of {', '.join(METHODS)}, got {bootstrap!r}.")
 
 
+def _check_groups(index: GroupIndex) -> None:
+    """At least two groups to compare, and no attribute with so many values that it must be continuous."""
+    if index.n_groups < 2:
+        raise MetricInputError(f"every sample is in the one group '{index.names[0]}', so there is nothing to "
+                               "compare; audit a sensitive attribute that takes at least two values in the data.")
+    for j, attr in enumerate(index.sensitive_names):
+        n_values = len(np.unique(index.codes[:, j]))
+        if n_values > MAX_GROUP_VALUES:
+            raise MetricInputError(f"sensitive attribute '{attr}' has {n_values} distinct values, more than "
+                                   f"{MAX_GROUP_VALUES}; bin it into a few ranges (e.g. age bands) before auditing, "
+                                   "since one group per value makes tiny groups and meaningless disparities.")
+
+
 def _check_group_sizes(index: GroupIndex, sizes: np.ndarray, min_group_size: int) -> None:
     small = [(index.names[g], int(sizes[g])) for g in np.argsort(sizes, kind="stable") if sizes[g] < min_group_size]
     if small:
         listed = ", ".join(f"'{name}' has {n}" for name, n in small[:3])
         more = f" (and {len(small) - 3} more)" if len(small) > 3 else ""
         raise MetricInputError(f"group {listed} sample(s){more}, fewer than min_group_size={min_group_size}; "
-                               "merge values, drop an attribute or lower min_group_size.")
+                               "merge values, drop an attribute or lower min_group_size (--min-group-size).")
 
 
 class _Section:

@@ -16,6 +16,9 @@ import torch
 
 from fairaudit.errors import MetricInputError
 
+# More distinct values than this in one sensitive attribute means a continuous column that should be binned.
+MAX_GROUP_VALUES = 20
+
 
 @dataclass
 class AuditInputs:
@@ -40,7 +43,8 @@ def _as_tensor(x: Any, name: str, device: torch.device) -> torch.Tensor:
         arr = np.asarray(x)
         if arr.dtype == object or arr.dtype.kind in "USM":
             raise MetricInputError(f"{name} must be numeric (integer codes or probabilities), got {arr.dtype} values.")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        # A copy when numpy cannot hand out a writable buffer (read-only pandas arrays), which torch refuses to share.
+        t = torch.from_numpy(np.require(arr, requirements=("C", "W")))
     if t.dtype == torch.bool:
         t = t.long()
     if t.is_complex():
