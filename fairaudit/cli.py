@@ -17,11 +17,14 @@ from pathlib import Path
 from fairaudit.errors import FairauditError
 
 EXIT_USAGE = 2
+PROG = "fairaudit"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, no usage dump
-        raise FairauditError(f"{self.prog}: {message}")
+    def error(self, message):  # one clear line, no usage dump; main() adds the "fairaudit: error: " prefix
+        command = self.prog.removeprefix(PROG).strip()
+        sentence = message.rstrip(".") + "."
+        raise FairauditError(f"{command}: {sentence}" if command else sentence)
 
 
 def _data_options(pairs: list[str] | None) -> dict[str, str]:
@@ -465,7 +468,7 @@ def cmd_leakage(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fairaudit", description="Group-fairness auditing for vision and tabular models.")
+    parser = _Parser(prog=PROG, description="Group-fairness auditing for vision and tabular models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("audit", help="audit a model on a dataset split")
@@ -609,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FairauditError("--threshold must lie in [0, 1].")
         return args.func(args)
     except FairauditError as exc:
-        print(f"fairaudit: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("fairaudit: interrupted", file=sys.stderr)

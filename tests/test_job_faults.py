@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,3 +238,113 @@ def test_a_process_paused_between_registry_writes_never_locks_the_others_out(hom
         writer.kill()
         writer.wait()
     assert locked_out == 0
+
+
+# ---------------------------------------------------------------------------- the demo-model cache and model hashes
+
+_DEMO_CLIENT = """
+import json, sys, time
+from pathlib import Path
+from fairaudit import demo
+from fairaudit.models.checkpoint_files import sha256
+from fairaudit.train import TrainConfig
+
+demo.DEMO_RECIPES["adult"] = {"arch": "mlp", "config": TrainConfig(epochs=1, max_steps=6, batch_size=128)}
+while not Path(sys.argv[1]).exists():  # both processes ask at the same moment
+    time.sleep(0.01)
+trained = []
+
+def progress(event):
+    if not trained:  # training takes a while: the other process asks meanwhile
+        trained.append(True)
+        time.sleep(1.5)
+
+model, path = demo.get_demo_model("adult", device="cpu", progress=progress)
+print(json.dumps({"trained": bool(trained), "path": str(path), "sha256": sha256(path),
+                  "weights": float(sum(p.double().sum() for p in model.parameters()))}))
+"""
+
+
+def test_two_processes_asking_for_the_demo_model_train_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    home, go = tmp_path / "home", tmp_path / "go"
+    env = {**os.environ, "FAIRAUDIT_HOME": str(home), "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _DEMO_CLIENT, str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    time.sleep(0.5)
+    go.touch()
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(o["trained"] for o in outputs) == [False, True]  # one trained, the other waited and loaded it
+    assert outputs[0]["path"] == outputs[1]["path"] and outputs[0]["sha256"] == outputs[1]["sha256"]
+    assert outputs[0]["weights"] == outputs[1]["weights"]
+    from fairaudit.models.checkpoint_files import sha256
+
+    files = sorted(p.name for p in (home / "models").iterdir())
+    name = os.path.basename(outputs[0]["path"])
+    assert files == [name, f"{name}.json", f"{name}.lock"]  # one model, its sidecar, the lock; no leftovers
+    assert sha256(home / "models" / name) == outputs[0]["sha256"]
+
+
+def _replace_weights(path, scale=1.01):
+    """Write a different model to ``path`` (weights and sidecar consistent, so only the hash tells)."""
+    from fairaudit.models.io import load_model, save_checkpoint
+
+    model = load_model(path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    save_checkpoint(model, path, extra={"dataset": "adult"})
+
+
+def _copy_model(source, folder):
+    import shutil
+
+    folder.mkdir(exist_ok=True)
+    target = folder / "deployed.safetensors"
+    shutil.copy(source, target)
+    shutil.copy(f"{source}.json", f"{target}.json")
+    return str(target)
+
+
+def test_runs_record_the_model_hash_and_refuse_a_changed_file(home, tiny_model, tmp_path):
+    from fairaudit.jobs.artifacts import load_run_models
+    from fairaudit.models.checkpoint_files import sha256
+
+    path = _copy_model(tiny_model, tmp_path / "models")
+    digest = sha256(Path(path))
+    result = run_job(_spec(path, epochs=1, steps=2))
+    assert result["model_sha256"] == digest == get_run(result["run_id"])["model_sha256"]
+    assert json.loads((home / "runs" / result["run_id"] / "result.json").read_text())["model_sha256"] == digest
+    assert load_run_models(result["run_id"], device="cpu").before is not None  # unchanged: fine
+
+    _replace_weights(path)
+    with pytest.raises(Exception) as info:
+        load_run_models(result["run_id"], device="cpu")
+    message = str(info.value)
+    assert f"the model file '{path}' has changed since run '{result['run_id']}' recorded it" in message
+    assert f"SHA-256 {digest[:12]}… then, {sha256(Path(path))[:12]}… now" in message and "\n" not in message
+
+
+def test_resuming_a_run_whose_model_file_changed_is_refused(home, tiny_model, tmp_path):
+    path = _copy_model(tiny_model, tmp_path / "models")
+
+    def stop(event):
+        if event.get("event") == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(_spec(path, epochs=3, steps=2), progress=stop)
+    run_id = JobRegistry().list(limit=1)[0]["id"]
+    assert get_run(run_id)["status"] == "interrupted"
+    _replace_weights(path)
+    with pytest.raises(Exception, match=f"has changed since run '{run_id}' recorded it"):
+        resume(run_id, foreground=True)
+    run = get_run(run_id)
+    assert run["status"] == "failed" and "restore that file, or start a new run" in run["message"]
+    assert [m["epoch"] for m in run["metrics"] if m["name"] == "loss"] == [1]  # nothing trained on the new file

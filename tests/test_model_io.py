@@ -18,7 +18,7 @@ from fairaudit.models import (ScriptedModel, build_model, features_available, lo
 from fairaudit.models import checkpoint_files
 from fairaudit.models.checkpoint_files import sha256
 from tests.bad_inputs.cases_models import (HOSTILE_SCRIPTS, IMAGE_SHAPE, N_TEST, WritesOnForward, audit_args,
-                                           hostile_torchscript)
+                                           hostile_torchscript, random_bytes)
 
 SHAPES = {"small_cnn": (3, 16, 16), "resnet18": (3, 8, 8), "mlp": (10,)}
 
@@ -348,6 +348,17 @@ def test_random_bytes_and_sidecars_are_not_model_files(tmp_path):
     assert "not a recognised model format" in load_error(tmp_path / "noise.pt", arch="mlp")
     path = save_checkpoint(trained_like("mlp"), tmp_path / "m.safetensors")
     assert "is a JSON sidecar" in load_error(path.with_name(path.name + ".json"))
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_that_starts_like_a_pickle_is_not_a_model_file_and_not_code(tmp_path, seed):
+    path = random_bytes(tmp_path, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Detected pickle protocol ..." warning either
+        assert load_error(path, arch="mlp") == (
+            f"the file '{path}' is not a recognised model format (expected safetensors, a PyTorch state_dict or a "
+            "TorchScript archive).")
+        with pytest.raises(ModelLoadError, match="^the file 'noise.pt' is not a recognised model format"):
+            load_model_bytes(path.read_bytes(), "noise.pt", arch="mlp")
 
 
 @pytest.mark.parametrize("writer", ["torch_save", "raw_pickle"])

@@ -68,10 +68,13 @@ def load_run_models(run_id: str, device="auto", *, registry=None) -> RunModels:
     """Rebuild the models of the finished run ``run_id``.
 
     Raises :class:`~fairaudit.errors.FairauditError` when the run does not
-    exist, is not done, or its artefacts are missing or unreadable.
+    exist, is not done, its artefacts are missing or unreadable, or the
+    deployed model's file no longer has the SHA-256 the run recorded
+    (``model_sha256``).
     """
     from fairaudit import jobs
     from fairaudit.device import resolve_device
+    from fairaudit.jobs.execute import check_model_file
     from fairaudit.loading import resolve_model
 
     run = jobs.get_run(run_id, registry=registry)
@@ -80,8 +83,11 @@ def load_run_models(run_id: str, device="auto", *, registry=None) -> RunModels:
     spec = JobSpec.from_dict(run["spec"])
     device = resolve_device(device)
     test_ds = _load(spec, "test")
+    source: dict[str, str] = {}
     before, _ = resolve_model(spec.model, test_ds, arch=spec.arch, data_options=spec.data_options,
-                              data_dir=spec.data_dir, device=device, allow_torchscript=spec.allow_torchscript)
+                              data_dir=spec.data_dir, device=device, allow_torchscript=spec.allow_torchscript,
+                              source=source)
+    check_model_file(source, run.get("model_sha256"), run_id)
     before = before.to(device).eval()
     artifacts = run.get("artifacts") or {}
     generator_path = artifacts.get("generator")

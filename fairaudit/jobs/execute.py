@@ -112,12 +112,18 @@ def _publish(workdir: Path, name: str, write: Callable[[Path], Any], fence: Fenc
     return workdir / Path(written if isinstance(written, (str, Path)) else name).name
 
 
-def _check_model(source: dict, expected: str | None, run_id: str) -> None:
-    """A resumed run must fine-tune the very weights its stored *before* audit measured."""
+def check_model_file(source: dict, expected: str | None, run_id: str) -> None:
+    """Refuse a deployed-model file whose SHA-256 is not the ``expected`` one the run recorded.
+
+    ``source`` is what :func:`fairaudit.loading.resolve_model` filled in. A
+    resumed run must fine-tune the very weights its stored *before* audit
+    measured, and a finished run's models are only its models while the file
+    is unchanged. Runs recorded without a hash are not checked.
+    """
     if expected and source.get("sha256") != expected:
-        raise FairauditError(f"the model file '{source.get('path')}' has changed since run '{run_id}' started "
-                             f"(SHA-256 {expected[:12]}… then, {str(source.get('sha256'))[:12]}… now), so resuming "
-                             "would mix two models; start a new run instead.")
+        raise FairauditError(f"the model file '{source.get('path')}' has changed since run '{run_id}' recorded it "
+                             f"(SHA-256 {expected[:12]}… then, {str(source.get('sha256'))[:12]}… now), so it is not "
+                             "the model the run audited; restore that file, or start a new run with this one.")
 
 
 def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, before: dict | None = None,
@@ -174,7 +180,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
                                        data_dir=spec.data_dir, device=device, allow_torchscript=spec.allow_torchscript,
                                        progress=lambda e: emit({**_scalars(e), "phase": LOADING, "fraction": 0.0}),
                                        source=source)
-    _check_model(source, model_sha256, run_id)
+    check_model_file(source, model_sha256, run_id)
     emit({"event": "model_loaded", "phase": LOADING, "fraction": 0.0, "model_sha256": source["sha256"]})
     model = model.to(device).eval()
     timings["load"] = time.perf_counter() - start

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import pickle
+import pickletools
 import re
 import uuid
 import warnings
@@ -177,12 +178,23 @@ def detect_format(path: Path, label: str) -> str:
                              "TorchScript archive.")
     if len(head) > 8 and head[8:9] == b"{":
         return "safetensors"
-    if head[:1] == b"\x80":  # pickle PROTO opcode: a legacy torch.save file
+    if head[:1] == b"\x80" and _is_pickle(path):  # pickle PROTO opcode: a legacy torch.save file
         return "torch"
     if path.suffix == SIDECAR_SUFFIX:
         raise ModelLoadError(f"'{label}' is a JSON sidecar; pass the weights file next to it.")
     raise ModelLoadError(f"the file '{label}' is not a recognised model format (expected safetensors, a PyTorch "
                          "state_dict or a TorchScript archive).")
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file starts with a well-formed pickle; its opcodes are parsed, never executed."""
+    try:
+        with path.open("rb") as fh:
+            for _ in pickletools.genops(fh):
+                pass
+    except Exception:  # genops raises ValueError, KeyError, EOFError... on bytes that are not a pickle
+        return False
+    return True
 
 
 def refuse_torchscript(path: Path, label: str, allow_torchscript: bool) -> None:

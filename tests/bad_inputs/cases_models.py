@@ -8,7 +8,9 @@ so a case that is wrongly accepted still finishes in a second.
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
 import warnings
 from pathlib import Path
 from typing import Tuple
@@ -105,6 +107,14 @@ def checkpoint(folder: Path, name: str = "model.pt", shape=IMAGE_SHAPE, arch: st
     return path
 
 
+def random_bytes(folder: Path, name: str = "noise.pt", seed: int = 0, n: int = 4096) -> Path:
+    """Seeded noise that starts like a pickle (``0x80``), as a truncated or mistyped download might."""
+    rng = random.Random(seed)
+    path = Path(folder) / name
+    path.write_bytes(b"\x80" + bytes(rng.getrandbits(8) for _ in range(n - 1)))
+    return path
+
+
 # ---------------------------------------------------------------------------- command lines
 
 def audit_args(model: Path, *extra: str) -> list[str]:
@@ -150,6 +160,22 @@ def _sidecar_case(name: str, message: str, weights: str = "model.pt", shape=IMAG
                     message, upload=upload(weights, sidecar=weights + ".json"), tags=("models", "sidecar"))
 
 
+def _usage_cases() -> list[BadInput]:
+    """Every command, given an option without its value: argparse's message, prefixed once."""
+    from fairaudit.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    cases = []
+    for command, parser in commands.items():
+        option = next((a.option_strings[-1] for a in parser._actions if a.option_strings and a.nargs is None
+                       and not isinstance(a, argparse._HelpAction)), None)
+        if option is not None:
+            cases.append(BadInput(f"usage_{command}", lambda sandbox, c=command, o=option: [c, o],
+                                  f"fairaudit: error: {command}: argument {option}: expected one argument.",
+                                  tags=("cli",)))
+    return cases
+
+
 CASES = [_torchscript_case("forward"), _torchscript_case("setstate"),
          *(_torchscript_command(c) for c in ("robustness", "mitigate", "sweep")),
          _sidecar_case("model_64px_on_32px_data", "says the model takes inputs of shape (3, 64, 64) but the "
@@ -166,4 +192,8 @@ CASES = [_torchscript_case("forward"), _torchscript_case("setstate"),
          BadInput("arch_mlp_on_image_checkpoint",
                   lambda sandbox: audit_args(checkpoint(sandbox, "plain.pt", sidecar=False), "--arch", "mlp"),
                   "architecture 'mlp' is for tabular features (inputs of shape (D,)), not inputs of shape (3, 32, 32)",
-                  upload=upload("plain.pt", arch="mlp"), tags=("models",))]
+                  upload=upload("plain.pt", arch="mlp"), tags=("models",)),
+         BadInput("random_bytes_like_a_pickle", lambda sandbox: audit_args(random_bytes(sandbox)),
+                  "noise.pt' is not a recognised model format (expected safetensors, a PyTorch state_dict or a "
+                  "TorchScript archive).", upload=upload("noise.pt"), tags=("models",)),
+         *_usage_cases()]
