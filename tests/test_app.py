@@ -158,6 +158,16 @@ def test_torchscript_upload_is_refused_unless_allowed(app, tmp_path):
     assert not marker.exists()
 
 
+def test_server_binds_to_localhost_with_the_documented_upload_limit():
+    import tomllib
+
+    root = Path(APP).parent
+    server = tomllib.loads((root / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["address"] == "127.0.0.1" and server["maxUploadSize"] == 200
+    readme = (root / "README.md").read_text()
+    assert "binds the app to\n`127.0.0.1`" in readme and "limited to 200 MB per file" in readme
+
+
 def test_missing_dataset_folder_shows_specific_error(app):
     at = open_page(app, DATA)
     at.segmented_control(key="data-source").set_value("folder").run()

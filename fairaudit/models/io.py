@@ -1,5 +1,12 @@
 """Safe loading and saving of model checkpoints.
 
+What loading executes: for weights files, only fairaudit's and torchvision's
+own code (the architecture is built from its name, the file supplies numbers,
+and one dummy batch checks that the built network accepts the dataset's
+inputs). Nothing stored in a weights file can run. A TorchScript archive is a
+program, so it is refused unless the caller opts in, and even then none of it
+runs while loading: it first runs on the first real batch of an audit.
+
 Files :func:`load_model` reads (the format is recognised from the file's
 content, not its extension):
 
@@ -8,23 +15,38 @@ content, not its extension):
 * **PyTorch state_dict** (``.pt``/``.pth``/``.bin`` written with ``torch.save``):
   read with ``torch.load(weights_only=True)``, which accepts tensors and plain
   containers and refuses any other pickled Python object, so a malicious file
-  is rejected before anything in it runs. Training checkpoints that wrap the
-  state_dict (``{"state_dict": ...}``, ``{"model": ...}``, ...) and the
-  ``module.`` / ``_orig_mod.`` prefixes of ``DataParallel`` / ``torch.compile``
-  are accepted.
+  is rejected before anything in it runs ("could execute code"). A file that
+  is not even a well-formed pickle is "not a recognised model format".
+  Training checkpoints that wrap the state_dict (``{"state_dict": ...}``,
+  ``{"model": ...}``, ...) and the ``module.`` / ``_orig_mod.`` prefixes of
+  ``DataParallel`` / ``torch.compile`` are accepted.
 * **state_dict of a plain torchvision model** (keys such as ``conv1.weight`` and
   ``fc.weight``): mapped onto the ``g``/``f`` split (``g.body.conv1.weight``,
   ``f.weight``).
-* **TorchScript archive** (``torch.jit.save``): its code runs in the TorchScript
-  interpreter, not in Python. A scripted :class:`SplitModel` (a module with
-  ``g`` and ``f`` submodules) keeps its split. Any other scripted module is
-  wrapped in :class:`ScriptedModel`: it predicts, but exposes no latent
+* **TorchScript archive** (``torch.jit.save``), recognised from the names in
+  its zip without loading it: **refused unless** ``allow_torchscript=True``
+  (``--allow-torchscript`` on the command line, "Allow TorchScript" in the
+  app). TorchScript code runs with the permissions of the process: loading an
+  archive runs its scripted ``__setstate__`` methods and its ``forward`` can,
+  for example, read and write any file through ``torch.from_file``. With the
+  opt-in, the archive is loaded but not run: the class count and input shape
+  come from the arguments, the sidecar, the shapes of its parameters or the
+  dataset, and :class:`ScriptedModel` checks every batch it is given, so a model
+  that does not fit the data fails on the first batch with one sentence. A
+  scripted :class:`SplitModel` (a module with ``g`` and ``f`` submodules)
+  keeps its split; any other scripted module predicts but exposes no latent
   features (:func:`features_available` is ``False``), so latent-space analyses
   (FAAP, leakage probes, latent plots) are unavailable for it.
 
+Checks against the dataset: the class count of the target, the input layer's
+channel or feature count, and the input shape the checkpoint declares (its
+sidecar's ``input_shape``, which must be a list of 1 to 3 positive whole
+numbers of plausible size) must match the dataset's, or
+:class:`~fairaudit.errors.ModelLoadError` says which does not.
+
 Architectures: the names registered in :mod:`fairaudit.models.registry`
-(``small_cnn``, ``resnet18``, ``mlp``) and every torchvision classification
-builder (``torchvision.models.list_models(module=torchvision.models)``), built
+(``small_cnn``, ``resnet18``, ``mlp``, ``tabular_cnn``) and every torchvision
+classification builder (``torchvision.models.list_models(module=torchvision.models)``), built
 with ``weights=None`` (nothing is downloaded) and split at the head named by
 ``head`` (default: ``fc``, ``classifier``, ``head`` or ``heads``). A registered
 name that torchvision also has (``resnet18``) first tries fairaudit's small-input
