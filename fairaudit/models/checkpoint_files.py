@@ -76,10 +76,10 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
 def check_info(info: Mapping[str, Any] | None, where: str) -> dict | None:
     """Refuse checkpoint information (a sidecar, or the header of a safetensors file) with fields of the wrong type.
 
-    ``arch`` and ``head`` must be non-empty names, ``num_classes`` must be a whole number from 2 to :data:`MAX_CLASSES` and
-    ``input_shape`` a list of 1 to 3 positive whole numbers (features, or
-    channels × height × width), none over :data:`MAX_INPUT_DIM` and at most
-    :data:`MAX_INPUT_VALUES` in all. ``where`` names the source in messages
+    ``arch`` and ``head`` must be non-empty names, ``num_classes`` a whole
+    number from 2 to :data:`MAX_CLASSES` and ``input_shape`` a list of 1 to 3
+    positive whole numbers (features, or channels × height × width), none over
+    :data:`MAX_INPUT_DIM` and at most :data:`MAX_INPUT_VALUES` in all. ``where`` names the source in messages
     (e.g. ``"the sidecar of 'model.pt'"``).
     """
     if info is None:
