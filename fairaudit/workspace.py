@@ -32,8 +32,11 @@ def ensure_folder(path: Path, what: str) -> Path:
     except OSError as exc:
         error = exc
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == path:
+        raise WorkspaceError(f"{what} '{path}' is a file, not a folder; point {HOME_ENV} at a folder, or move that "
+                             "file aside.")
     if blocker is not None:
-        raise WorkspaceError(f"{what} '{path}' cannot be a folder because '{blocker}' is a file; point {HOME_ENV} "
+        raise WorkspaceError(f"{what} '{path}' cannot be created because '{blocker}' is a file; point {HOME_ENV} "
                              "at a folder, or move that file aside.")
     reason = getattr(error, "strerror", None) or error or "it is not a folder"
     raise WorkspaceError(f"{what} '{path}' cannot be created ({reason}); set {HOME_ENV} to a folder you can write "

@@ -47,6 +47,8 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch,
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     argv = case.build(sandbox)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value.format(sandbox=sandbox))
     monkeypatch.chdir(sandbox)
     before = _snapshot(sandbox)
     capsys.readouterr()

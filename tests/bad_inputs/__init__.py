@@ -28,6 +28,8 @@ class BadInput:
     given, is called as ``upload(sandbox)`` after ``build`` and must raise a
     :class:`~fairaudit.errors.FairauditError` (the app shows its message).
     ``needs_demo`` asks the test for the trained synthetic-faces demo model.
+    ``env`` names environment variables set while the CLI runs; ``{sandbox}``
+    in a value stands for the sandbox folder (e.g. ``FAIRAUDIT_HOME``).
     """
 
     name: str
@@ -36,6 +38,7 @@ class BadInput:
     upload: Callable[[Path], object] | None = None
     needs_demo: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def marker_path(sandbox: Path) -> Path:
