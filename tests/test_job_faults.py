@@ -13,6 +13,7 @@ import torch
 
 from fairaudit.jobs import JobRegistry, JobSpec, LeaseLost, get_run, resume, run_job, submit, wait
 from fairaudit.jobs import worker as worker_module
+from tests.test_jobs import _wait_until
 
 STALE = 4.0  # seconds without a heartbeat before a run counts as dead, in these tests
 
@@ -20,16 +21,6 @@ STALE = 4.0  # seconds without a heartbeat before a run counts as dead, in these
 def _spec(model, seed=5, **settings):
     return JobSpec("noop_finetune", "adult", model=model, device="cpu", settings=settings, n_boot=20, seed=seed,
                    robustness_samples=0, split_samples=0)
-
-
-def _wait_until(predicate, timeout=90.0, poll=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError("condition not reached in time")
 
 
 def _epoch_rows(run_id):
@@ -56,7 +47,7 @@ def test_paused_worker_loses_its_lease_and_the_run_executes_once(fast_heartbeats
     home, epochs = fast_heartbeats, 10
     spec = _spec(tiny_model, epochs=epochs, steps=4, sleep=0.1)
     run_id = submit(spec)
-    _wait_until(lambda: len(_epoch_rows(run_id)) >= 2)
+    _wait_until(lambda: len(_epoch_rows(run_id)) >= 2, timeout=90)
     paused = get_run(run_id)["worker_pid"]
     os.kill(paused, signal.SIGSTOP)  # the worker freezes mid-epoch, its heartbeat stops
     try:
@@ -66,9 +57,9 @@ def test_paused_worker_loses_its_lease_and_the_run_executes_once(fast_heartbeats
         written_by_paused = _epoch_rows(run_id)
 
         assert resume(run_id) == run_id  # queued again; a new worker starts because the paused one is silent
-        _wait_until(lambda: (r := get_run(run_id))["status"] == "running" and r["worker_pid"] != paused)
+        _wait_until(lambda: (r := get_run(run_id))["status"] == "running" and r["worker_pid"] != paused, timeout=90)
         resumer = get_run(run_id)["worker_pid"]
-        _wait_until(lambda: len(_epoch_rows(run_id)) > len(written_by_paused))  # the new worker is training
+        _wait_until(lambda: len(_epoch_rows(run_id)) > len(written_by_paused), timeout=90)  # the new one trains
     finally:
         os.kill(paused, signal.SIGCONT)  # the paused worker wakes up while the other one works on its run
     woke_at = time.time()

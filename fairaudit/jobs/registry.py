@@ -383,16 +383,15 @@ class JobRegistry:
 
     def current_lease(self, run_id: str) -> Lease:
         """The lease as the registry has it now (who holds the run, with which token)."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT lease_owner, lease_token FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise FairauditError(f"there is no run '{run_id}'.")
+        row = self._row(run_id, "lease_owner, lease_token")
         return Lease(run_id, row["lease_owner"], row["lease_token"])
 
-    def check_lease(self, lease: Lease) -> None:
-        """Raise :class:`LeaseLost` if ``lease`` is no longer the run's current lease."""
+    def _row(self, run_id: str, columns: str = "*") -> sqlite3.Row:
         with self._connect() as conn:
-            self._check_lease(conn, lease)
+            row = conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise FairauditError(f"there is no run '{run_id}'.")
+        return row
 
     def _grant(self, conn: sqlite3.Connection, run_id: str, pid: int) -> Lease | None:
         """Make ``pid`` the holder of queued run ``run_id`` (``running``, next token) in ``conn``'s transaction."""
@@ -574,11 +573,7 @@ class JobRegistry:
 
     def get(self, run_id: str) -> dict:
         """All fields of one run (JSON parsed), plus its epoch ``metrics``."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise FairauditError(f"there is no run '{run_id}'.")
-        run = _parse(row)
+        run = _parse(self._row(run_id))
         run["metrics"] = self.metrics(run_id, "epoch")
         return run
 
