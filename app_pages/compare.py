@@ -7,6 +7,8 @@ they run in the background workers and survive a page reload.
 
 from __future__ import annotations
 
+import json
+import shlex
 from typing import Any
 
 import streamlit as st
@@ -14,8 +16,9 @@ import streamlit as st
 from appkit.runs import format_seconds, poll_interval, run_page_link
 from appkit.state import current_setup
 from appkit.widgets import show_error
-from fairaudit import compare, jobs
+from fairaudit import benchmark, compare, jobs
 from fairaudit.compare.checks import composition_figure
+from fairaudit.compare.leaderboard import benchmark_figure, comparisons_frame, leaderboard_frame
 from fairaudit.compare.sweeps import sweep_progress as progress_of
 from fairaudit.compare.table import LABELS, display_table, done_runs, filter_table
 from fairaudit.data import list_datasets
@@ -217,6 +220,108 @@ def sweep_curves(table) -> None:
                    icon=":material/warning:")
 
 
+# ---------------------------------------------------------------------------- benchmark
+
+BENCH = "compare-bench"  # the id of the benchmark launched from this page
+
+
+def _bench_label(manifest: dict) -> str:
+    setup = manifest.get("setup") or {}
+    return (f"{manifest['id']} · {setup.get('dataset', '?')} · {', '.join(setup.get('methods') or [])} · "
+            f"{len(manifest.get('seeds') or [])} seed(s)" + (" · quick" if setup.get("quick") else ""))
+
+
+def benchmark_launcher() -> None:
+    """The form that launches a benchmark as ``fairaudit benchmark ... --detach`` does."""
+    load_methods()
+    setup = current_setup()
+    embedded = [s for s in list_datasets() if s.embedded]
+    names = [s.name for s in embedded]
+    with st.form("compare-bench-form"):
+        a, b = st.columns([1, 2])
+        dataset = a.selectbox("Dataset", names, key="compare-bench-dataset",
+                              index=names.index(setup.dataset) if setup.dataset in names else 0)
+        methods = b.multiselect("Methods", sorted(METHODS), key="compare-bench-methods",
+                                placeholder="choose the methods to compare")
+        c, d, e, f = st.columns(4)
+        seeds = int(c.number_input("Seeds", min_value=1, max_value=20, value=3, step=1, key="compare-bench-seeds"))
+        controls = d.checkbox("With controls", value=True, key="compare-bench-controls",
+                              help="Also run each method's controls: the method with its mechanism removed, or "
+                                   "the method it must beat (e.g. erm).")
+        quick = e.checkbox("Quick", key="compare-bench-quick", help="Small splits, one epoch, small audits.")
+        model = f.text_input("Model", value="demo", key="compare-bench-model",
+                             help="'demo' or the path of a checkpoint on this machine.")
+        fixed = st.text_input("Settings", key="compare-bench-settings",
+                              placeholder="key=value, method.key=value (e.g. epochs=2, faap.beta=0.5)")
+        submitted = st.form_submit_button("Launch benchmark", type="primary", icon=":material/rocket_launch:")
+    if not submitted:
+        return
+    try:
+        if not methods:
+            raise FairauditError("choose at least one method.")
+        settings = dict(pair.split("=", 1) for pair in (p.strip() for p in fixed.split(",")) if "=" in pair)
+        settings = {k.strip(): v.strip() for k, v in settings.items()}
+        same = setup.dataset == dataset
+        argv = ["benchmark", "--dataset", dataset, "--model", model.strip() or "demo", "--methods", ",".join(methods),
+                "--seeds", str(seeds), *(["--controls"] if controls else []), *(["--quick"] if quick else []),
+                *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")], "--detach"]
+        plan = benchmark.plan_benchmark(
+            dataset, methods, controls=controls, seeds=seeds, model=model.strip() or "demo",
+            target=setup.target if same else None,
+            sensitive=list(setup.sensitive) if same and setup.sensitive else None,
+            data_options=setup.option_dict if same else {}, data_dir=setup.data_dir if same else None,
+            settings=settings, quick=quick, command="python -m fairaudit " + shlex.join(argv))
+        manifest = benchmark.launch_benchmark(plan)
+    except FairauditError as exc:
+        show_error(exc)
+        return
+    st.session_state[BENCH] = st.session_state["compare-bench-shown"] = manifest["id"]
+    reused = sum(m["reused"] for m in manifest["members"])
+    st.success(f"Benchmark {manifest['id']}: {len(manifest['members'])} runs ({reused} reused) for the background "
+               "workers.", icon=":material/rocket_launch:")
+
+
+def benchmark_view() -> None:
+    """The chosen benchmark: progress, leaderboard, trade-off scatter and comparisons, re-read on every poll."""
+    manifests = {m["id"]: m for m in benchmark.list_benchmarks()}
+    if not manifests:
+        st.caption("No benchmark yet: launch one below, or run `python -m fairaudit benchmark`.")
+        return
+    ids = list(manifests)
+    if st.session_state.get("compare-bench-shown") not in ids:
+        st.session_state.pop("compare-bench-shown", None)
+    bench_id = st.selectbox("Benchmark", ids, key="compare-bench-shown",
+                            format_func=lambda i: _bench_label(manifests[i]))
+    manifest = manifests[bench_id]
+    runs = benchmark.member_runs(manifest)
+    result = benchmark.aggregate(manifest, runs)
+    setup = result["setup"]
+    if setup.get("command"):
+        st.code(setup["command"], language="bash")
+    state = progress_of(runs)
+    if state["finished"] < state["n"]:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(state["counts"].items()))
+        st.progress(state["progress"], text=f"{state['finished']}/{state['n']} runs finished · {counts}")
+    st.dataframe(leaderboard_frame(result), hide_index=True, key="compare-bench-table",
+                 column_config={"Seconds / run": st.column_config.NumberColumn(format="%.1f")})
+    st.caption(f"Cells: mean ± standard deviation over seeds [{setup['ci_method']}].")
+    left, right = st.columns([1, 3])
+    fairness = left.selectbox("Fairness metric", [m for m in compare.FAIRNESS_CHOICES if m != "leakage"],
+                              key="compare-bench-fairness", format_func=lambda m: LABELS.get(m, m))
+    right.plotly_chart(benchmark_figure(result, fairness), key="compare-bench-scatter")
+    st.markdown("**Comparisons** (paired by seed; ✓: the claimed direction holds and the interval excludes 0)")
+    st.dataframe(comparisons_frame(result), hide_index=True, key="compare-bench-comparisons",
+                 column_config={"Mean difference": st.column_config.NumberColumn(format="%+.3f")})
+    for row in result["rows"]:
+        if row["status"] == "failed":
+            st.error(f"{row['method']} failed: {row['message']}", icon=":material/error:")
+    a, b = st.columns(2)
+    a.download_button("Download JSON", json.dumps(result, indent=2), file_name=f"{bench_id}.json",
+                      mime="application/json", key="compare-bench-json", on_click="ignore")
+    b.download_button("Download Markdown", benchmark.to_markdown(result), file_name=f"{bench_id}.md",
+                      mime="text/markdown", key="compare-bench-md", on_click="ignore")
+
+
 # ---------------------------------------------------------------------------- checks
 
 
@@ -343,9 +448,16 @@ def main() -> None:
             run_page_link(runs[0], "Open the first selected run")
             report_download(runs, records)
 
+    st.subheader("Benchmark")
+    st.caption("Every method and its controls over seeds: which one works on this setup, and is it the method "
+               "that did it.")
+    with st.expander("Launch a benchmark", expanded=not benchmark.list_benchmarks()):
+        benchmark_launcher()
+    active = jobs.list_runs(limit=MAX_RUNS, status="queued") + jobs.list_runs(limit=MAX_RUNS, status="running")
+    st.fragment(benchmark_view, run_every=poll_interval(active) if active else None)()
+
     st.subheader("Sweeps")
     sweep_launcher()
-    active = jobs.list_runs(limit=MAX_RUNS, status="queued") + jobs.list_runs(limit=MAX_RUNS, status="running")
     st.fragment(sweep_progress, run_every=poll_interval(active) if active else None)()
     if not table.empty:
         sweep_curves(table)

@@ -20,10 +20,9 @@ BASELINE = "baseline"
 QUICK_SETTINGS: dict[str, Any] = {"epochs": 1, "classifier_epochs": 1, "bias_epochs": 1, "iterations": 3,
                                   "stats_samples": 100}
 """``--quick``: every method setting of these names is set to this value (unless given with ``--set``)."""
-QUICK_DATA = {"n_train": 500, "n_val": 250, "n_test": 500}
-"""``--quick``: dataset options that make small splits (for datasets that have them)."""
-QUICK_IMAGE_SIZE = 32
-"""``--quick`` with the demo model: a smaller image size for datasets with an ``image_size`` option."""
+QUICK_DATA = {"n_val": 250, "n_test": 500}
+"""``--quick``: dataset options that make the validation and test splits small (for datasets that have them;
+the training split stays as it is, so the deployed model is trained as usual)."""
 QUICK_JOB = {"n_boot": 50, "robustness_samples": 64, "split_samples": 300}
 """``--quick``: bootstrap resamples, attacked test samples and audited train/val rows of every member run."""
 

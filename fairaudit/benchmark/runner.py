@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from fairaudit import workspace
-from fairaudit.benchmark.controls import (QUICK_DATA, QUICK_IMAGE_SIZE, QUICK_JOB, Row, resolve_rows, row_settings,
-                                          split_settings)
+from fairaudit.benchmark.controls import QUICK_DATA, QUICK_JOB, Row, resolve_rows, row_settings, split_settings
 from fairaudit.errors import FairauditError
 
 JOB_DEFAULTS = {"n_boot": 200, "robustness_samples": None, "split_samples": 2000}
@@ -47,11 +46,8 @@ class BenchmarkPlan:
                 "seeds": list(self.seeds), "members": [dict(m) for m in members]}
 
 
-def _quick_options(dataset_spec, model: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    quick = {k: v for k, v in QUICK_DATA.items() if k in dataset_spec.options}
-    if model == "demo" and "image_size" in dataset_spec.options:
-        quick["image_size"] = QUICK_IMAGE_SIZE  # a checkpoint keeps the input size it was trained for
-    return {**quick, **dict(options)}
+def _quick_options(dataset_spec, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in QUICK_DATA.items() if k in dataset_spec.options}, **dict(options)}
 
 
 def plan_benchmark(dataset: str, methods: str | Sequence[str], *, controls: bool | str | Sequence[str] = False,
@@ -65,8 +61,8 @@ def plan_benchmark(dataset: str, methods: str | Sequence[str], *, controls: bool
     """Check a benchmark and build its jobs (seeds ``0..seeds−1``); nothing is queued.
 
     ``settings`` apply to every method that has the setting (``epochs=2``) or to one method
-    (``faap.beta=0.5``); a control's own settings win. ``quick`` shrinks the splits of datasets with size
-    options (and the image size with the demo model), sets :data:`~fairaudit.benchmark.controls.QUICK_SETTINGS`
+    (``faap.beta=0.5``); a control's own settings win. ``quick`` shrinks the validation and test splits of
+    datasets with size options, sets :data:`~fairaudit.benchmark.controls.QUICK_SETTINGS`
     and makes the audits of every run smaller; explicit values win. ``n_boot``, ``robustness_samples`` and
     ``split_samples`` of ``None`` take the job defaults (or the quick ones); ``job_fields`` are further
     :class:`~fairaudit.jobs.JobSpec` fields of every run. ``command`` is recorded in the setup.
@@ -83,7 +79,7 @@ def plan_benchmark(dataset: str, methods: str | Sequence[str], *, controls: bool
     plain, scoped = split_settings(dict(settings or {}), rows)
     options = dict(data_options or {})
     if quick:
-        options = _quick_options(dataset_spec, str(model), options)
+        options = _quick_options(dataset_spec, options)
     options = parse_options(dataset_spec, options)
     job = {"n_boot": n_boot, "robustness_samples": robustness_samples, "split_samples": split_samples}
     for key, value in job.items():
