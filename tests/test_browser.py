@@ -153,3 +153,19 @@ def test_run_page_links_to_the_explain_page_of_the_run(server, page, tmp_path_fa
     expect(page.get_by_text("the model is unchanged", exact=False)).to_have_count(1, timeout=AUDIT_SECONDS * 1000)
     expect(page.get_by_test_id("stDataFrame")).to_have_count(1, timeout=AUDIT_SECONDS * 1000)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_compare_page_shows_a_stored_benchmark(server, page):
+    from playwright.sync_api import expect
+
+    from fairaudit.benchmark import plan_benchmark, save_manifest
+
+    command = "python -m fairaudit benchmark --dataset synthetic-faces --methods faap --controls --seeds 2 --json b.json"
+    plan = plan_benchmark("synthetic-faces", "faap", controls=True, seeds=2, command=command)
+    save_manifest(plan.manifest())  # no member run yet: every row is waiting for its runs
+    page.goto(f"{server}/compare")
+    page.get_by_role("heading", name="Benchmark").wait_for(timeout=60_000)
+    expect(page.get_by_text(command)).to_have_count(1, timeout=60_000)
+    expect(page.get_by_text("mean ± std over seeds", exact=False).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Download Markdown")).to_have_count(1, timeout=30_000)
+    assert page.get_by_test_id("stException").count() == 0
