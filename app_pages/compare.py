@@ -118,6 +118,12 @@ def _sweepable(method: str) -> list[str]:
                                                                                           "choice", "text")]
 
 
+def _pairs(text: str) -> dict[str, str]:
+    """``"a=1, b = x"`` → ``{"a": "1", "b": "x"}`` (what the settings text fields hold)."""
+    pairs = (part.split("=", 1) for part in text.split(",") if "=" in part)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def sweep_launcher() -> None:
     load_methods()
     setup = current_setup()
@@ -159,14 +165,14 @@ def sweep_launcher() -> None:
             grid.append(f"{param2}={values2}")
         if not grid and seeds < 2:
             raise FairauditError("enter the values to try, or more than one seed.")
-        settings = dict(pair.split("=", 1) for pair in (p.strip() for p in fixed.split(",")) if "=" in pair)
+        settings = _pairs(fixed)
         same = setup.dataset == dataset
         base = jobs.JobSpec(method=method, dataset=dataset, model=model.strip() or "demo",
                             target=setup.target if same else None,
                             sensitive=list(setup.sensitive) if same and setup.sensitive else None,
                             data_options=setup.option_dict if same else {},
                             data_dir=setup.data_dir if same else None,
-                            settings={k.strip(): v.strip() for k, v in settings.items()}, device=device,
+                            settings=settings, device=device,
                             n_boot=n_boot)
         sweep = compare.launch_sweep(base, grid, seeds if seeds > 1 else None)
     except FairauditError as exc:
@@ -259,8 +265,7 @@ def benchmark_launcher() -> None:
     try:
         if not methods:
             raise FairauditError("choose at least one method.")
-        settings = dict(pair.split("=", 1) for pair in (p.strip() for p in fixed.split(",")) if "=" in pair)
-        settings = {k.strip(): v.strip() for k, v in settings.items()}
+        settings = _pairs(fixed)
         same = setup.dataset == dataset
         argv = ["benchmark", "--dataset", dataset, "--model", model.strip() or "demo", "--methods", ",".join(methods),
                 "--seeds", str(seeds), *(["--controls"] if controls else []), *(["--quick"] if quick else []),

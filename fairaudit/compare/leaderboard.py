@@ -12,8 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fairaudit.benchmark.markdown import SHORT, TABLE_METRICS, comparison_mark, metric_cell, settings_text
-from fairaudit.compare.table import LABELS, LOWER_IS_BETTER
-from fairaudit.compare.tradeoff import COLORS
+from fairaudit.compare.table import LABELS
+from fairaudit.compare.tradeoff import COLORS, trade_off_layout
 from fairaudit.errors import FairauditError
 
 BASELINE = "baseline"
@@ -92,10 +92,5 @@ def benchmark_figure(result: Mapping[str, Any], fairness: str = "deo", accuracy:
                        f"{LABELS.get(accuracy, accuracy)} {metric_cell((row.get('metrics') or {}).get(accuracy))}"
                        f"<br>{LABELS.get(fairness, fairness)} "
                        f"{metric_cell((row.get('metrics') or {}).get(fairness))}"], hoverinfo="text"))
-    better = "lower" if fairness in LOWER_IS_BETTER else "higher"
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title=f"{LABELS.get(fairness, fairness)} ({better} is better) vs "
-                            f"{LABELS.get(accuracy, accuracy).lower()}: mean ± std over seeds",
-                      xaxis_title=LABELS.get(accuracy, accuracy), yaxis_title=LABELS.get(fairness, fairness),
-                      legend={"title": "filled: method · open: control"})
-    return fig
+    return trade_off_layout(fig, fairness, accuracy, height, "(higher is better): mean ± std over seeds",
+                            "filled: method · open: control")

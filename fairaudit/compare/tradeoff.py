@@ -200,12 +200,18 @@ def tradeoff_figure(table: pd.DataFrame, fairness: str = "deo", *, accuracy: str
                                  # "vh": the staircase bounding the region the front dominates
                                  line={"dash": "dash", "color": "#444", "width": 1.5, "shape": "vh"},
                                  hoverinfo="skip"))
+    return trade_off_layout(fig, fairness, accuracy, height, "(higher is better)",
+                            "method · symbol = model · size = S_R")
+
+
+def trade_off_layout(fig: go.Figure, fairness: str, accuracy: str, height: int, note: str, legend: str) -> go.Figure:
+    """Axis titles, size and the title "<fairness> (lower is better) vs <accuracy> <note>" of a trade-off chart."""
     better = "lower" if lower_is_better(fairness) else "higher"
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title=f"{LABELS.get(fairness, fairness)} ({better} is better) vs "
-                            f"{LABELS.get(accuracy, accuracy).lower()} (higher is better)",
+                            f"{LABELS.get(accuracy, accuracy).lower()} {note}",
                       xaxis_title=LABELS.get(accuracy, accuracy), yaxis_title=LABELS.get(fairness, fairness),
-                      legend={"title": "method · symbol = model · size = S_R"})
+                      legend={"title": legend})
     return fig
 
 
