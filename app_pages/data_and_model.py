@@ -99,7 +99,8 @@ def dataset_choice(setup: AuditSetup, source: str) -> AuditSetup | None:
             return None
     if source == "manifest":
         st.caption("A CSV with one row per image: a path column and label / attribute columns "
-                   "(e.g. `path,label,group`). Relative paths are resolved against the image folder.")
+                   "(e.g. `path,label,group`). Relative paths are resolved against the image folder, and "
+                   "every image must lie inside it.")
         upload = st.file_uploader("Manifest CSV", type=["csv"], key="manifest-upload")
         folder = st.text_input("Image folder", key="manifest-folder", placeholder="/path/to/images")
         hidden = ("manifest",)

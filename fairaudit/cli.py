@@ -53,12 +53,24 @@ def _progress_bar(total: int | None, desc: str):
 
 
 def _write_json(data: dict, path: str) -> None:
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise FairauditError(f"output folder '{path.parent}' does not exist.")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    from fairaudit.io_safety import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False))
+
+
+def _check_arguments(args) -> None:
+    """Checks shared by every command, done before any work: device names and output paths."""
+    from fairaudit.device import check_device_name
+    from fairaudit.io_safety import check_output_file
+
+    if (getattr(args, "bootstrap", 0) or 0) < 0:
+        raise FairauditError("--bootstrap must be ≥ 0.")
+    if not 0.0 <= getattr(args, "threshold", 0.5) <= 1.0:
+        raise FairauditError("--threshold must lie in [0, 1].")
+    check_device_name(getattr(args, "device", None))
+    for option in ("json", "html", "csv", "markdown", "out"):
+        if getattr(args, option, None):
+            check_output_file(getattr(args, option))
 
 
 def _train_progress(desc: str):
@@ -606,10 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)
-        if (getattr(args, "bootstrap", 0) or 0) < 0:
-            raise FairauditError("--bootstrap must be ≥ 0.")
-        if not 0.0 <= getattr(args, "threshold", 0.5) <= 1.0:
-            raise FairauditError("--threshold must lie in [0, 1].")
+        _check_arguments(args)
         return args.func(args)
     except FairauditError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

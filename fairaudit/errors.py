@@ -7,8 +7,28 @@ printed as the single stderr line of the CLI (exit code 2).
 """
 
 
+WORKER_TRACEBACK = "\nOriginal Traceback"
+
+
 class FairauditError(Exception):
     """Base class for errors caused by user input; the message is user-facing."""
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str) and WORKER_TRACEBACK in args[0]:
+            args = (_worker_sentence(args[0]),)
+        super().__init__(*args)
+
+
+def _worker_sentence(text: str) -> str:
+    """The original sentence of an error raised in a ``DataLoader`` worker process.
+
+    torch re-raises such an error in the main process as ``type(error)(text)``,
+    where ``text`` holds the worker's whole traceback and ends with
+    ``module.ErrorClass: <sentence>``.
+    """
+    last = text.rstrip().splitlines()[-1]
+    _, colon, sentence = last.partition(": ")
+    return sentence if colon else last
 
 
 class DatasetError(FairauditError):

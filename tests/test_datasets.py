@@ -16,6 +16,7 @@ import fairaudit.data.colored_digits  # noqa: F401
 import fairaudit.data.folders  # noqa: F401
 from fairaudit.data.registry import DATASETS, parse_options
 from fairaudit.errors import DatasetError
+from tests.bad_inputs.cases_data import write_huge_png, write_manifest
 try:
     from tests import fixtures_data as fx
 except ImportError:  # tests/ itself is on sys.path
@@ -358,14 +359,15 @@ def test_manifest_codes_columns_in_sorted_order(tmp_path):
     assert (len(train), len(test)) == (8, 2)
     assert train.value_names == {"label": ["cat", "dog"], "group": ["middle", "old", "young"], "skin": ["1", "3"]}
     assert (train.target, train.sensitive) == ("label", ["group"])
-    assert "1 row(s) have no value" in train.skipped_columns["age"]
+    assert train.skipped_columns["age"] == ("it has no value on line 2 of 'manifest.csv' (1 row(s) in all); "
+                                            "fill the value in or drop the row")
     for ds in (train, test):
         for path, row in zip(ds.paths, ds.attributes.itertuples(index=False)):
             source = frame[frame["path"] == str(Path(path).relative_to(tmp_path))].iloc[0]
             assert ds.value_names["label"][row.label] == source["label"]
             assert ds.value_names["skin"][row.skin] == str(source["skin"])
     check_sample(test, (3, 8, 8))
-    with pytest.raises(DatasetError, match="manifest column 'age' cannot be used: 1 row"):
+    with pytest.raises(DatasetError, match="manifest column 'age' cannot be used: it has no value on line 2"):
         train.select("label", "age")
 
 
@@ -389,3 +391,108 @@ def test_manifest_missing_images_in_a_split(tmp_path):
                                            r"the first being '.*imgs/0/0.png'"):
         load("manifest", "train", tmp_path, split_column="split")
     assert len(load("manifest", "test", tmp_path, split_column="split")) == 2
+
+
+def test_manifest_without_rows_says_so(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,label,group\n")
+    with pytest.raises(DatasetError) as info:
+        load("manifest", "test", tmp_path)
+    assert str(info.value) == "'manifest.csv' has a header but no rows; list one image per row."
+
+
+def test_manifest_label_with_a_gap_is_named_with_its_line_not_silently_replaced(tmp_path):
+    label = (np.arange(12) % 2).astype(float)
+    label[4] = np.nan
+    write_manifest(tmp_path, label=label, region=np.where(np.arange(12) < 6, "north", "south"))
+    message = ("manifest column 'label' cannot be used: it has no value on line 6 of 'manifest.csv' "
+               "(1 row(s) in all); fill the value in or drop the row.")
+    for target in (None, "label"):  # the default target is not silently moved to another column
+        with pytest.raises(DatasetError) as info:
+            load("manifest", "test", tmp_path, target=target, image_size=8)
+        assert str(info.value) == message
+    ds = load("manifest", "test", tmp_path, target="group", sensitive="region", image_size=8)
+    assert (ds.target, ds.sensitive) == ("group", ["region"])
+    (tmp_path / "manifest.csv").write_text((tmp_path / "manifest.csv").read_text().replace(",region", ",x"))
+    pd.read_csv(tmp_path / "manifest.csv").drop(columns="x").to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(DatasetError) as info:  # label unusable and only one other column
+        load("manifest", "test", tmp_path, image_size=8)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("width, height", [(20000, 20000), (9000, 8000)])
+def test_huge_images_are_refused_from_their_header(tmp_path, width, height):
+    write_manifest(tmp_path, split=["test"] * 12)
+    write_huge_png(tmp_path / "img3.png", width, height)
+    ds = load("manifest", "test", tmp_path, split_column="split", image_size=8)
+    with pytest.raises(DatasetError) as info:
+        ds[3]
+    assert str(info.value) == (f"image '{tmp_path / 'img3.png'}' has {width * height:,} pixels, more than the "
+                               "64,000,000 a dataset image may have (a guard against decompression bombs); shrink "
+                               "it before auditing.")
+    assert ds[2][0].shape == (3, 8, 8)
+
+
+def test_an_error_in_a_loader_worker_reaches_the_user_as_its_sentence(tmp_path):
+    write_manifest(tmp_path, split=["test"] * 12)
+    write_huge_png(tmp_path / "img3.png")
+    ds = load("manifest", "test", tmp_path, split_column="split", image_size=8)
+    with pytest.raises(DatasetError) as info:
+        list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1))
+    assert str(info.value) == (f"image '{tmp_path / 'img3.png'}' has 400,000,000 pixels, more than the 64,000,000 "
+                               "a dataset image may have (a guard against decompression bombs); shrink it before "
+                               "auditing.")
+
+
+def _escaping_manifest(tmp_path) -> tuple[Path, Path]:
+    """``data/manifest.csv`` with one path per way out: ``../``, an absolute path and a symlink to outside."""
+    outside = write_manifest(tmp_path / "outside", n=3)
+    data = write_manifest(tmp_path / "data", n=6)
+    (data / "link.png").symlink_to(outside / "img2.png")
+    return data, outside
+
+
+@pytest.mark.parametrize("row, path", [(1, "../outside/img0.png"), (2, "ABSOLUTE"), (3, "link.png")])
+def test_contained_manifest_refuses_paths_that_leave_its_folder(tmp_path, row, path):
+    data, outside = _escaping_manifest(tmp_path)
+    path = str(outside / "img1.png") if path == "ABSOLUTE" else path
+    frame = pd.read_csv(data / "manifest.csv")
+    frame.loc[row, "path"] = path
+    frame.to_csv(data / "manifest.csv", index=False)
+    assert len(load("manifest", "train", data)) + len(load("manifest", "test", data)) == 6  # allowed by default
+    with pytest.raises(DatasetError) as info:
+        load("manifest", "train", data, contained="true")
+    assert str(info.value) == (f"image path '{path}' on line {row + 2} of 'manifest.csv' lies outside the manifest's "
+                               f"folder '{data.resolve()}', and only images inside it may be read; move the image "
+                               "there or fix the path.")
+
+
+def test_contained_manifest_accepts_its_own_images(tmp_path):
+    data = write_manifest(tmp_path / "data", n=6)
+    (data / "sub").mkdir()
+    (data / "img0.png").rename(data / "sub" / "img0.png")
+    frame = pd.read_csv(data / "manifest.csv")
+    frame.loc[0, "path"] = "sub/../sub/img0.png"
+    frame.loc[1, "path"] = str(data / "img1.png")
+    frame.to_csv(data / "manifest.csv", index=False)
+    ds = load("manifest", "train", data, contained="true", image_size=8)
+    assert all(Path(p).is_relative_to(data.resolve()) for p in ds.paths)
+    assert ds[0][0].shape == (3, 8, 8)
+
+
+def test_uploaded_manifest_is_contained_in_its_image_folder(tmp_path):
+    from fairaudit.ui.uploads import stage_manifest
+
+    data, outside = _escaping_manifest(tmp_path)
+    good = (data / "manifest.csv").read_bytes()
+    staged = pd.read_csv(stage_manifest(good, "upload.csv", str(data)) / "manifest.csv")
+    assert list(staged["path"]) == [str(data.resolve() / f"img{i}.png") for i in range(6)]
+    for path in ("../outside/img0.png", str(outside / "img1.png"), "link.png"):
+        frame = pd.read_csv(data / "manifest.csv")
+        frame.loc[4, "path"] = path
+        with pytest.raises(DatasetError) as info:
+            stage_manifest(frame.to_csv(index=False).encode(), "upload.csv", str(data))
+        assert str(info.value) == (f"image path '{path}' on line 6 of 'upload.csv' lies outside the image folder "
+                                   f"'{data.resolve()}', and only images inside it may be read; move the image "
+                                   "there or fix the path.")
+    with pytest.raises(DatasetError, match="enter the folder that holds the images of 'upload.csv'"):
+        stage_manifest(good, "upload.csv", None)

@@ -158,13 +158,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _write_atomic(text: str, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.parent.exists():
-        raise FairauditError(f"output folder '{path.parent}' does not exist.")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from fairaudit.io_safety import write_text_atomic
+
+    return write_text_atomic(path, text)
 
 
 def section_builders(options: ReportOptions) -> list[tuple[str, Callable[[list[dict]], S.Section]]]:

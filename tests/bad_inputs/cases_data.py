@@ -115,7 +115,7 @@ def write_huge_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
     return path
 
 
-def tiny_checkpoint(folder: Path, size: int = 8) -> Path:
+def tiny_checkpoint(folder: Path, size: int = 16) -> Path:
     """An untrained ``small_cnn`` for 2 classes of ``3 × size × size`` images, with its sidecar."""
     from fairaudit.models import build_model
     from fairaudit.models.io import save_checkpoint
@@ -125,7 +125,7 @@ def tiny_checkpoint(folder: Path, size: int = 8) -> Path:
 
 def manifest_audit_args(sandbox: Path, data_dir: Path, *options: str) -> list[str]:
     args = ["audit", "--dataset", "manifest", "--data-dir", str(data_dir), "--model",
-            str(tiny_checkpoint(sandbox)), "--bootstrap", "0", "--device", "cpu", "--data-opt", "image_size=8",
+            str(tiny_checkpoint(sandbox)), "--bootstrap", "0", "--device", "cpu", "--data-opt", "image_size=16",
             "--data-opt", "split_column=split", "--json", str(sandbox / "audit.json")]
     for option in options:
         args += ["--data-opt", option]
@@ -163,6 +163,18 @@ def escaping_path(sandbox: Path) -> list[str]:
     return manifest_audit_args(sandbox, data, "contained=true")
 
 
+def upload_manifest(sandbox: Path) -> None:
+    """The app's path: stage ``images/manifest.csv`` with ``images`` as the image folder, load it, read every image."""
+    from fairaudit.data import load_dataset
+    from fairaudit.ui.uploads import stage_manifest
+
+    images = sandbox / "images"
+    staged = stage_manifest((images / "manifest.csv").read_bytes(), "manifest.csv", str(images))
+    dataset = load_dataset("manifest", "test", data_dir=staged, split_column="split", image_size=16)
+    for i in range(len(dataset)):
+        dataset[i]
+
+
 CASES = [
     BadInput("predictions_header_only", header_only, "has a header but no rows"),
     BadInput("predictions_mismatched_labels", mismatched_labels, "holds {0, 1} but the prediction column 'pred' "
@@ -170,4 +182,14 @@ CASES = [
     BadInput("predictions_one_group", one_group, "nothing to compare"),
     BadInput("predictions_one_row_group", one_row_group, "'sex=x' has 1 sample(s), fewer than min_group_size=10"),
     BadInput("predictions_continuous_group", continuous_group, "bin it"),
+    BadInput("predictions_json_is_folder", json_is_folder, "is a folder"),
+    *[BadInput(f"device_tpu_{command.replace('-', '_')}", unknown_device(command),
+               "unsupported device 'tpu'; use auto, cpu, cuda or cuda:N")
+      for command in ("audit-predictions", "audit", "robustness", "train", "mitigate", "sweep", "report",
+                      "leakage")],
+    BadInput("manifest_header_only", manifest_header_only, "has a header but no rows", upload=upload_manifest),
+    BadInput("manifest_decompression_bomb", decompression_bomb, "has 400,000,000 pixels", upload=upload_manifest),
+    BadInput("manifest_nan_label", nan_label, "manifest column 'label' cannot be used: it has no value on line 6",
+             upload=upload_manifest),
+    BadInput("manifest_path_escapes_contained_root", escaping_path, "lies outside", upload=upload_manifest),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +16,9 @@ from sklearn.model_selection import train_test_split
 
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import DatasetError
+
+# 64 megapixels (e.g. 8000 × 8000): far above any dataset image, far below what would exhaust memory.
+MAX_IMAGE_PIXELS = 64_000_000
 
 
 def require_path(path: Path, what: str) -> Path:
@@ -75,17 +80,31 @@ def seeded_split(n: int, test_fraction: float, seed: int,
     return np.sort(train), np.sort(test)
 
 
+def _too_large(path: str | Path, pixels: int | None) -> DatasetError:
+    size = f"has {pixels:,} pixels" if pixels else "has too many pixels"
+    return DatasetError(f"image '{path}' {size}, more than the {MAX_IMAGE_PIXELS:,} a dataset image may have "
+                        "(a guard against decompression bombs); shrink it before auditing.")
+
+
 def read_image(path: str | Path, size: int) -> torch.Tensor:
     """Decode one image as a float ``(3, size, size)`` tensor in ``[0, 1]``.
 
     The shorter side is resized to ``size`` and the centre cropped, so faces
-    keep their aspect ratio.
+    keep their aspect ratio. Images of more than ``MAX_IMAGE_PIXELS`` pixels
+    are refused from their header, before any pixel is decoded.
     """
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise _too_large(path, img.width * img.height)
+                img = img.convert("RGB")
     except FileNotFoundError:
         raise DatasetError(f"image file '{path}' does not exist.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(path, int(found.group(1)) if found else None) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DatasetError(f"could not decode image '{path}': {exc}.") from None
     if img.size != (size, size):

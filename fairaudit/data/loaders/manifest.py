@@ -6,7 +6,15 @@ folder or absolute) and any number of label / attribute columns. Each such
 column is integer-coded in the sorted order of its values, with those values
 as names (``value_names``); a column with missing values, or with more than
 ``MAX_CLASSES`` distinct values (e.g. a continuous score), cannot be used and
-is listed in ``dataset.skipped_columns`` with the reason.
+is listed in ``dataset.skipped_columns`` with the reason (for a missing value,
+the first line of the file that lacks it); choosing it as the target or a
+sensitive attribute, explicitly or as the default, raises that reason.
+
+Image paths may be absolute or contain ``../``, so a manifest can point
+anywhere the process can read. With the option ``contained=true`` every path
+must resolve (symlinks followed) inside the manifest's folder, and a path
+that leaves it is refused; the app stages uploaded manifests this way, with
+the image folder the user names as the root.
 
 Splits come from ``split_column`` if given (values ``train``, ``val`` /
 ``valid`` / ``validation``, ``test``), else from a seeded 80/20 train/test
@@ -42,24 +50,34 @@ class ManifestDataset(ImageFileDataset):
                  value_names: dict[str, list[str]], image_size: int, default_target: str,
                  default_sensitive: Sequence[str], skipped_columns: dict[str, str]):
         self.skipped_columns = dict(skipped_columns)
-        super().__init__("manifest", split, paths, attributes, value_names, image_size, default_target,
-                         default_sensitive)
+        # Initialised on usable columns; an unusable default is refused when it is actually selected.
+        usable = list(attributes.columns)
+        target = default_target if default_target in usable else usable[0]
+        sensitive = [s for s in default_sensitive if s in usable and s != target] or [
+            next(c for c in usable if c != target)]
+        super().__init__("manifest", split, paths, attributes, value_names, image_size, target, sensitive)
+        self.default_target, self.default_sensitive = default_target, list(default_sensitive)
 
     def select(self, target=None, sensitive=None):
-        requested = [target, *(sensitive.split(",") if isinstance(sensitive, str) else sensitive or [])]
+        target = target or self.default_target
+        sensitive = self.default_sensitive if sensitive is None else sensitive
+        requested = [target, *(sensitive.split(",") if isinstance(sensitive, str) else sensitive)]
         for name in requested:
             if name in self.skipped_columns:
                 raise DatasetError(f"manifest column '{name}' cannot be used: {self.skipped_columns[name]}.")
         return super().select(target, sensitive)
 
 
-def code_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str]]:
+def code_columns(frame: pd.DataFrame, manifest: str = "the manifest"
+                 ) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str]]:
     """Integer codes of the usable columns, their value names, and why the others were skipped."""
     codes, names, skipped = {}, {}, {}
     for column in frame.columns:
         values = frame[column]
         if values.isna().any():
-            skipped[column] = f"{int(values.isna().sum())} row(s) have no value"
+            missing = values.isna().to_numpy()
+            skipped[column] = (f"it has no value on line {int(np.flatnonzero(missing)[0]) + 2} of '{manifest}' "
+                               f"({int(missing.sum())} row(s) in all); fill the value in or drop the row")
         elif values.nunique() > MAX_CLASSES:
             skipped[column] = f"it has {values.nunique()} distinct values (at most {MAX_CLASSES} allowed)"
         else:
@@ -67,12 +85,36 @@ def code_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]
     return pd.DataFrame(codes, index=frame.index), names, skipped
 
 
-def default_roles(columns: Sequence[str], manifest: str) -> tuple[str, list[str]]:
+def default_roles(columns: Sequence[str], skipped: dict[str, str], manifest: str) -> tuple[str, list[str]]:
+    """The default target (a column named like a label, else the first) and sensitive attribute (the next)."""
     if len(columns) < 2:
-        raise DatasetError(f"'{manifest}' needs at least two usable label/attribute columns besides the paths "
+        raise DatasetError(f"'{manifest}' needs at least two label/attribute columns besides the paths "
                            f"(a target and a sensitive attribute); found {len(columns)}.")
     target = next((c for c in columns if str(c).lower() in TARGET_NAMES), columns[0])
-    return target, [next(c for c in columns if c != target)]
+    sensitive = next(c for c in columns if c != target)
+    unusable = [c for c in (target, sensitive) if c in skipped]
+    if unusable and len(columns) - len(skipped) < 2:
+        raise DatasetError(f"manifest column '{unusable[0]}' cannot be used: {skipped[unusable[0]]}.")
+    return target, [sensitive]
+
+
+def contained_paths(values: pd.Series, root: Path, source: str, what: str = "the manifest's folder") -> list[Path]:
+    """Resolve the paths of ``values`` (relative ones against ``root``) and refuse any that leaves ``root``.
+
+    Symlinks are followed, so a link inside ``root`` that points outside it is
+    refused too. ``values`` keeps the table's row index (for the line number in
+    the error). Returns the resolved absolute paths.
+    """
+    root = Path(root).expanduser().resolve()
+    resolved = []
+    for row, text in values.astype(str).items():
+        path = (root / Path(text).expanduser()).resolve()
+        if not path.is_relative_to(root):
+            raise DatasetError(f"image path '{text}' on line {int(row) + 2} of '{source}' lies outside {what} "
+                               f"'{root}', and only images inside it may be read; move the image there or fix "
+                               "the path.")
+        resolved.append(path)
+    return resolved
 
 
 def resolve_paths(values: pd.Series, folder: Path, manifest: str) -> list[Path]:
@@ -104,16 +146,21 @@ def split_rows(frame: pd.DataFrame, split: str, split_column: str, seed: int, ma
 
 def build_manifest(split: str = "test", data_dir: str | Path | None = None, manifest: str = "manifest.csv",
                    path_column: str = "path", split_column: str = "", image_size: int = 64,
-                   seed: int = 0) -> ManifestDataset:
+                   seed: int = 0, contained: bool = False) -> ManifestDataset:
     csv_path = require_path(Path(data_dir) / manifest, "the manifest CSV")
     frame = read_csv(csv_path)
     require_columns(frame, [path_column] + ([split_column] if split_column else []), csv_path.name)
+    if frame.empty:
+        raise DatasetError(f"'{csv_path.name}' has a header but no rows; list one image per row.")
     attribute_columns = [c for c in frame.columns if c not in (path_column, split_column)]
     # Coded on the whole file so that every split uses the same codes.
-    codes, names, skipped = code_columns(frame[attribute_columns])
-    target, sensitive = default_roles(list(codes.columns), csv_path.name)
+    codes, names, skipped = code_columns(frame[attribute_columns], csv_path.name)
+    target, sensitive = default_roles(attribute_columns, skipped, csv_path.name)
     rows = split_rows(frame, split, split_column, seed, csv_path.name)
-    paths = resolve_paths(frame[path_column].iloc[rows], csv_path.parent, csv_path.name)
+    listed = frame[path_column]
+    if contained:  # every row, whatever its split: the file as a whole stays inside its folder
+        listed = pd.Series([str(p) for p in contained_paths(listed, csv_path.parent, csv_path.name)], frame.index)
+    paths = resolve_paths(listed.iloc[rows], csv_path.parent, csv_path.name)
     return ManifestDataset(split, paths, codes.iloc[rows], names, image_size, target, sensitive, skipped)
 
 
@@ -125,6 +172,7 @@ register_dataset(DatasetSpec(
     default_target="label",
     default_sensitive=["group"],
     embedded=False,
-    options={"manifest": "manifest.csv", "path_column": "path", "split_column": "", "image_size": 64, "seed": 0},
+    options={"manifest": "manifest.csv", "path_column": "path", "split_column": "", "image_size": 64, "seed": 0,
+             "contained": False},
     splits=("train", "val", "test"),
 ))
