@@ -1,7 +1,7 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
 Commands: ``audit``, ``robustness``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``,
-``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``.
+``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``, ``demo``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -178,6 +178,45 @@ def cmd_train(args) -> int:
                                              progress=update, variant=args.variant)
     print(f"trained in {info['train_seconds']:.1f}s, final loss {info['history'][-1]['loss']:.4f} -> {path}")
     return 0
+
+
+def cmd_demo(args) -> int:
+    """List the shipped demo models; ``--rebuild`` retrains them into assets/, ``--check`` compares a retraining."""
+    import tempfile
+
+    from fairaudit.demo import SHIPPED, rebuild_shipped_models, shipped_model_path
+    from fairaudit.models.io import load_model
+
+    datasets = tuple(d.strip() for d in args.dataset.split(",") if d.strip()) if args.dataset else SHIPPED
+    for name in datasets:
+        if name not in SHIPPED:
+            raise FairauditError(f"no demo model of '{name}' is shipped; shipped: {', '.join(SHIPPED)}.")
+    if not (args.rebuild or args.check):
+        for name in datasets:
+            path = shipped_model_path(name)
+            print(f"{name:18s} {path if path else 'missing or stale: run `python -m fairaudit demo --rebuild`'}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        bar, update = _train_progress("training demo models")
+        with bar:
+            paths = rebuild_shipped_models(datasets, out_dir=None if args.rebuild else Path(tmp),
+                                           progress=lambda name, event: update(event))
+        for name, path in zip(datasets, paths):
+            if args.rebuild:
+                print(f"{name:18s} -> {path}")
+                continue
+            shipped = shipped_model_path(name)
+            same = shipped is not None and _same_weights(load_model(shipped), load_model(path))
+            if not same:
+                raise FairauditError(f"the shipped demo model of '{name}' is not what its recipe trains; run "
+                                     "`python -m fairaudit demo --rebuild`.")
+            print(f"{name:18s} identical to its recipe's retraining: {shipped}")
+    return 0
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].dtype == sb[k].dtype and bool((sa[k] == sb[k]).all()) for k in sa)
 
 
 def cmd_datasets(args) -> int:
@@ -608,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark_command.add_arguments(p)
     p.set_defaults(func=benchmark_command.run)
+
+    p = sub.add_parser("demo", help="the shipped demo models: list them, --rebuild them into assets/, or --check")
+    p.add_argument("--dataset", help="comma-separated datasets (default: every shipped demo model)")
+    p.add_argument("--rebuild", action="store_true", help="retrain each recipe on the CPU and write it to assets/demo/")
+    p.add_argument("--check", action="store_true", help="retrain each recipe and check it equals the shipped file")
+    p.set_defaults(func=cmd_demo)
 
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)

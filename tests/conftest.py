@@ -50,7 +50,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def demo_home(fairaudit_home):
-    """The workspace with the synthetic-faces demo model already trained (shared by app and CLI tests)."""
+    """The workspace with the synthetic-faces demo model ready (shared by app and CLI tests; it ships in assets/)."""
     from fairaudit.demo import get_demo_model
 
     get_demo_model("synthetic-faces", device="cpu")

@@ -195,3 +195,66 @@ def test_a_method_context_refuses_to_fit_on_test_and_records_what_each_stage_rea
     ctx.load_split("train")
     ctx.load_split("test", "robustness_stats")
     assert ctx.splits_used == {"fit": "train", "robustness_stats": "test"}
+
+
+# -- the shipped demo models ---------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["synthetic-faces", "adult", "colored-digits"])
+def test_shipped_demo_model_is_what_its_recipe_trains(dataset, tmp_path):
+    """Retraining the recipe on the CPU with its seed gives the shipped weights bit for bit."""
+    from fairaudit.demo import ASSET_DIR, rebuild_shipped_models, shipped_model_path
+
+    shipped = shipped_model_path(dataset)
+    assert shipped is not None and shipped.parent == ASSET_DIR
+    assert shipped.stat().st_size < 2 * 2**20
+    (retrained,) = rebuild_shipped_models((dataset,), out_dir=tmp_path)
+    assert _max_difference(_weights(shipped), _weights(retrained)) == 0.0
+    assert json.loads(shipped.with_name(shipped.name + ".json").read_text())["deterministic"] is True
+
+
+def test_the_demo_model_loads_from_assets_without_training(tmp_path, monkeypatch):
+    from fairaudit import demo
+    from tests.conftest import workspace_at
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped demo model was trained again")
+
+    monkeypatch.setattr(demo, "train_deployed_model", no_training)
+    with workspace_at(tmp_path / "fresh"):
+        model, path = demo.get_demo_model("synthetic-faces", device="cpu")
+        assert path == demo.ASSET_DIR / "demo-synthetic-faces-Smiling.safetensors"
+        assert _max_difference(model.state_dict(), _weights(path)) == 0.0
+        # Options of the evaluation splits only, given as on the command line: the same model.
+        same = demo.demo_model_path("synthetic-faces", "Smiling", {"bias": "0.9", "test_bias": "0.8", "n_test": "64",
+                                                                   "val_bias": "0.5"})
+        assert same == path
+        other = demo.demo_model_path("synthetic-faces", "Smiling", {"bias": "0.8"})
+        assert other.parent == tmp_path / "fresh" / "models" and not other.exists()
+        assert not (tmp_path / "fresh" / "models").exists() or not any((tmp_path / "fresh" / "models").iterdir())
+
+
+def _readme_demo_figures() -> dict[str, str]:
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"accuracy (\d\.\d{4}), DEO (\d\.\d{4}), SPD (\d\.\d{4})", text)
+    assert match, "README states the demo audit's accuracy, DEO and SPD"
+    return dict(zip(("accuracy", "deo", "spd"), match.groups()))
+
+
+def test_the_demo_audit_a_new_user_sees_is_the_readmes(tmp_path, capsys):
+    """`python -m fairaudit audit --dataset synthetic-faces --model demo --target Smiling --sensitive Male`."""
+    from fairaudit.cli import main
+    from tests.conftest import workspace_at
+
+    out = tmp_path / "x.json"
+    with workspace_at(tmp_path / "fresh"):
+        # --bootstrap 0: the figures are point estimates, the same with any number of resamples.
+        assert main(["audit", "--dataset", "synthetic-faces", "--model", "demo", "--target", "Smiling",
+                     "--sensitive", "Male", "--device", "cpu", "--bootstrap", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    seen = {"accuracy": report["overall"]["accuracy"], "deo": report["disparities"]["deo"],
+            "spd": report["disparities"]["spd"]}
+    assert {k: f"{v:.4f}" for k, v in seen.items()} == _readme_demo_figures()
+    assert report["overall"]["n"] == 2000 and report["meta"]["deterministic"] is True
