@@ -72,7 +72,7 @@ def groups_tab(report: AuditReport, run_key: str) -> None:
                       if c not in ("Group", "n") and not c.endswith("CI")}
     st.dataframe(table, hide_index=True, column_config=number_columns)
     left, right, _ = st.columns([1, 1, 3])
-    left.download_button("Group table (CSV)", frame.to_csv(index=False), file_name=f"fairaudit-{run_key}-groups.csv",
+    left.download_button("Group table (CSV)", report.groups_csv(), file_name=f"fairaudit-{run_key}-groups.csv",
                          mime="text/csv", icon=":material/download:")
     right.download_button("Full report (JSON)", json.dumps(report.to_dict(), indent=2),
                           file_name=f"fairaudit-{run_key}-report.json", mime="application/json",

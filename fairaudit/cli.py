@@ -58,6 +58,14 @@ def _write_json(data: dict, path: str) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False))
 
 
+def _write_groups_csv(report, path: str | None) -> None:
+    """The per-group table as CSV (spreadsheet formulas neutralised), when ``--csv`` is given."""
+    if path:
+        from fairaudit.io_safety import write_text_atomic
+
+        write_text_atomic(path, report.groups_csv())
+
+
 def _check_arguments(args) -> None:
     """Checks shared by every command, done before any work: device names and output paths."""
     from fairaudit.device import check_device_name
@@ -104,6 +112,7 @@ def cmd_audit(args) -> int:
                               progress=lambda done, total: pbar.update(done - pbar.n),
                               meta={"model": description, "data_options": options})
     _write_json(report.to_dict(), args.json)
+    _write_groups_csv(report, args.csv)
     d = report.disparities
     print(f"accuracy {report.overall['accuracy']:.4f}  spd {d['spd']:.4f}  deo {d['deo']:.4f}  "
           f"eo_max {d['eo_max']:.4f}  -> {args.json}")
@@ -155,6 +164,7 @@ def cmd_audit_predictions(args) -> int:
     for warning in preds.meta.get("warnings", []):
         print(f"fairaudit: warning: {warning}", file=sys.stderr)
     _write_json(report.to_dict(), args.json)
+    _write_groups_csv(report, args.csv)
     print(f"accuracy {report.overall['accuracy']:.4f}  spd {report.disparities['spd']:.4f}  -> {args.json}")
     return 0
 
@@ -530,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--json", required=True, help="output JSON path")
+    p.add_argument("--csv", help="also write the per-group table as CSV here")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("robustness", help="clean vs. FGSM/PGD adversarial accuracy per group")
@@ -559,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitive", required=True, help="sensitive column(s), comma-separated")
     p.add_argument("--min-group-size", type=int, default=10,
                    help="refuse groups with fewer rows (default 10); their rates would be noise")
+    p.add_argument("--csv", help="also write the per-group table as CSV here")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)

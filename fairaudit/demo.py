@@ -39,7 +39,7 @@ from fairaudit.models.io import load_model, save_checkpoint
 from fairaudit.train.deployed import train_deployed_model
 from fairaudit.train.loop import TrainConfig
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3  # 3: the embedded images are 8-bit
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
 SHIPPED = ("synthetic-faces", "adult", "colored-digits")  # datasets whose default demo model is in ASSET_DIR
@@ -47,8 +47,10 @@ EVAL_ONLY_OPTIONS = frozenset({"val_bias", "test_bias", "n_val", "n_test"})  # t
 RECIPE_THREADS = 1  # CPU threads of recipe training: float sums in one fixed order, on any machine
 
 DEMO_RECIPES: dict[str, dict[str, Any]] = {
-    # Two epochs at batch 32 learn part of the smile (accuracy well above chance) and lean on gender (DEO > 0.5).
-    "synthetic-faces": {"arch": "small_cnn", "config": TrainConfig(epochs=2, batch_size=32, lr=2e-3)},
+    # Three epochs at batch 32: on the 0.9-biased faces the model learns part of the smile and leans on gender
+    # (accuracy 0.74, DEO 0.32 on the balanced test split); on unbiased faces (bias=0.5) the same recipe learns the
+    # smile (accuracy 0.84, DEO 0.01).
+    "synthetic-faces": {"arch": "small_cnn", "config": TrainConfig(epochs=3, batch_size=32, lr=1e-3)},
     "colored-digits": {"arch": "small_cnn", "config": TrainConfig(epochs=4, batch_size=64, lr=2e-3)},
     "adult": {"arch": "mlp", "config": TrainConfig(epochs=5, batch_size=256, lr=1e-3)},
 }

@@ -1,12 +1,18 @@
-"""Writing output files safely: atomic replacement and clear errors."""
+"""Writing output files safely: atomic replacement, clear errors, and CSV cells spreadsheets cannot execute."""
 
 from __future__ import annotations
 
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from fairaudit.errors import FairauditError
+
+# A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def check_output_file(path: str | os.PathLike) -> Path:
@@ -40,3 +46,38 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             os.unlink(tmp)
     return path
 
+
+def _safe_cell(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cannot run as a spreadsheet formula.
+
+    Every string cell (and column name) that starts with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return gets a leading ``'``, which spreadsheets
+    read as "show as text" (OWASP's advice against CSV injection); group names
+    come from the audited data, so they may be hostile. Numbers, negative ones
+    included, stay numbers.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            out[column] = values.astype(object).map(_safe_cell)
+    out.columns = [_safe_cell(c) for c in out.columns]
+    return out
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV text (no index) after :func:`csv_safe`: what every CSV the product writes goes through.
+
+    Rows end with CRLF (RFC 4180), so a cell that contains a carriage return
+    is quoted and cannot start a new row whose first cell is a formula.
+    """
+    return csv_safe(frame).to_csv(index=False, lineterminator="\r\n")
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write :func:`csv_text` of ``frame`` atomically to ``path``."""
+    return write_text_atomic(path, csv_text(frame))

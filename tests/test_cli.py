@@ -130,8 +130,7 @@ def test_demo_model_unbiased_data_is_fair(tmp_path):
                  "--bootstrap", "0", "--device", "cpu", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["disparities"]["deo"] < 0.1
-    # Fair because it learned the smile, not by guessing a constant (0.5): the demo recipe measured 0.6435.
-    assert data["overall"]["accuracy"] >= 0.6
+    assert data["overall"]["accuracy"] >= 0.75  # fair because it learned the smile, not by guessing a constant
 
 
 def test_python_dash_m_entry_point():

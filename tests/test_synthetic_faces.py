@@ -204,5 +204,33 @@ def test_bias_plants_a_shortcut_that_a_balanced_split_does_not():
         assert report.disparities["deo"] == pytest.approx(gaps[bias], abs=1e-9)
     assert gaps[0.9] >= 0.2, (gaps, accuracy)
     assert gaps[0.5] < 0.1, (gaps, accuracy)
-    # Both learned the smile, not a constant guess (0.5); the demo recipe's two epochs measured 0.729 / 0.634.
-    assert accuracy[0.9] >= 0.68 and accuracy[0.5] >= 0.6, (gaps, accuracy)
+    # Both learned the smile, not a constant guess (0.5); the unbiased model better.
+    assert accuracy[0.9] >= 0.68 and accuracy[0.5] >= 0.8, (gaps, accuracy)
+
+
+def test_images_are_drawn_once_and_read_back_from_the_workspace(tmp_path, monkeypatch):
+    """A second pass over a split, even through a new dataset object, draws nothing and gives the same tensors."""
+    from fairaudit.data import colored_digits, synthetic_faces
+    from tests.conftest import workspace_at
+
+    drawn = []
+    real_render = synthetic_faces.render_face
+    monkeypatch.setattr(synthetic_faces, "render_face", lambda *a, **k: drawn.append(1) or real_render(*a, **k))
+    with workspace_at(tmp_path):
+        first = torch.stack([SyntheticFaces("test", n=16, image_size=32)[i][0] for i in range(16)])
+        assert len(drawn) == 16
+        again = torch.stack([SyntheticFaces("test", n=16, image_size=32)[i][0] for i in range(16)])
+        assert len(drawn) == 16 and torch.equal(first, again)
+        assert torch.equal(first * 255, (first * 255).round())  # 8-bit images, on the first pass too
+        assert any((tmp_path / "cache" / "render").glob("synthetic-faces-test-*.u8"))
+        # Another split or drawing option is another file, drawn afresh.
+        SyntheticFaces("test", n=16, image_size=48)[0]
+        assert len(drawn) == 17
+        digits = colored_digits.ColoredDigits("test", image_size=16)
+        x = digits[3][0]
+        assert torch.equal(x, colored_digits.ColoredDigits("test", image_size=16)[3][0])
+        assert float((x - digits.draw(3)).abs().max()) <= 0.5 / 255 + 1e-6
+    monkeypatch.setenv("FAIRAUDIT_RENDER_CACHE", "0")
+    with workspace_at(tmp_path / "off"):
+        assert torch.equal(SyntheticFaces("test", n=16, image_size=32)[5][0], first[5])
+        assert not (tmp_path / "off" / "cache").exists()

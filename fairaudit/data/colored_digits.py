@@ -17,11 +17,13 @@ Each image is upsampled to ``image_size`` pixels (default 28, as MNIST) and
 drawn as a white stroke over its background; the background colour is
 jittered per sample so that colour is a distribution, not a constant.
 Target ``digit`` (10 classes), sensitive ``color`` (0 red, 1 brown).
-Samples are rendered on request and are identical for the same ``seed``.
+Samples are rendered on request, once (as 8-bit images, kept in the
+workspace's render cache), and are identical for the same ``seed``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import numpy as np
@@ -32,6 +34,7 @@ from sklearn.datasets import load_digits
 
 from fairaudit.data.base import FairDataset
 from fairaudit.data.loaders.common import check_image_size, seeded_split
+from fairaudit.data.render_cache import RenderCache
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
 
@@ -85,8 +88,15 @@ class ColoredDigits(FairDataset):
         attributes = pd.DataFrame({"digit": digits[idx], "color": colors})
         names = {"digit": [str(d) for d in range(10)], "color": COLOR_NAMES}
         super().__init__(split, attributes, names, (3, self.image_size, self.image_size), "digit", ["color"])
+        drawing = hashlib.sha256(self.strokes.tobytes() + self.backgrounds.tobytes()).hexdigest()
+        self._renders = RenderCache(f"colored-digits-{split}", {"image_size": self.image_size, "drawing": drawing},
+                                    len(self), self.input_shape)
 
     def load_input(self, i: int) -> torch.Tensor:
+        return self._renders.get(i, self.draw)
+
+    def draw(self, i: int) -> torch.Tensor:
+        """Image ``i`` as drawn, in float32 (:meth:`load_input` returns its 8-bit version)."""
         stroke = torch.from_numpy(self.strokes[i])[None, None]
         alpha = F.interpolate(stroke, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)[0]
         alpha = alpha.clamp(0.0, 1.0)

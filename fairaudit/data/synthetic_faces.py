@@ -30,7 +30,9 @@ light / medium / dark for 50 / 30 / 20 %.
 
 Sample ``i`` of a split is fully determined by ``(seed, split, i)`` and the
 split's attribute table (itself determined by ``seed``, ``split``, ``bias``
-and the split size); images are rendered lazily in :meth:`load_input`.
+and the split size); images are rendered lazily in :meth:`load_input`, as
+8-bit images, once: later passes read them from the workspace's render cache
+(:mod:`fairaudit.data.render_cache`).
 :meth:`SyntheticFaces.region_mask` returns where the mouth, eyes, hair, beard
 area, face, visible skin and background are in each image, for scoring
 whether attributions fall on the target or on the sensitive cue.
@@ -38,12 +40,15 @@ whether attributions fall on the target or on the sensitive cue.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import torch
 
 from fairaudit.data.base import FairDataset
 from fairaudit.data.faces_draw import REGION_NAMES, render_face
+from fairaudit.data.render_cache import RenderCache
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
 
@@ -142,6 +147,10 @@ class SyntheticFaces(FairDataset):
                          VALUE_NAMES,
                          (3, self.image_size, self.image_size), "Smiling", ["Male"])
         self._columns = list(self.attributes.columns)
+        table = hashlib.sha256(self._codes.tobytes()).hexdigest()
+        self._renders = RenderCache(f"synthetic-faces-{split}", {"seed": self.seed, "split": split,
+                                                                 "image_size": self.image_size, "table": table},
+                                    len(self), self.input_shape)
 
     def attrs(self, i: int) -> dict[str, int]:
         """The attribute codes of sample ``i`` as a dict (the input of :func:`render_face`)."""
@@ -151,7 +160,7 @@ class SyntheticFaces(FairDataset):
         return render_face(self.attrs(i), [self.seed, self._split_id, int(i)], self.image_size, masks=masks)
 
     def load_input(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.render(i)[0])
+        return self._renders.get(i, lambda j: self.render(j)[0])
 
     def region_mask(self, i: int, region: str) -> np.ndarray:
         """Boolean ``(H, W)`` mask of ``region`` (one of :attr:`region_names`) in image ``i``."""

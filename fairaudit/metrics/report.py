@@ -117,6 +117,12 @@ class AuditReport:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def groups_csv(self) -> str:
+        """:meth:`groups_frame` as CSV text, with cells that could run as spreadsheet formulas neutralised."""
+        from fairaudit.io_safety import csv_text
+
+        return csv_text(self.groups_frame())
+
     def disparity_frame(self) -> pd.DataFrame:
         """Columns ``name, value, ci_low, ci_high``, one row per disparity."""
         rows = []
