@@ -234,3 +234,15 @@ def test_images_are_drawn_once_and_read_back_from_the_workspace(tmp_path, monkey
     with workspace_at(tmp_path / "off"):
         assert torch.equal(SyntheticFaces("test", n=16, image_size=32)[5][0], first[5])
         assert not (tmp_path / "off" / "cache").exists()
+
+
+def test_images_are_drawn_every_time_when_the_workspace_cannot_be_used(tmp_path):
+    from tests.conftest import workspace_at
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the workspace should be")
+    with workspace_at(blocker):
+        x = SyntheticFaces("test", n=8, image_size=32)[2][0]
+    with workspace_at(tmp_path / "home"):
+        assert torch.equal(x, SyntheticFaces("test", n=8, image_size=32)[2][0])
+    assert blocker.read_text() == "a file where the workspace should be"

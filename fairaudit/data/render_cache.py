@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from fairaudit import workspace
+from fairaudit.errors import FairauditError
 
 __all__ = ["RenderCache", "quantise", "MAX_BYTES", "CACHE_ENV"]
 
@@ -81,7 +82,7 @@ class RenderCache:
             if not path.exists() or path.stat().st_size != size:
                 _create(path, size)
             self._map, self._pid = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,)), os.getpid()
-        except OSError:  # a read-only or full workspace: draw every time
+        except (OSError, FairauditError):  # no usable workspace (read-only, full, a file): draw every time
             self.enabled = False
             return None
         return self._map
