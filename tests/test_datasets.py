@@ -51,7 +51,7 @@ def test_specs_are_registered_with_their_options():
         assert spec.embedded is embedded, name
         assert set(spec.splits) >= {"train", "test"}, name
         assert "seed" in spec.options or "image_size" in spec.options, name
-    assert DATASETS["colored-digits"].options == {"image_size": 28, "bias": 1.0, "seed": 0}
+    assert DATASETS["colored-digits"].options == {"image_size": 28, "bias": 1.0, "seed": 0, "test_bias": 0.5}
     assert DATASETS["celeba"].splits == ("train", "val", "test")
 
 

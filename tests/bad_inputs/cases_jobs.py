@@ -86,10 +86,13 @@ CASES = [
     _case("home_is_a_file_says_what_to_do", _home_is_a_file, ["runs"],
           "workspace.txt' is a file, not a folder; point FAIRAUDIT_HOME at a folder, or move that file aside",
           HOME_IS_A_FILE),
+    # A demo model with other dataset options is trained into the workspace (the default one ships in assets/).
     _case("home_is_a_file_audit_demo", _home_is_a_file,
-          ["audit", "--dataset", "adult", "--json", "{sandbox}/audit.json"], NOT_A_FOLDER, HOME_IS_A_FILE),
+          ["audit", "--dataset", "colored-digits", "--data-opt", "bias=0.8", "--json", "{sandbox}/audit.json"],
+          NOT_A_FOLDER, HOME_IS_A_FILE),
     _case("home_is_a_file_robustness_demo", _home_is_a_file,
-          ["robustness", "--dataset", "adult", "--json", "{sandbox}/robustness.json"], NOT_A_FOLDER, HOME_IS_A_FILE),
+          ["robustness", "--dataset", "colored-digits", "--data-opt", "bias=0.8", "--json",
+           "{sandbox}/robustness.json"], NOT_A_FOLDER, HOME_IS_A_FILE),
     _case("home_below_a_file", _home_is_a_file, ["runs"], "workspace.txt' is a file; point FAIRAUDIT_HOME at a folder",
           {"FAIRAUDIT_HOME": "{sandbox}/workspace.txt/home"}),
 ]
