@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from bare_loop import bare_model_seconds
 from fairaudit.audit import predict
 from fairaudit.data import load_dataset
 from fairaudit.device import autocast, default_batch_size, resolve_device
@@ -54,19 +55,7 @@ def main() -> None:
     preds = predict(model, ds, device=device, batch_size=bs, num_workers=args.workers)
     audit_s = time.perf_counter() - t0
 
-    batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]) for s in range(0, len(ds), bs)]
-    batches = [b.to(device) for b in batches]
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    with torch.inference_mode(), autocast(device):
-        for b in batches:
-            model(b)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    bare_s = time.perf_counter() - t0
+    bare_s = bare_model_seconds(model, ds, bs, device)
 
     audit_ips, bare_ips = len(preds) / audit_s, len(ds) / bare_s
     print(f"audit pass : {audit_ips:9.1f} img/s ({audit_s:.2f} s, includes lazy rendering)")

@@ -61,7 +61,8 @@ def repeat_ratio(home: Path, device_name: str) -> str:
     from fairaudit.audit import predict
     from fairaudit.data import load_dataset
     from fairaudit.demo import get_demo_model
-    from fairaudit.device import autocast, default_batch_size, resolve_device
+    from bare_loop import bare_model_seconds
+    from fairaudit.device import default_batch_size, resolve_device
 
     os.environ["FAIRAUDIT_HOME"] = str(home)
     device = resolve_device(device_name)
@@ -73,19 +74,7 @@ def repeat_ratio(home: Path, device_name: str) -> str:
     t0 = time.perf_counter()
     preds = predict(model, ds, device=device, batch_size=bs)
     audit_s = time.perf_counter() - t0
-    batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]).to(device)
-               for s in range(0, len(ds), bs)]
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    with torch.inference_mode(), autocast(device):
-        for b in batches:
-            model(b)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    bare_s = time.perf_counter() - t0
+    bare_s = bare_model_seconds(model, ds, bs, device)
     audit_ips, bare_ips = len(preds) / audit_s, len(ds) / bare_s
     return (f"repeated audit pass {audit_ips:.0f} img/s ({audit_s:.2f} s) vs bare model(x) {bare_ips:.0f} img/s "
             f"({bare_s:.2f} s): ratio {audit_ips / bare_ips:.2f} (goal >= 0.9), {len(ds)} images on {device}, "
