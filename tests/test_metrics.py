@@ -116,6 +116,82 @@ def test_zero_denominator_rates_are_nan_and_ignored():
     assert "NaN" not in text and json.loads(text)["groups"][0]["tpr"] is None
 
 
+def test_gap_that_only_one_group_defines_is_undefined_with_its_reason():
+    # Group B has no positives: only group A has a TPR / FNR, so every gap built on them compares nothing.
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    y_pred = np.array([1, 0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1])
+    group = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    report = audit_metrics(y, y_pred=y_pred, sensitive=group, sensitive_names=["g"], value_names={"g": ["A", "B"]},
+                           n_boot=50, device="cpu")
+    d = report.disparities
+    for name in ("eod", "deo", "eo_max", "aaod"):
+        assert math.isnan(d[name]), name
+        assert report.ci[name] is None, name
+    assert report.undefined["eod"] == ("only group 'g=A' defines the true-positive rate "
+                                       "(no other group has positives ('1'))")
+    assert "false-negative rate" in report.undefined["deo"]
+    assert set(report.undefined) == {"eod", "deo", "eo_max", "aaod"}
+    # Where the gap is defined it still is fairlearn's.
+    kw = dict(sensitive_features=group)
+    assert d["spd"] == pytest.approx(demographic_parity_difference(y, y_pred, **kw), abs=TOL)
+    assert d["dp_ratio"] == pytest.approx(demographic_parity_ratio(y, y_pred, **kw), abs=TOL)
+    accuracy = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=y_pred, sensitive_features=group)
+    assert d["aed"] == pytest.approx(accuracy.difference(), abs=TOL) == pytest.approx(4 / 6 - 3 / 6)
+    assert report.ci["spd"] is not None
+    data = json.loads(report.to_json())
+    assert data["disparities"]["eod"] is None and data["ci"]["eod"] is None
+    assert data["undefined"]["eod"] == report.undefined["eod"]
+    back = AuditReport.from_dict(data)
+    assert math.isnan(back.disparities["eod"]) and back.undefined == report.undefined
+    frame = back.disparity_frame().set_index("name")
+    assert frame.loc["eod", "undefined"] == report.undefined["eod"] and frame.loc["spd", "undefined"] == ""
+
+
+def test_per_class_eod_on_colored_digits_train_split_is_undefined_not_zero():
+    # The confounded training split gives every digit one colour (digits 0-4 red, 5-9 brown), so in every
+    # one-vs-rest problem only one colour group has positives: there is no true-positive rate to compare.
+    from fairaudit.data import load_dataset
+
+    ds = load_dataset("colored-digits", "train")
+    rows = np.random.default_rng(0).choice(len(ds), 200, replace=False)
+    y = ds.attributes["digit"].to_numpy()[rows]
+    color = ds.attributes["color"].to_numpy()[rows]
+    y_pred = np.where(np.random.default_rng(1).random(len(y)) < 0.8, y, (y + 1) % 10)
+    report = audit_metrics(y, y_pred=y_pred, sensitive=color, sensitive_names=["color"], value_names=ds.value_names,
+                           class_names=ds.class_names, n_boot=20, device="cpu")
+    data = report.to_dict()
+    for c in ds.class_names:
+        assert data["per_class"][c]["disparities"]["eod"] is None, c
+        assert data["per_class"][c]["ci"]["eod"] is None, c
+        owner = "red" if int(c) < 5 else "brown"
+        assert data["per_class"][c]["undefined"]["eod"] == (
+            f"only group 'color={owner}' defines the true-positive rate of class '{c}' "
+            f"(no other group has samples of class '{c}')")
+        assert data["per_class"][c]["disparities"]["spd"] is not None  # both colours are predicted as c or not
+    assert data["disparities"]["eod"] is None and data["disparities"]["deo"] is None
+    assert data["undefined"]["eod"].startswith("undefined in every one of the 10 classes, e.g. only group")
+    assert data["disparities"]["spd"] > 0.05
+
+
+def test_multiclass_group_base_and_selection_rates_are_per_class_not_one_over_c():
+    y = np.array([0, 0, 1, 2, 2, 2, 0, 1, 1, 1, 2, 0])
+    y_pred = np.array([0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 1, 0])
+    group = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    report = audit_metrics(y, y_pred=y_pred, sensitive=group, sensitive_names=["g"], n_boot=0, device="cpu")
+    for gi, g in enumerate(report.groups):
+        assert math.isnan(g["selection_rate"]) and math.isnan(g["base_rate"])  # the class mean is 1/3 everywhere
+        for c in range(3):
+            assert g["per_class"][str(c)]["selection_rate"] == pytest.approx(np.mean(y_pred[group == gi] == c))
+            assert g["per_class"][str(c)]["base_rate"] == pytest.approx(np.mean(y[group == gi] == c))
+    assert report.to_dict()["groups"][0]["selection_rate"] is None
+    frame = report.groups_frame()
+    assert frame["selection_rate[1]"].tolist() == pytest.approx([2 / 6, 3 / 6])
+    assert frame["selection_rate[2]"].tolist() == pytest.approx([2 / 6, 1 / 6])
+    assert frame["base_rate[1]"].tolist() == pytest.approx([1 / 6, 3 / 6])
+    # Multiclass SPD: the mean over classes of the gap in P(ŷ = c | group): (0 + 1/6 + 1/6) / 3.
+    assert report.disparities["spd"] == pytest.approx(1 / 9)
+
+
 def _manual_multiclass(y, y_pred, group, n_classes):
     """Straightforward loops: one-vs-rest rates per group and class, then means over classes."""
     groups = np.unique(group)

@@ -17,6 +17,7 @@ from fairaudit.metrics.groups import GroupIndex, describe, index_groups
 from fairaudit.metrics.inputs import MAX_GROUP_VALUES, prepare_inputs
 from fairaudit.metrics.rates import DISPARITY_NAMES, OVERALL_METRICS, PER_GROUP_METRICS, summarize
 from fairaudit.metrics.report import AuditReport
+from fairaudit.metrics.undefined import gap_reasons, mean_reasons
 
 
 def audit_metrics(
@@ -71,7 +72,12 @@ def audit_metrics(
         comparison.
 
     Rates whose denominator is zero are NaN and are ignored by max/min over
-    groups; see :mod:`fairaudit.metrics.rates` for every definition.
+    groups. A gap between groups that fewer than two groups define (e.g. the
+    true-positive rate of a class that only one group has samples of) is NaN
+    in the report and ``null`` in its JSON, as is its interval, and
+    :attr:`AuditReport.undefined` says why (also per attribute in
+    ``marginal`` and per class in ``per_class``); see
+    :mod:`fairaudit.metrics.rates` for every definition.
     """
     dev = resolve_device(device)
     _check_settings(n_boot, ci_level, min_group_size, bootstrap)
@@ -92,8 +98,8 @@ def audit_metrics(
         else:
             replicates = poisson_confusions_cells(conf, n_boot, gen)
 
-    section = _Section(conf, replicates, ci_level)
-    groups = section.groups(index.names, index.attributes, sizes, inp.class_names)
+    section = _Section(conf, replicates, ci_level, index.names, inp.class_names)
+    groups = section.groups(index.attributes, sizes)
     disparities, ci = section.disparities()
     overall = {name: float(v) for name, v in section.point["overall"].items()}
     overall["n"] = int(inp.y_true.shape[0])
@@ -109,9 +115,12 @@ def audit_metrics(
     if section.point["per_class"] is not None:
         point, bounds = section.point["per_class"], section.point_ci("per_class")
         for c, cname in enumerate(inp.class_names):
+            undefined = section.class_undefined[cname]
             per_class[cname] = {
                 "disparities": {k: float(point[k][c]) for k in DISPARITY_NAMES},
-                "ci": {k: (None if bounds is None else bounds[k][:, c].tolist()) for k in DISPARITY_NAMES},
+                "ci": {k: (None if bounds is None or k in undefined else bounds[k][:, c].tolist())
+                       for k in DISPARITY_NAMES},
+                "undefined": undefined,
             }
 
     meta = {
@@ -124,7 +133,7 @@ def audit_metrics(
         "groups": "intersections" if len(index.sensitive_names) > 1 else "single attribute",
     }
     return AuditReport(overall=overall, groups=groups, disparities=disparities, ci=ci, marginal=marginal,
-                       per_class=per_class, meta=meta)
+                       per_class=per_class, meta=meta, undefined=section.undefined)
 
 
 def _check_settings(n_boot: int, ci_level: float, min_group_size: int, bootstrap: str) -> None:
@@ -163,10 +172,27 @@ def _check_group_sizes(index: GroupIndex, sizes: np.ndarray, min_group_size: int
 class _Section:
     """Point estimates and intervals of one confusion tensor (all groups, or one attribute alone)."""
 
-    def __init__(self, conf: torch.Tensor, replicates: torch.Tensor | None, ci_level: float):
+    def __init__(self, conf: torch.Tensor, replicates: torch.Tensor | None, ci_level: float,
+                 names: Sequence[str], class_names: Sequence[str]):
         self.conf = conf
+        self.names, self.class_names = list(names), list(class_names)
         self.point = _to_numpy(summarize(conf))
         self.bounds = None if replicates is None else _to_numpy(_intervals(summarize(replicates), ci_level))
+        self.undefined, self.class_undefined = self._reasons()
+
+    def _reasons(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Why each undefined disparity is undefined: overall, and per class for multiclass targets."""
+        values = {k: float(v) for k, v in self.point["disparities"].items()}
+        ovr = self.point["group_per_class"]
+        if ovr is None:
+            positive = self.class_names[1] if len(self.class_names) == 2 else None
+            return gap_reasons(self.point["groups"], values, self.names, positive=positive), {}
+        per_class = {}
+        for c, cname in enumerate(self.class_names):
+            class_values = {k: float(v[c]) for k, v in self.point["per_class"].items()}
+            per_class[cname] = gap_reasons({k: v[:, c] for k, v in ovr.items()}, class_values, self.names,
+                                           class_name=cname)
+        return mean_reasons(values, per_class), per_class
 
     def point_ci(self, part: str) -> dict[str, np.ndarray] | None:
         return None if self.bounds is None else self.bounds[part]
@@ -175,20 +201,19 @@ class _Section:
     def intervals(bounds: dict[str, np.ndarray] | None, names: Sequence[str]) -> dict[str, list[float] | None]:
         return {k: (None if bounds is None else bounds[k].tolist()) for k in names}
 
-    def groups(self, names: Sequence[str], attributes: Sequence[dict[str, str]], sizes: np.ndarray,
-               class_names: Sequence[str]) -> list[dict[str, Any]]:
+    def groups(self, attributes: Sequence[dict[str, str]], sizes: np.ndarray) -> list[dict[str, Any]]:
         table, bounds = self.point["groups"], self.point_ci("groups")
         per_class = self.point["group_per_class"]
         confusion = self.conf.round().long().cpu().numpy()
         out = []
-        for g, name in enumerate(names):
+        for g, name in enumerate(self.names):
             row = {"group": name, "attributes": dict(attributes[g]), "n": int(sizes[g])}
             row.update({m: float(table[m][g]) for m in PER_GROUP_METRICS})
             row["ci"] = {m: (None if bounds is None else bounds[m][:, g].tolist()) for m in PER_GROUP_METRICS}
             row["confusion"] = confusion[g].tolist()
             if per_class is not None:
                 row["per_class"] = {c: {m: float(per_class[m][g, j]) for m in PER_GROUP_METRICS}
-                                    for j, c in enumerate(class_names)}
+                                    for j, c in enumerate(self.class_names)}
             out.append(row)
         return out
 
@@ -196,7 +221,8 @@ class _Section:
         values = {k: float(self.point["disparities"][k]) for k in DISPARITY_NAMES}
         ratio = values["dp_ratio"]
         values["passes_80_rule"] = None if math.isnan(ratio) else bool(ratio >= 0.8)
-        return values, self.intervals(self.point_ci("disparities"), DISPARITY_NAMES)
+        ci = self.intervals(self.point_ci("disparities"), DISPARITY_NAMES)
+        return values, {k: (None if k in self.undefined else v) for k, v in ci.items()}
 
 
 def _marginal_section(index: GroupIndex, j: int, attr: str, conf: torch.Tensor, replicates: torch.Tensor | None,
@@ -206,12 +232,12 @@ def _marginal_section(index: GroupIndex, j: int, attr: str, conf: torch.Tensor, 
     mapping, codes = index.marginal(j)
     merged = merge_groups(conf, mapping, len(codes))
     merged_reps = None if replicates is None else merge_groups(replicates, mapping, len(codes))
-    section = _Section(merged, merged_reps, ci_level)
     labelled = [describe([attr], [c], value_names) for c in codes]
+    section = _Section(merged, merged_reps, ci_level, [n for n, _ in labelled], class_names)
     sizes = merged.sum((-2, -1)).round().long().cpu().numpy()
-    groups = section.groups([n for n, _ in labelled], [a for _, a in labelled], sizes, class_names)
+    groups = section.groups([a for _, a in labelled], sizes)
     disparities, ci = section.disparities()
-    return {"groups": groups, "disparities": disparities, "ci": ci}
+    return {"groups": groups, "disparities": disparities, "ci": ci, "undefined": section.undefined}
 
 
 def _intervals(summary: dict[str, Any], level: float) -> dict[str, Any]:

@@ -14,10 +14,23 @@ Conventions (JSON names as in the project's metric glossary):
   balanced accuracy stay the plain multiclass scores) and each disparity is
   the mean over classes of the one-vs-rest disparity (DLFS convention).
   ``worst_group_accuracy`` stays the minimum plain accuracy over groups.
+* Multiclass base and selection rates are per class only. Every sample has
+  exactly one true and one predicted class, so the mean over classes of the
+  one-vs-rest base rate or selection rate is ``1/C`` in every group and says
+  nothing; the per-group table holds NaN there, and the meaningful figures
+  are the per-class rates ``P(y = c | group)`` and ``P(ŷ = c | group)`` (the
+  group's distribution of true and predicted classes, ``group_per_class``),
+  whose gaps over groups are the per-class ``spd`` (multiclass demographic
+  parity asks each of them to be equal across groups).
 * A rate whose denominator is zero (e.g. TPR of a group without positives) is
-  NaN. Max/min over groups and means over classes ignore NaN; a quantity is
-  NaN only when no group (or class) defines it. Combinations of two gaps
-  (``deo``, ``eo_max``, ``aaod``) are NaN when either gap is NaN.
+  NaN. A gap between groups (max − min, or the min / max ratio) needs at
+  least two groups that define the rate; with fewer it is NaN (undefined,
+  ``null`` in JSON), not 0: one group cannot be unfair to no other. Groups
+  that do not define a rate are left out of its max/min; a mean over classes
+  ignores the classes where the gap is undefined and is NaN only when it is
+  undefined in every class. Combinations of two gaps (``deo``, ``eo_max``,
+  ``aaod``) are NaN when either gap is NaN. ``worst_group_accuracy`` is a
+  minimum, not a gap: one group defines it.
 """
 
 from __future__ import annotations
@@ -53,6 +66,24 @@ def nan_extrema(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Ten
     return lo.masked_fill(empty, torch.nan), hi.masked_fill(empty, torch.nan)
 
 
+MIN_GROUPS_FOR_GAP = 2
+"""A gap between groups is defined only when at least this many groups define the underlying rate."""
+
+GAP_RATES: dict[str, tuple[str, ...]] = {
+    "spd": ("selection_rate",), "deo": ("fnr", "fpr"), "eo_max": ("tpr", "fpr"), "eod": ("tpr",),
+    "aaod": ("tpr", "fpr"), "aed": ("accuracy",), "dp_ratio": ("selection_rate",), "bias_score": ("selection_rate",),
+}
+"""The per-group rates each between-group disparity compares (``worst_group_accuracy`` is no gap)."""
+
+
+def between_groups(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum over groups (last axis) of the groups that define ``x``; both NaN when fewer than
+    :data:`MIN_GROUPS_FOR_GAP` groups do."""
+    lo, hi = nan_extrema(x)
+    too_few = (~torch.isnan(x)).sum(-1) < MIN_GROUPS_FOR_GAP
+    return lo.masked_fill(too_few, torch.nan), hi.masked_fill(too_few, torch.nan)
+
+
 def one_vs_rest_counts(conf: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``(tp, fn, fp, tn)`` per class, each ``[..., G, C]``, treating class ``c`` as positive."""
     tp = torch.diagonal(conf, dim1=-2, dim2=-1)
@@ -86,7 +117,9 @@ def group_rates(conf: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, 
     """Per-group table ``{metric: [..., G]}`` and, for ``C > 2``, the one-vs-rest rates ``[..., G, C]``.
 
     Balanced accuracy is the mean recall over the classes present in the group
-    (scikit-learn's ``balanced_accuracy_score``).
+    (scikit-learn's ``balanced_accuracy_score``). For ``C > 2`` the table's
+    ``base_rate`` and ``selection_rate`` are NaN: their mean over classes is
+    ``1/C`` for every group, so only the per-class rates are reported.
     """
     n_classes = conf.shape[-1]
     tp, fn, fp, tn = one_vs_rest_counts(conf)
@@ -98,6 +131,8 @@ def group_rates(conf: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, 
     else:
         per_class = binary_rates(tp, fn, fp, tn)
         table = {name: torch.nanmean(rate, -1) for name, rate in per_class.items()}
+        for name in ("base_rate", "selection_rate"):
+            table[name] = torch.full_like(table[name], torch.nan)
     table["accuracy"] = accuracy
     table["balanced_accuracy"] = balanced
     return table, per_class
@@ -118,7 +153,8 @@ def overall_scores(conf: torch.Tensor) -> dict[str, torch.Tensor]:
 def disparities_from_rates(rates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Between-group disparities from rates ``[..., G]`` (groups on the last axis).
 
-    Each gap Δ is max − min over groups (fairlearn's ``between_groups``):
+    Each gap Δ is max − min over the groups that define the rate (fairlearn's
+    ``between_groups``), NaN when fewer than two groups define it:
     ``spd = ΔSR``, ``dp_ratio = min SR / max SR``, ``deo = ΔFNR + ΔFPR`` (FAAP,
     sum form), ``eo_max = max(ΔTPR, ΔFPR)`` (fairlearn equalized-odds
     difference), ``aaod = ½(ΔTPR + ΔFPR)``, ``eod = ΔTPR``, ``aed = ΔACC``,
@@ -126,10 +162,10 @@ def disparities_from_rates(rates: dict[str, torch.Tensor]) -> dict[str, torch.Te
     (thesis Eq. 6.10).
     """
     def gap(name: str) -> torch.Tensor:
-        lo, hi = nan_extrema(rates[name])
+        lo, hi = between_groups(rates[name])
         return hi - lo
 
-    sr_lo, sr_hi = nan_extrema(rates["selection_rate"])
+    sr_lo, sr_hi = between_groups(rates["selection_rate"])
     d_tpr, d_fpr, d_fnr = gap("tpr"), gap("fpr"), gap("fnr")
     spd = sr_hi - sr_lo
     return {

@@ -13,6 +13,9 @@ import pandas as pd
 
 from fairaudit.metrics.rates import DISPARITY_NAMES, OVERALL_METRICS, PER_GROUP_METRICS
 
+PER_CLASS_COLUMNS = ("base_rate", "selection_rate")
+"""Per-group rates that multiclass reports give per class only (see :meth:`AuditReport.groups_frame`)."""
+
 _NUMERIC_KEYS = frozenset(PER_GROUP_METRICS) | frozenset(DISPARITY_NAMES) | frozenset(OVERALL_METRICS)
 
 
@@ -58,22 +61,32 @@ class AuditReport:
         :data:`~fairaudit.metrics.PER_GROUP_METRICS`, ``ci`` ``{metric: [low, high]}``
         and ``confusion`` (``C × C`` counts, rows = true class); multiclass
         targets add ``per_class`` ``{class: {metric: value}}`` one-vs-rest rates.
+        For multiclass targets a group's ``base_rate`` and ``selection_rate``
+        are NaN (their mean over classes is ``1/C`` in every group): read the
+        share of each true and predicted class in ``per_class``.
     disparities:
         Every name of :data:`~fairaudit.metrics.DISPARITY_NAMES` plus the
         boolean ``passes_80_rule`` (``dp_ratio >= 0.8``; ``None`` when the ratio
-        is undefined).
+        is undefined). A gap that fewer than two groups define is NaN here and
+        ``null`` in JSON, never 0; ``undefined`` says why.
     ci:
         ``[low, high]`` percentile interval of every disparity and overall
-        score (``None`` values when no bootstrap was run).
+        score (``None`` when no bootstrap was run, and for an undefined
+        disparity).
     marginal:
-        With several attributes, ``{attr: {"groups", "disparities", "ci"}}``
-        for each attribute alone.
+        With several attributes, ``{attr: {"groups", "disparities", "ci",
+        "undefined"}}`` for each attribute alone.
     per_class:
-        Multiclass targets: ``{class: {"disparities", "ci"}}`` of each
-        one-vs-rest problem (the top-level disparities are their mean).
+        Multiclass targets: ``{class: {"disparities", "ci", "undefined"}}``
+        of each one-vs-rest problem (the top-level disparities are their mean
+        over the classes where they are defined).
     meta:
         How the audit was run: threshold, prediction rule, bootstrap settings,
         device, sensitive attributes, classes.
+    undefined:
+        ``{disparity: reason}`` for every undefined disparity, e.g.
+        ``{"eod": "only group 'color=red' defines the true-positive rate of
+        class '3' (no other group has samples of class '3')"}``.
     """
 
     overall: dict[str, Any]
@@ -83,12 +96,14 @@ class AuditReport:
     marginal: dict[str, Any] = field(default_factory=dict)
     per_class: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    undefined: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of pure JSON types (NaN and infinities become ``None``)."""
         return to_json_types({
             "overall": self.overall, "groups": self.groups, "disparities": self.disparities, "ci": self.ci,
             "marginal": self.marginal, "per_class": self.per_class, "meta": self.meta,
+            "undefined": self.undefined,
         })
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -103,14 +118,21 @@ class AuditReport:
         """Rebuild a report from :meth:`to_dict` output (``None`` metric values become NaN again)."""
         d = _restore_nan(d)
         return cls(overall=d["overall"], groups=d["groups"], disparities=d["disparities"], ci=d["ci"],
-                   marginal=d.get("marginal", {}), per_class=d.get("per_class", {}), meta=d.get("meta", {}))
+                   marginal=d.get("marginal", {}), per_class=d.get("per_class", {}), meta=d.get("meta", {}),
+                   undefined=d.get("undefined") or {})
 
     def groups_frame(self) -> pd.DataFrame:
-        """One row per group: name, attribute labels, ``n``, every metric and, with CIs, ``<metric>_ci_low/high``."""
+        """One row per group: name, attribute labels, ``n``, every metric and, with CIs, ``<metric>_ci_low/high``.
+
+        Multiclass targets add ``base_rate[<class>]`` and ``selection_rate[<class>]``: the share of the group's
+        samples whose true (predicted) class is ``<class>``.
+        """
         rows = []
         for g in self.groups:
             row = {"group": g["group"], **g["attributes"], "n": g["n"]}
             row.update({m: g[m] for m in PER_GROUP_METRICS})
+            for m in PER_CLASS_COLUMNS:
+                row.update({f"{m}[{c}]": rates[m] for c, rates in (g.get("per_class") or {}).items()})
             for m, interval in (g.get("ci") or {}).items():
                 if interval is not None:
                     row[f"{m}_ci_low"], row[f"{m}_ci_high"] = interval
@@ -124,9 +146,11 @@ class AuditReport:
         return csv_text(self.groups_frame())
 
     def disparity_frame(self) -> pd.DataFrame:
-        """Columns ``name, value, ci_low, ci_high``, one row per disparity."""
+        """Columns ``name, value, ci_low, ci_high, undefined``, one row per disparity (``undefined``: why the
+        value is NaN, else empty)."""
         rows = []
         for name in DISPARITY_NAMES:
             interval = self.ci.get(name) or (math.nan, math.nan)
-            rows.append({"name": name, "value": self.disparities[name], "ci_low": interval[0], "ci_high": interval[1]})
+            rows.append({"name": name, "value": self.disparities[name], "ci_low": interval[0], "ci_high": interval[1],
+                         "undefined": self.undefined.get(name, "")})
         return pd.DataFrame(rows).astype({"value": float, "ci_low": float, "ci_high": float})
