@@ -12,7 +12,8 @@ import pytest
 
 from fairaudit.cli import main
 
-DISPARITY_KEYS = {"spd", "deo", "eo_max", "eod", "aaod", "aed", "dp_ratio", "bias_score", "worst_group_accuracy"}
+DISPARITY_KEYS = {"spd", "deo", "eo_max", "eod", "aaod", "aed", "dp_ratio", "bias_score", "worst_group_accuracy",
+                  "bias_sum"}
 GROUP_KEYS = {"group", "n", "base_rate", "selection_rate", "accuracy", "balanced_accuracy", "tpr", "fpr", "fnr",
               "tnr", "ppv", "npv"}
 

@@ -124,13 +124,13 @@ def test_gap_that_only_one_group_defines_is_undefined_with_its_reason():
     report = audit_metrics(y, y_pred=y_pred, sensitive=group, sensitive_names=["g"], value_names={"g": ["A", "B"]},
                            n_boot=50, device="cpu")
     d = report.disparities
-    for name in ("eod", "deo", "eo_max", "aaod"):
+    for name in ("eod", "deo", "eo_max", "aaod", "bias_sum"):
         assert math.isnan(d[name]), name
         assert report.ci[name] is None, name
     assert report.undefined["eod"] == ("only group 'g=A' defines the true-positive rate "
                                        "(no other group has positives ('1'))")
     assert "false-negative rate" in report.undefined["deo"]
-    assert set(report.undefined) == {"eod", "deo", "eo_max", "aaod"}
+    assert set(report.undefined) == {"eod", "deo", "eo_max", "aaod", "bias_sum"}
     # Where the gap is defined it still is fairlearn's.
     kw = dict(sensitive_features=group)
     assert d["spd"] == pytest.approx(demographic_parity_difference(y, y_pred, **kw), abs=TOL)

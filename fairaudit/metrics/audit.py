@@ -192,7 +192,13 @@ class _Section:
             class_values = {k: float(v[c]) for k, v in self.point["per_class"].items()}
             per_class[cname] = gap_reasons({k: v[:, c] for k, v in ovr.items()}, class_values, self.names,
                                            class_name=cname)
-        return mean_reasons(values, per_class), per_class
+        reasons = mean_reasons(values, per_class)
+        missing = [cname for cname, r in per_class.items() if "bias_sum" in r]
+        if missing:  # a sum over classes needs every class's term, where a mean needs one
+            first = per_class[missing[0]]["bias_sum"]
+            reasons["bias_sum"] = (f"the sum over classes needs every class's gap, and {len(missing)} of the "
+                                   f"{len(per_class)} classes leave it undefined, e.g. {first}")
+        return reasons, per_class
 
     def point_ci(self, part: str) -> dict[str, np.ndarray] | None:
         return None if self.bounds is None else self.bounds[part]

@@ -14,6 +14,8 @@ Conventions (JSON names as in the project's metric glossary):
   balanced accuracy stay the plain multiclass scores) and each disparity is
   the mean over classes of the one-vs-rest disparity (DLFS convention).
   ``worst_group_accuracy`` stays the minimum plain accuracy over groups.
+  ``bias_sum`` (AEDA's model bias) is the one sum over classes: see
+  :func:`aeda_bias`.
 * Multiclass base and selection rates are per class only. Every sample has
   exactly one true and one predicted class, so the mean over classes of the
   one-vs-rest base rate or selection rate is ``1/C`` in every group and says
@@ -44,7 +46,7 @@ PER_GROUP_METRICS: tuple[str, ...] = (
 """Names of the rates reported for every group, in display order."""
 
 DISPARITY_NAMES: tuple[str, ...] = (
-    "spd", "deo", "eo_max", "eod", "aaod", "aed", "dp_ratio", "bias_score", "worst_group_accuracy",
+    "spd", "deo", "eo_max", "eod", "aaod", "aed", "dp_ratio", "bias_score", "worst_group_accuracy", "bias_sum",
 )
 """JSON names of the disparities (see the metric glossary for each definition)."""
 
@@ -72,6 +74,7 @@ MIN_GROUPS_FOR_GAP = 2
 GAP_RATES: dict[str, tuple[str, ...]] = {
     "spd": ("selection_rate",), "deo": ("fnr", "fpr"), "eo_max": ("tpr", "fpr"), "eod": ("tpr",),
     "aaod": ("tpr", "fpr"), "aed": ("accuracy",), "dp_ratio": ("selection_rate",), "bias_score": ("selection_rate",),
+    "bias_sum": ("tpr", "fpr"),
 }
 """The per-group rates each between-group disparity compares (``worst_group_accuracy`` is no gap)."""
 
@@ -181,13 +184,31 @@ def disparities_from_rates(rates: dict[str, torch.Tensor]) -> dict[str, torch.Te
     }
 
 
+def aeda_bias(conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """AEDA's model bias (Zhang & Sang 2020, Eq. 1 summed over the target classes): ``(bias_sum [...], terms
+    [..., C])``.
+
+    ``terms[t] = bias(θ, t)``, the gap over groups of the recall of class ``t``,
+    ``P(ŷ = t | y = t, group)``, and ``bias_sum = Σ_t terms[t]``. For a
+    multiclass target each term is the class's one-vs-rest ``eod``, so
+    ``bias_sum = Σ_c eod_c`` (``C`` times the reported ``eod``); for a binary
+    target it is ΔTPR + ΔTNR, equal to ``deo``. The sum is NaN when any class's
+    term is undefined: leaving a class out would make the model look fairer.
+    """
+    recall = _ratio(torch.diagonal(conf, dim1=-2, dim2=-1), conf.sum(-1))  # [..., G, C]
+    lo, hi = between_groups(recall.transpose(-1, -2))
+    terms = hi - lo
+    return terms.sum(-1), terms
+
+
 def summarize(conf: torch.Tensor) -> dict[str, dict[str, torch.Tensor] | None]:
     """All metrics of a confusion tensor ``[..., G, C, C]`` (floating point).
 
     Returns ``{"groups": {metric: [..., G]}, "overall": {name: [...]},
     "disparities": {name: [...]}, "per_class": {name: [..., C]} or None,
     "group_per_class": {metric: [..., G, C]} or None}``; the ``per_class``
-    entries are the disparities of each one-vs-rest problem (multiclass only).
+    entries are the disparities of each one-vs-rest problem (multiclass only;
+    ``bias_sum``'s are its terms, see :func:`aeda_bias`).
     """
     table, ovr = group_rates(conf)
     if ovr is None:
@@ -197,6 +218,9 @@ def summarize(conf: torch.Tensor) -> dict[str, dict[str, torch.Tensor] | None]:
         per_class = disparities_from_rates({k: v.transpose(-1, -2) for k, v in ovr.items()})
         disparities = {k: torch.nanmean(v, -1) for k, v in per_class.items()}
         disparities["worst_group_accuracy"] = nan_extrema(table["accuracy"])[0]
+    disparities["bias_sum"], terms = aeda_bias(conf)
+    if per_class is not None:
+        per_class["bias_sum"] = terms
     return {
         "groups": table,
         "overall": overall_scores(conf),
