@@ -7,10 +7,11 @@ from typing import Any, Mapping
 
 from fairaudit.compare.table import LABELS
 
-TABLE_METRICS = ("accuracy", "balanced_accuracy", "deo", "spd", "eod", "worst_group_accuracy", "s_r", "leakage")
+TABLE_METRICS = ("accuracy", "balanced_accuracy", "deo", "spd", "eod", "bias_sum", "worst_group_accuracy", "s_r",
+                 "leakage")
 SHORT = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "deo": "DEO", "spd": "SPD", "eod": "EOD",
          "worst_group_accuracy": "worst-group acc.", "s_r": "S_R", "leakage": "leakage", "aaod": "AAOD",
-         "aed": "AED"}
+         "aed": "AED", "bias_sum": "Σ-class bias"}
 
 
 def _number(value: float | None, digits: int = 3) -> str:

@@ -24,15 +24,16 @@ import numpy as np
 import pandas as pd
 
 OVERALL = ("accuracy", "balanced_accuracy")
-DISPARITIES = ("spd", "deo", "eod", "aaod", "aed", "worst_group_accuracy")
+DISPARITIES = ("spd", "deo", "eod", "bias_sum", "aaod", "aed", "worst_group_accuracy")
 EXTRA = ("s_r", "leakage")
 METRICS = OVERALL + DISPARITIES + EXTRA
 """Every metric column of :func:`runs_table` (after values; ``before_<name>`` holds the before values)."""
 
-LOWER_IS_BETTER = frozenset({"spd", "deo", "eod", "aaod", "aed", "eo_max", "bias_score", "leakage"})
+LOWER_IS_BETTER = frozenset({"spd", "deo", "eod", "bias_sum", "aaod", "aed", "eo_max", "bias_score", "leakage"})
 LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "spd": "SPD", "deo": "DEO",
           "eod": "EOD", "aaod": "AAOD", "aed": "AED", "worst_group_accuracy": "Worst-group accuracy",
-          "s_r": "S_R (robustness)", "leakage": "Leakage", "eo_max": "EO max", "dp_ratio": "DP ratio"}
+          "s_r": "S_R (robustness)", "leakage": "Leakage", "eo_max": "EO max", "dp_ratio": "DP ratio",
+          "bias_sum": "AEDA bias (Σ over classes)"}
 
 BASELINE = "baseline"
 COLLAPSE_MARGIN = 0.02
