@@ -173,6 +173,33 @@ def test_froc_pre_meets_thresholds_that_erm_misses_or_reports_its_budget(adult_t
     assert loaded.status == data.status and loaded.history == data.history
 
 
+def test_influence_selected_adversarial_examples_raise_the_surrogates_robustness(adult_train):
+    """The released rule (default) raises the surrogate's S_R; Eq. 22 as printed and random draws do not."""
+    x, y, a = _subset(adult_train, 2000, start=6000)
+    mask = numeric_feature_mask(adult_train)
+    runs = {}
+    for selection in (None, "smallest_grad", "random"):
+        # δ_F = 1: no flips, so the added examples are the only edit; δ_R = 0.99 keeps the augmentation running.
+        settings = dict(delta_f=1.0, delta_r=0.99, iterations=5)
+        if selection is not None:
+            settings["add_selection"] = selection
+        config = FrocPreConfig(**settings)
+        runs[selection or "default"] = froc_preprocess(x, y, a, config, feature_mask=mask, device="cpu", seed=0)
+    default = runs["default"]
+    assert default.history[0]["new_adds"] == 20 and len(default.flipped) == 0  # ℓ = 1 % of the rows
+    for data in runs.values():
+        # One S_R per iteration and one of a surrogate refit on the returned data.
+        assert len(data.surrogate_s_r) == 6 and data.final is not None
+        assert data.surrogate_s_r[0] == default.surrogate_s_r[0]  # the same ERM surrogate to start from
+    start = default.surrogate_s_r[0]
+    final = {name: data.surrogate_s_r[-1] for name, data in runs.items()}
+    # Measured: start 0.717; default → 0.793, smallest ‖∇θL‖ → 0.660, random → 0.719 (100 rows added by each).
+    assert final["default"] > start + 0.04
+    assert final["default"] > final["smallest_grad"] + 0.08
+    assert final["default"] > final["random"] + 0.04
+    assert len(runs["random"].added) == len(runs["smallest_grad"].added) == 100
+
+
 def test_mlp_surrogate_uses_conjugate_gradient_and_its_flips_lower_the_bias(adult_train):
     x, y, a = _subset(adult_train, 800, start=2000)
     config = FrocPreConfig(epochs=4, surrogate="mlp", damping=0.01, delta_f=0.0, delta_r=0.0, ell=40,
@@ -196,6 +223,7 @@ def _ctx(model, tmp_path, sensitive=("sex",)):
 @pytest.mark.parametrize("settings,message", [
     ({"delta_f": "1.5"}, r"'delta_f' must lie in \[0, 1\]"),
     ({"surrogate": "svm"}, "'logistic' or 'mlp'"),
+    ({"add_selection": "largest_grad"}, "'add_selection' must be 'influence', 'smallest_grad' or 'random'"),
     ({"iterations": "0"}, "'iterations' must be >= 1"),
     ({"epochs": "0"}, "'epochs' must be >= 1"),
 ])
@@ -221,7 +249,8 @@ def test_froc_pre_runs_as_a_job(tmp_path, monkeypatch):
     path = tmp_path / "adult.safetensors"
     train_deployed_model("adult", arch="mlp", config=TrainConfig(epochs=1, max_steps=30, batch_size=256),
                          device="cpu", out=path)
-    settings = {"epochs": "1", "batch_size": "512", "iterations": "2", "delta_r": "0", "ell": "900"}
+    settings = {"epochs": "1", "batch_size": "512", "iterations": "2", "delta_r": "0", "ell": "900",
+                "surrogate_epochs": "1"}
     spec = JobSpec("froc_pre", "adult", model=str(path), device="cpu", settings=settings, n_boot=0)
     result = execute(spec, "froc-run", tmp_path / "run")
     stats = result["stats"]
@@ -231,7 +260,8 @@ def test_froc_pre_runs_as_a_job(tmp_path, monkeypatch):
     assert stats["flipped_fraction"] == pytest.approx(1800 / stats["train_samples"])
     # Mostly women's labels are promoted: the flips close the gap between the groups' positive rates.
     assert stats["flipped_by_group"]["sex=Female"] > 5 * stats["flipped_by_group"]["sex=Male"]
-    # The surrogate of the second iteration (after 900 flips) is already much fairer than ERM.
+    # A surrogate refit on the returned data (after 1800 flips) is much fairer than ERM.
+    assert stats["surrogate_after_iteration"] is None and len(stats["surrogate_s_r"]) == 3
     before, after = stats["surrogate_before"]["bias_score"], stats["surrogate_after"]["bias_score"]
     assert before > 0.15 > stats["delta_f"] and after < 0.75 * before
     data = PreprocessedData.load(result["artifacts"]["preprocessed_data"])
