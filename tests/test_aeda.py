@@ -7,11 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from sklearn.metrics import recall_score
+
 from fairaudit.audit import predict
 from fairaudit.data import load_dataset
+from fairaudit.data.colored_digits import COLOR_JITTER, COLORS
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation import MethodContext, get_method, make_config
-from fairaudit.mitigation.aeda import SeparateModels, balancing_plan, composite_attack
+from fairaudit.metrics import audit_metrics
+from fairaudit.mitigation.aeda import AedaConfig, SeparateModels, balancing_plan, composite_attack
 from fairaudit.mitigation.baselines.common import cell_counts, in_memory
 from fairaudit.models.split import SplitModel
 from fairaudit.train import TrainConfig, fit
@@ -20,6 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 16
 DIGITS = {"image_size": SIZE}
+COLOUR_GAP = float(np.abs(np.subtract(COLORS["red"], COLORS["brown"])).max())  # 0.25, on the red channel
 
 
 def tiny_cnn(num_classes: int = 10) -> SplitModel:
@@ -60,8 +65,11 @@ def protocol_scores(model, test) -> dict:
     pred, y, colour = p.probs.argmax(1), p.labels, p.sensitive[:, 0]
     conflicting = colour != (y >= 5)
     recall = np.array([[(pred[(y == t) & (colour == b)] == t).mean() for b in (0, 1)] for t in range(10)])
+    bias = float(np.abs(recall[:, 0] - recall[:, 1]).sum())
+    audited = audit_metrics(y, y_pred=pred, sensitive=colour, sensitive_names=["color"], n_boot=0, device="cpu")
+    assert audited.disparities["bias_sum"] == pytest.approx(bias)  # the audit reports the paper's measure
     return {"conflicting_accuracy": float((pred[conflicting] == y[conflicting]).mean()),
-            "bacc": float(recall.mean()), "bias": float(np.abs(recall[:, 0] - recall[:, 1]).sum())}
+            "bacc": float(recall.mean()), "bias": bias}
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -99,6 +107,40 @@ def test_target_preserving_term_keeps_the_target_label():
         assert (int(target_logits.argmax(1)) == 1) is keeps_target
 
 
+def test_bias_sum_is_the_sum_of_the_per_class_recall_gaps():
+    """AEDA's model bias (Eq. 1 summed over classes) on a hand-made fixture, beside ``eod`` (its class mean)."""
+    cells = {  # (class, colour): predictions; the recall gaps are 0.5, 0.2 and 0.3
+        (0, 0): [0, 0, 0, 1], (0, 1): [0, 1, 2, 1],  # recall 0.75 vs 0.25
+        (1, 0): [1, 1], (1, 1): [1, 1, 1, 1, 0],  # 1.0 vs 0.8
+        (2, 0): [2, 0, 1, 1, 0], (2, 1): [2, 0],  # 0.2 vs 0.5
+    }
+    y = np.concatenate([[t] * len(p) for (t, _), p in cells.items()])
+    colour = np.concatenate([[b] * len(p) for (_, b), p in cells.items()])
+    pred = np.concatenate([p for p in cells.values()])
+    report = audit_metrics(y, y_pred=pred, sensitive=colour, sensitive_names=["color"], n_boot=50, device="cpu")
+    assert report.disparities["bias_sum"] == pytest.approx(1.0)
+    assert report.disparities["eod"] == pytest.approx(1.0 / 3)
+    assert [report.per_class[c]["disparities"]["bias_sum"] for c in report.per_class] == pytest.approx([0.5, 0.2, 0.3])
+    by_colour = [recall_score(y[colour == b], pred[colour == b], average=None) for b in (0, 1)]
+    assert report.disparities["bias_sum"] == pytest.approx(np.abs(by_colour[0] - by_colour[1]).sum())
+    low, high = report.ci["bias_sum"]
+    assert low <= 1.0 <= high
+    # A sum that misses a class is undefined, not smaller; the class mean still has the other two.
+    keep = ~((y == 2) & (colour == 1))
+    partial = audit_metrics(y[keep], y_pred=pred[keep], sensitive=colour[keep], sensitive_names=["color"], n_boot=20,
+                            device="cpu")
+    assert np.isnan(partial.disparities["bias_sum"])
+    assert partial.ci["bias_sum"] is None
+    assert partial.undefined["bias_sum"].startswith("the sum over classes needs every class's gap, and 1 of the 3 "
+                                                    "classes leave it undefined, e.g. only group 'color=0'")
+    assert partial.disparities["eod"] == pytest.approx((0.5 + 0.2) / 2)
+    # Binary target: Σ over both classes of the recall gap is ΔTPR + ΔTNR, i.e. DEO.
+    yb, pb = (y == 1).astype(int), (pred == 1).astype(int)
+    binary = audit_metrics(yb, y_pred=pb, sensitive=colour, sensitive_names=["color"], n_boot=0, device="cpu")
+    assert binary.disparities["bias_sum"] == pytest.approx(binary.disparities["deo"])
+    assert binary.disparities["bias_sum"] > 0.1
+
+
 # ---------------------------------------------------------------------------- the C-MNIST protocol
 
 def test_aeda_robust_raises_bias_conflicting_accuracy_over_erm(digits, tmp_path):
@@ -114,6 +156,7 @@ def test_aeda_robust_raises_bias_conflicting_accuracy_over_erm(digits, tmp_path)
     assert robust["bacc"] > erm["bacc"] + 0.1
     last = result.stats["rounds"][-1]
     assert last["attack_success"] > 0.5 and last["target_kept"] > 0.5
+    assert last["perturbation_linf"] <= AedaConfig().epsilon + 1e-6 and last["bias_fooling_rate"] > 0.5
 
 
 @pytest.mark.parametrize("name", ["aeda_pre", "aeda_online", "aeda_robust"])
@@ -134,7 +177,14 @@ def test_each_variant_runs_end_to_end(name, digits, tmp_path):
     assert result.stats["adv_samples_per_round"] == len(train)
     attack = result.stats["attack"] if name == "aeda_pre" else result.stats["rounds"][-1]
     assert attack["adv_samples"] == len(train)
-    assert 0.0 < attack["perturbation_linf"] <= 0.3 + 1e-6
+    # A perturbation, not a repaint: within ε, and ε below the red/brown gap.
+    epsilon = AedaConfig().epsilon
+    assert result.stats["epsilon"] == attack["epsilon"] == epsilon
+    assert 0.0 < attack["perturbation_linf"] <= attack["perturbation_linf_max"] <= epsilon + 1e-6
+    assert attack["perturbation_linf"] < COLOUR_GAP - 2 * COLOR_JITTER  # the closest red and brown backgrounds
+    assert 0.0 < attack["bias_fooling_rate"] <= 1.0
+    assert result.stats["perturbation_linf"] == attack["perturbation_linf"]
+    assert result.stats["bias_fooling_rate"] == attack["bias_fooling_rate"]
     if name != "aeda_pre":
         assert result.history[-1]["aeda_adv_samples"] == len(train)  # epoch 2 trained on the augmented set
         assert 0.5 < result.stats["rounds"][0]["bias_head_accuracy"] <= 1.0
