@@ -2,3 +2,4 @@
 adversarial fair training. Importing this package registers them."""
 
 from fairaudit.mitigation.baselines import adv_fair, label_flip, retraining, threshold  # noqa: F401  (registers them)
+from fairaudit.mitigation.baselines import fair_penalty  # noqa: F401,E402  (registers fair_penalty, minmax)
