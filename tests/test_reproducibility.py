@@ -181,7 +181,7 @@ def test_every_method_fits_on_train_or_val_by_default():
             if "split" in f.name:
                 split_settings[(name, f.name)] = f.default
     assert split_settings == {("faap", "train_split"): "val", ("asac", "train_split"): "val",
-                              ("threshold", "fit_split"): "auto"}
+                              ("threshold", "fit_split"): "auto", ("fair_penalty", "penalty_split"): "train"}
 
 
 def test_a_method_context_refuses_to_fit_on_test_and_records_what_each_stage_read(tmp_path):
