@@ -18,6 +18,7 @@ from appkit.runs import (before_after_card, curves_chart, poll_interval, run_con
 from appkit.state import current_setup
 from appkit.widgets import show_error
 from fairaudit import jobs
+from fairaudit.benchmark.published import published_effects
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
@@ -48,7 +49,24 @@ def method_choice() -> str:
     name = st.selectbox("Method", names, index=default, key="mitigate-method",
                         format_func=lambda n: f"{n} — {_shorten(get_method(n).summary)}")
     st.caption(get_method(name).summary)
+    measured_effects(name)
     return name
+
+
+def measured_effects(name: str) -> None:
+    """What the shipped benchmark measured for this method, so the page claims no effect it did not measure."""
+    effects = published_effects(name)
+    if not effects:
+        st.caption(f"Measured effect: none yet — `{name}` has not been benchmarked against its controls over "
+                   "seeds, so no effect is claimed for it.")
+        return
+    against_controls = [e for e in effects if e.against != "baseline" and e.metric != "accuracy"]
+    verdict = ("compared with the deployed model only" if not against_controls
+               else "beats its controls" if all(e.holds for e in against_controls)
+               else "does not beat its controls")
+    with st.expander(f"Measured effect of {name}: {verdict} (fairaudit benchmark)"):
+        st.markdown("\n".join(f"- {e.sentence()}" for e in effects))
+        st.code("\n".join(sorted({e.command for e in effects})), language="bash")
 
 
 def dataset_choice(method: str, setup: AuditSetup) -> str:

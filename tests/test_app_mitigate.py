@@ -91,6 +91,28 @@ def test_mitigate_page_builds_the_form_from_the_method_settings(app):
         assert shown == {row["name"] for row in config_help(METHODS[name])}, name
 
 
+def test_mitigate_page_states_only_the_effects_the_shipped_benchmark_measured(app):
+    from fairaudit.benchmark.published import published_effects
+
+    at = open_page(app, MITIGATE)
+    # FAAP was benchmarked against only_task and did not beat it: the page says so, with the numbers.
+    expander = next(e for e in at.expander if e.label.startswith("Measured effect of faap"))
+    assert expander.label == "Measured effect of faap: does not beat its controls (fairaudit benchmark)"
+    shown = expander.markdown[0].value
+    for effect in published_effects("faap"):
+        assert f"- {effect.sentence()}" in shown
+    assert "DEO vs faap[only_task]: −0.005 [−0.017, +0.006] over 3 seeds" in shown
+    # reweight beat its erm control on SPD over 3 seeds on Adult.
+    at.selectbox(key="mitigate-method").set_value("reweight").run()
+    expander = next(e for e in at.expander if e.label.startswith("Measured effect of reweight"))
+    assert expander.label == "Measured effect of reweight: beats its controls (fairaudit benchmark)"
+    assert "SPD vs erm: −0.080 [−0.094, −0.066] over 3 seeds on adult ✓" in expander.markdown[0].value
+    # A method the benchmark has not measured claims nothing.
+    at.selectbox(key="mitigate-method").set_value("asac").run()
+    assert not any(e.label.startswith("Measured effect of asac") for e in at.expander)
+    assert any("Measured effect: none yet — `asac` has not been benchmarked" in c.value for c in at.caption)
+
+
 def test_launch_queues_a_run_for_a_background_worker(app):
     at = open_page(app, MITIGATE)
     choose(at, "noop_finetune", "adult")

@@ -1,6 +1,6 @@
 """README's "Measured effects" come from stored ``fairaudit benchmark`` output, not from hand-typed numbers.
 
-Each ``bench/results/*.json`` is the output of the command README shows beside its table; every
+Each ``assets/benchmarks/*.json`` is the output of the command README shows beside its table; every
 comparison README quotes (mean difference and interval) and every row mean it shows must be the
 JSON's, rounded as the benchmark's Markdown rounds them.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = sorted((ROOT / "bench" / "results").glob("*.json"))
+RESULTS = sorted((ROOT / "assets" / "benchmarks").glob("*.json"))
 
 
 def _section() -> str:
@@ -31,7 +31,7 @@ def _flat(command: str) -> str:
 
 
 def test_there_are_stored_results():
-    assert RESULTS, "bench/results holds no benchmark output"
+    assert RESULTS, "assets/benchmarks holds no benchmark output"
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=[p.stem for p in RESULTS])

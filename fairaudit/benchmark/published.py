@@ -1,0 +1,70 @@
+"""The effects this release has measured: benchmark outputs shipped in ``assets/benchmarks/``.
+
+Each JSON there is the output of one ``fairaudit benchmark`` command (README shows
+the command beside its table). The Mitigate page reads them to say, next to a
+method's description, what the benchmark found for it — against the deployed
+model and against each of its controls, with the interval over seeds — or that
+nothing was measured, so no page states an effect the benchmark did not produce.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fairaudit.compare.table import LABELS
+
+PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "assets" / "benchmarks"
+
+
+@dataclass(frozen=True)
+class PublishedEffect:
+    """One comparison of a shipped benchmark: ``method − against`` on ``metric``, paired by seed."""
+
+    method: str
+    against: str
+    metric: str
+    direction: str
+    mean_diff: float | None
+    ci: tuple[float, float] | None
+    holds: bool
+    n_seeds: int
+    dataset: str
+    quick: bool
+    command: str
+
+    def sentence(self) -> str:
+        """``SPD vs erm: −0.080 [−0.094, −0.066] over 3 seeds on adult ✓ (lower is better)``."""
+        label = LABELS.get(self.metric, self.metric)
+        if self.mean_diff is None:
+            diff = "no value"
+        else:
+            diff = _signed(self.mean_diff) + (f" [{_signed(self.ci[0])}, {_signed(self.ci[1])}]" if self.ci else "")
+        where = f"{self.dataset}{' (quick settings)' if self.quick else ''}"
+        mark = "✓" if self.holds else "✗"
+        against = "the deployed model" if self.against == "baseline" else self.against
+        return (f"{label} vs {against}: {diff} over {self.n_seeds} seeds on {where} {mark} "
+                f"({self.direction} is better)")
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}".replace("-", "−")
+
+
+def published_effects(method: str, directory: Path | None = None) -> list[PublishedEffect]:
+    """Every shipped comparison of ``method`` (a method name or a control row such as ``faap[only_task]``)."""
+    effects = []
+    for path in sorted((directory or PUBLISHED_DIR).glob("*.json")):
+        result = json.loads(path.read_text())
+        setup = result.get("setup", {})
+        for comp in result.get("comparisons", []):
+            if comp.get("method") != method:
+                continue
+            ci = comp.get("ci")
+            effects.append(PublishedEffect(
+                method=method, against=comp["against"], metric=comp["metric"], direction=comp["direction"],
+                mean_diff=comp.get("mean_diff"), ci=tuple(ci) if ci else None, holds=bool(comp.get("holds")),
+                n_seeds=int(comp.get("n") or 0), dataset=str(setup.get("dataset")), quick=bool(setup.get("quick")),
+                command=str(setup.get("command", ""))))
+    return effects
