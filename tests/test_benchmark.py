@@ -38,8 +38,10 @@ def test_summary_over_seeds_is_mean_sample_std_and_t_interval():
     assert s["ci"] == pytest.approx([0.82 - half, 0.82 + half]) and s["ci"][0] == pytest.approx(0.770317, abs=1e-6)
     assert s["values"] == [0.80, 0.84, 0.82]
     one = summarize([0.7])
-    assert one == {"mean": 0.7, "std": None, "ci": None, "values": [0.7]}
-    assert summarize([0.5, None, float("nan")])["values"] == [0.5]  # missing seeds are left out
+    assert one == {"mean": 0.7, "std": None, "ci": None, "values": [0.7], "n_undefined": 0}
+    missing = summarize([0.5, None, float("nan")])
+    assert missing["values"] == [0.5] and missing["n_undefined"] == 2  # missing seeds are left out, and counted
+    assert summarize([None, None]) == {"mean": None, "std": None, "ci": None, "values": [], "n_undefined": 2}
 
 
 def test_paired_differences_give_the_interval_and_holds_flips_with_the_direction():
@@ -239,6 +241,32 @@ def test_aggregate_pairs_by_seed_keeps_failures_and_writes_markdown():
     assert any(line.startswith("| `reweight` | `erm` | SPD") and line.endswith("| n/a | 1 | ✗ |") for line in lines)
     assert "`erm` failed: erm ran out of patience." in text
     assert any(line.startswith("| `reweight` | defaults | 2 | 0.835 ± 0.007 [0.771, 0.899]") for line in lines)
+
+
+def test_aggregate_leaves_undefined_seeds_out_counts_them_and_keeps_their_reasons():
+    rows = [r.to_dict() for r in resolve_rows("reweight", "adult", controls=True)]
+    reason = "only group 'sex=Male' defines the selection rate (no other group has samples)"
+    undefined = _audit(0.83, 0.12, None)
+    undefined["undefined"] = {"spd": reason}
+    runs = [_record("w0", "reweight", 0, _audit(0.84, 0.10, 0.05)), _record("w1", "reweight", 1, undefined),
+            _record("e0", "erm", 0, _audit(0.86, 0.20, 0.15)), _record("e1", "erm", 1, _audit(0.86, 0.20, 0.16))]
+    manifest = {"id": "bench-undefined", "setup": {"dataset": "adult", "seeds": [0, 1]}, "rows": rows,
+                "seeds": [0, 1], "members": [{"row": m, "seed": s, "run_id": f"{p}{s}"}
+                                             for m, p in (("reweight", "w"), ("erm", "e")) for s in (0, 1)]}
+    result = aggregate(manifest, runs)
+    spd = {r["method"]: r for r in result["rows"]}["reweight"]["metrics"]["spd"]
+    # The undefined seed is not a 0: the mean is seed 0's alone (0.05, where reading null as 0 gives 0.025).
+    assert spd["values"] == [0.05] and spd["mean"] == pytest.approx(0.05) and spd["n_undefined"] == 1
+    assert spd["undefined"] == [{"seed": 1, "reason": reason}]
+    comps = {(c["against"], c["metric"]): c for c in result["comparisons"] if c["method"] == "reweight"}
+    assert comps[("erm", "spd")]["n"] == 1 and comps[("erm", "spd")]["n_undefined"] == 1
+    assert comps[("erm", "spd")]["mean_diff"] == pytest.approx(0.05 - 0.15)
+    assert comps[("erm", "accuracy")]["n_undefined"] == 0
+    text = to_markdown(result)
+    assert "0.050 (1 of 2 n/a)" in text
+    assert any(line.startswith("| `reweight` | `erm` | SPD") and line.endswith("| 1 (1 n/a) | ✗ |")
+               for line in text.splitlines())
+    json.dumps(result, allow_nan=False)
 
 
 # ---------------------------------------------------------------------------- real runs

@@ -5,10 +5,11 @@ The result is the benchmark's JSON::
 
     {"setup": {...},
      "rows": [{"method", "run_method", "control_of", "settings", "n_seeds", "seeds", "run_ids",
-               "metrics": {NAME: {"mean", "std", "ci": [lo, hi] | null, "values": [...]}},
+               "metrics": {NAME: {"mean", "std", "ci": [lo, hi] | null, "values": [...], "n_undefined",
+                                  "undefined": [{"seed", "reason"}]}},
                "seconds": {"mean", "std", "total", "values"}, "status", "message", "failures"}],
      "comparisons": [{"method", "against", "metric", "direction", "n", "seeds", "mean_diff",
-                      "ci": [lo, hi] | null, "holds", "verdict"}]}
+                      "ci": [lo, hi] | null, "holds", "verdict", "n_undefined"}]}
 
 The first row, ``baseline``, is the deployed model before mitigation (each
 seed's *before* audit). ``NAME`` runs over :data:`METRIC_NAMES`; ``s_r`` and
@@ -18,7 +19,11 @@ and every one in ``failures``) when a seed failed, else the state of its
 unfinished runs; its metrics are over the seeds that finished. Against the
 baseline a method is paired with the *before* audit of its own runs; against
 a control, with the control's run of the same seed (see
-:mod:`fairaudit.benchmark.stats` for the intervals).
+:mod:`fairaudit.benchmark.stats` for the intervals). A metric a seed's audit
+could not define (``null``: e.g. a gap that fewer than two groups define) is
+left out of that row's mean, std and interval and of the pairs of a
+comparison, never read as 0: ``n_undefined`` counts those seeds, and
+``undefined`` gives each one's reason.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from fairaudit.compare.table import METRICS
 METRIC_NAMES = METRICS
 OPTIONAL = ("s_r", "leakage")
 COMPARED_ALWAYS = ("accuracy",)
+UNDEFINED = "_undefined"  # where a seed's metrics keep the reasons of the undefined ones
 
 
 def _value(row: Mapping[str, Any], name: str) -> float | None:
@@ -44,7 +50,7 @@ def _value(row: Mapping[str, Any], name: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _metrics(by_seed: Mapping[int, Mapping[str, float | None]]) -> dict[str, dict]:
+def _metrics(by_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, dict]:
     seeds = sorted(by_seed)
     out = {}
     for name in METRIC_NAMES:
@@ -52,7 +58,17 @@ def _metrics(by_seed: Mapping[int, Mapping[str, float | None]]) -> dict[str, dic
         if name in OPTIONAL and all(v is None for v in values):
             continue
         out[name] = summarize(values)
+        out[name]["undefined"] = [{"seed": s, "reason": (by_seed[s].get(UNDEFINED) or {})[name]} for s in seeds
+                                  if by_seed[s].get(name) is None and name in (by_seed[s].get(UNDEFINED) or {})]
     return out
+
+
+def _audit_metrics(flat: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One seed's metrics from its :func:`~fairaudit.compare.table.runs_table` row, with the reasons of the
+    undefined ones under :data:`UNDEFINED`."""
+    reasons = flat.get(f"{prefix}undefined")
+    return {**{n: _value(flat, f"{prefix}{n}") for n in METRIC_NAMES},
+            UNDEFINED: dict(reasons) if isinstance(reasons, Mapping) else {}}
 
 
 def _seconds(values: Sequence[float | None]) -> dict:
@@ -101,12 +117,12 @@ def aggregate(manifest: Mapping[str, Any], runs: Sequence[Mapping[str, Any]] | N
         for member, record in zip(members[row.name], runs_of_row):
             seed, flat = int(member["seed"]), by_id.get(member["run_id"], {})
             if record.get("before"):
-                before[row.name][seed] = {n: _value(flat, f"before_{n}") for n in METRIC_NAMES}
+                before[row.name][seed] = _audit_metrics(flat, "before_")
                 if seed not in baseline_by_seed:
                     baseline_by_seed[seed] = before[row.name][seed]
                     baseline_seconds[seed] = _value((record.get("timings") or {}), "before_audit")
             if record.get("status") == "done":
-                after[row.name][seed] = {n: _value(flat, n) for n in METRIC_NAMES}
+                after[row.name][seed] = _audit_metrics(flat)
                 seconds.append(_value(record, "seconds"))
             elif record.get("status") == "failed":
                 failures.append({"seed": seed, "run_id": record["id"], "message": record.get("message")})
@@ -126,8 +142,9 @@ def aggregate(manifest: Mapping[str, Any], runs: Sequence[Mapping[str, Any]] | N
             "rows": [baseline, *result_rows], "comparisons": comparisons(rows, after, before)}
 
 
-def _series(by_seed: Mapping[int, Mapping[str, float | None]], metric: str) -> dict[int, float]:
-    return {s: v[metric] for s, v in by_seed.items() if v.get(metric) is not None}
+def _series(by_seed: Mapping[int, Mapping[str, Any]], metric: str) -> dict[int, float | None]:
+    """Seed → value (``None`` where undefined; :func:`paired_comparison` counts those and leaves them out)."""
+    return {s: v.get(metric) for s, v in by_seed.items()}
 
 
 def comparisons(rows: Sequence[Row], after: Mapping[str, Mapping[int, dict]],

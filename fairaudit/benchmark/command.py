@@ -114,7 +114,9 @@ def _print_summary(result: dict) -> None:
     def cell(row, name):
         m = (row.get("metrics") or {}).get(name) or {}
         mean, std = m.get("mean"), m.get("std")
-        return mean_std_text(float("nan") if mean is None else mean, float("nan") if std is None else std, 4)
+        return mean_std_text(float("nan") if mean is None else mean, float("nan") if std is None else std, 4,
+                             n_undefined=int(m.get("n_undefined") or 0),
+                             n=len(m.get("values") or []) + int(m.get("n_undefined") or 0))
 
     print(f"{'row':28s} {'seeds':>5s}  {'accuracy':17s} {'deo':17s} {'spd':17s}")
     for row in result["rows"]:
@@ -123,4 +125,5 @@ def _print_summary(result: dict) -> None:
     for c in result["comparisons"]:
         mark = "✓" if c["holds"] else "✗"
         diff = "–" if c["mean_diff"] is None else f"{c['mean_diff']:+.4f}"
-        print(f"{mark} {c['method']} vs {c['against']}: {c['metric']} {diff} ({c['direction']} is better)")
+        left_out = f", {c['n_undefined']} seed(s) n/a" if c.get("n_undefined") else ""
+        print(f"{mark} {c['method']} vs {c['against']}: {c['metric']} {diff} ({c['direction']} is better{left_out})")

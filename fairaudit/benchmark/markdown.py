@@ -30,15 +30,26 @@ def _interval(ci, digits: int = 3, signed: bool = False) -> str:
 
 
 def metric_cell(summary: Mapping[str, Any] | None, digits: int = 3) -> str:
-    """``0.812 ± 0.004 [0.802, 0.822]``: mean ± std over seeds and the 95 % interval (``–`` when missing)."""
+    """``0.812 ± 0.004 [0.802, 0.822]``: mean ± std over seeds and the 95 % interval (``–`` when missing,
+    ``n/a`` when every seed's audit left the metric undefined, and ``(1 of 3 n/a)`` appended when some
+    did: those seeds are not in the mean)."""
+    undefined = int((summary or {}).get("n_undefined") or 0)
     if not summary or summary.get("mean") is None:
-        return "–"
+        return "n/a" if undefined else "–"
     text = _number(summary["mean"], digits)
     if summary.get("std") is not None:
         text += f" ± {_number(summary['std'], digits)}"
     if summary.get("ci"):
         text += f" {_interval(summary['ci'], digits)}"
+    if undefined:
+        text += f" ({undefined} of {len(summary.get('values') or []) + undefined} n/a)"
     return text
+
+
+def seeds_cell(comparison: Mapping[str, Any]) -> str:
+    """The number of paired seeds, and how many were left out because the metric was undefined."""
+    undefined = int(comparison.get("n_undefined") or 0)
+    return f"{comparison.get('n', 0)}" + (f" ({undefined} n/a)" if undefined else "")
 
 
 def settings_text(settings: Mapping[str, Any] | None) -> str:
@@ -90,5 +101,5 @@ def to_markdown(result: Mapping[str, Any]) -> str:
             metric = LABELS.get(c["metric"], c["metric"])
             lines.append(f"| `{c['method']}` | {'baseline' if c['against'] == 'baseline' else '`' + c['against'] + '`'}"
                          f" | {metric} | {c.get('direction', '')} | {_signed(c.get('mean_diff'))} | "
-                         f"{_interval(c.get('ci'), signed=True)} | {c.get('n', 0)} | {comparison_mark(c)} |")
+                         f"{_interval(c.get('ci'), signed=True)} | {seeds_cell(c)} | {comparison_mark(c)} |")
     return "\n".join(lines) + "\n"

@@ -53,23 +53,27 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> list[
 
 
 def summarize(values: Sequence[float | None]) -> dict:
-    """``{"mean", "std", "ci", "values"}`` of one metric over seeds (``std``: sample standard deviation,
-    ``None`` for one value; missing values are left out)."""
+    """``{"mean", "std", "ci", "values", "n_undefined"}`` of one metric over seeds (``std``: sample standard
+    deviation, ``None`` for one value). Missing values (``None``, e.g. a gap the seed's audit could not
+    define) are left out, never read as 0, and counted in ``n_undefined``; ``mean`` is ``None`` when no seed
+    has a value."""
     xs = _finite(values)
     n = len(xs)
     mean = sum(xs) / n if n else None
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else None
-    return {"mean": mean, "std": std, "ci": t_interval(xs), "values": xs}
+    return {"mean": mean, "std": std, "ci": t_interval(xs), "values": xs, "n_undefined": len(values) - n}
 
 
-def paired_comparison(values: Mapping[int, float], against: Mapping[int, float], metric: str) -> dict:
+def paired_comparison(values: Mapping[int, float | None], against: Mapping[int, float | None], metric: str) -> dict:
     """Row A (``values``, seed → value) against row B (``against``), paired by seed.
 
-    Returns ``{"metric", "direction", "n", "seeds", "mean_diff", "ci", "holds", "verdict"}``: ``mean_diff``
-    is the mean of A − B, ``direction`` the claimed one (``lower`` or ``higher``), ``verdict`` ``better`` /
-    ``worse`` (interval on one side of 0) or ``inconclusive``.
+    Returns ``{"metric", "direction", "n", "seeds", "mean_diff", "ci", "holds", "verdict", "n_undefined"}``:
+    ``mean_diff`` is the mean of A − B, ``direction`` the claimed one (``lower`` or ``higher``), ``verdict``
+    ``better`` / ``worse`` (interval on one side of 0) or ``inconclusive``. A seed of both rows whose value
+    is ``None`` on either side (undefined) is left out of the pairs and counted in ``n_undefined``.
     """
-    seeds = sorted(s for s in values if s in against and _finite([values[s]]) and _finite([against[s]]))
+    common = [s for s in values if s in against]
+    seeds = sorted(s for s in common if _finite([values[s]]) and _finite([against[s]]))
     diffs = [float(values[s]) - float(against[s]) for s in seeds]
     direction = "lower" if lower_is_better(metric) else "higher"
     mean = sum(diffs) / len(diffs) if diffs else None
@@ -80,4 +84,4 @@ def paired_comparison(values: Mapping[int, float], against: Mapping[int, float],
             improved = (ci[1] < 0) == (direction == "lower")
             verdict = "better" if improved else "worse"
     return {"metric": metric, "direction": direction, "n": len(diffs), "seeds": seeds, "mean_diff": mean,
-            "ci": ci, "holds": verdict == "better", "verdict": verdict}
+            "ci": ci, "holds": verdict == "better", "verdict": verdict, "n_undefined": len(common) - len(seeds)}

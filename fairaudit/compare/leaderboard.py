@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from fairaudit.benchmark.markdown import SHORT, TABLE_METRICS, comparison_mark, metric_cell, settings_text
+from fairaudit.benchmark.markdown import SHORT, TABLE_METRICS, comparison_mark, metric_cell, seeds_cell, settings_text
 from fairaudit.compare.table import LABELS
 from fairaudit.compare.tradeoff import COLORS, trade_off_layout
 from fairaudit.errors import FairauditError
@@ -43,13 +43,13 @@ def leaderboard_frame(result: Mapping[str, Any]) -> pd.DataFrame:
 
 def comparisons_frame(result: Mapping[str, Any]) -> pd.DataFrame:
     """The comparisons: method, against, metric, which direction is better, mean difference, interval,
-    paired seeds, and ✓ / ✗."""
+    paired seeds (with the seeds left out because the metric was undefined), and ✓ / ✗."""
     lines = []
     for c in result.get("comparisons") or []:
         ci = c.get("ci")
         lines.append({"Method": c["method"], "Against": c["against"], "Metric": LABELS.get(c["metric"], c["metric"]),
                       "Better if": c.get("direction", ""), "Mean difference": c.get("mean_diff"),
-                      "95 % CI": "n/a" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]", "Seeds": c.get("n", 0),
+                      "95 % CI": "n/a" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]", "Seeds": seeds_cell(c),
                       "Holds": comparison_mark(c)})
     return pd.DataFrame(lines, columns=["Method", "Against", "Metric", "Better if", "Mean difference", "95 % CI",
                                         "Seeds", "Holds"])
