@@ -17,7 +17,7 @@ from appkit.runs import format_seconds, poll_interval, run_page_link
 from appkit.state import current_setup
 from appkit.widgets import show_error
 from fairaudit import benchmark, compare, jobs
-from fairaudit.compare.checks import composition_figure
+from fairaudit.compare.checks import composition_figure, split_display
 from fairaudit.compare.leaderboard import benchmark_figure, comparisons_frame, leaderboard_frame
 from fairaudit.compare.sweeps import sweep_progress as progress_of
 from fairaudit.compare.table import LABELS, display_table, done_runs, filter_table
@@ -344,8 +344,11 @@ def split_check(records: list[dict]) -> None:
     if result.table[["train", "val"]].isna().all().all():
         st.caption("These runs recorded test audits only; runs that also audit the train and validation "
                    "splits fill the other columns.")
-    st.dataframe(result.table, hide_index=True, key="compare-splits",
-                 column_config={s: st.column_config.NumberColumn(format="%.3f") for s in ("train", "val", "test")})
+    st.dataframe(split_display(result.table).rename(columns={"undefined": "Why n/a"}), hide_index=True,
+                 key="compare-splits")
+    if result.table["undefined"].astype(bool).any():
+        st.caption("n/a: the gap is undefined on that split because fewer than two groups define the rate it "
+                   "compares (e.g. only one group has samples of the class); it is not 0.")
 
 
 def gerrymandering_check(records: list[dict]) -> None:

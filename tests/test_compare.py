@@ -19,7 +19,7 @@ import pytest
 from fairaudit import compare, jobs
 from fairaudit.audit import Predictions
 from fairaudit.cli import main
-from fairaudit.compare.checks import composition_table, mirror_warnings
+from fairaudit.compare.checks import composition_table, mirror_warnings, split_display
 from fairaudit.compare.table import display_table, filter_table
 from fairaudit.errors import FairauditError
 
@@ -248,6 +248,54 @@ def test_train_gap_zero_and_validation_gain_warnings():
                                          "0.120 on test.")
     assert result.warnings[1].startswith("Run margins (eq_loss): DEO improved by 0.063 on the validation split "
                                          "but by -0.028 on test (0.021 → 0.049)")
+
+
+REASON = "only group 'color=red' defines the true-positive rate of class '3' (no other group has samples of class '3')"
+
+
+def _undefined_eod(accuracy, deo):
+    """An audit whose EOD is undefined (``null`` with its reason), as the metrics engine writes it."""
+    audit_json = audit(accuracy, deo)
+    audit_json["disparities"]["eod"] = None
+    audit_json["ci"]["eod"] = None
+    audit_json["undefined"] = {"eod": REASON}
+    return audit_json
+
+
+def test_undefined_gap_is_na_with_its_reason_and_left_out_of_seed_means():
+    runs = [run("u0", "faap", _undefined_eod(0.80, 0.10), seed=0, settings={"beta": 1.0}),
+            run("u1", "faap", audit(0.84, 0.14), seed=1, settings={"beta": 1.0}),
+            run("u2", "faap", audit(0.82, 0.12), seed=2, settings={"beta": 1.0})]
+    table = compare.runs_table(runs)
+    row = table.set_index("run_id").loc["u0"]
+    assert math.isnan(row["eod"]) and math.isnan(row["eod_low"]) and row["undefined"] == {"eod": REASON}
+    assert row["deo"] == 0.10 and row["before_undefined"] == {}
+    shown = display_table(table).set_index("Run")
+    assert shown.loc["u0", "EOD"] == "n/a" and shown.loc["u1", "EOD"] == "0.070"
+    assert shown.loc["u0", "Undefined"] == f"EOD n/a: {REASON}" and shown.loc["u1", "Undefined"] == ""
+    assert shown["DEO"].dtype.kind == "f"  # a column without an undefined value stays numeric
+    summary = compare.seed_summary(table).set_index("kind").loc["run"]
+    assert summary["eod"] == pytest.approx((0.07 + 0.06) / 2)  # reading null as 0 would give 0.0433
+    assert summary["eod_n_undefined"] == 1 and summary["deo_n_undefined"] == 0
+    aggregated = display_table(table, aggregate_seeds=True).set_index("Settings")
+    assert aggregated.loc["beta=1.0", "EOD"] == "0.065 ± 0.007 (1 of 3 n/a)"
+    alone = display_table(compare.runs_table(runs[:1]), aggregate_seeds=True).set_index("Settings")
+    assert alone.loc["beta=1.0", "EOD"] == "n/a"
+
+
+def test_split_check_shows_an_undefined_training_gap_as_na_not_zero():
+    splits = {"train": {"before": _undefined_eod(0.99, 0.0), "after": _undefined_eod(0.99, 0.0)},
+              "test": {"before": audit(0.6, 0.9), "after": audit(0.6, 0.8)}}
+    confounded = run("conf", "erm", splits["test"]["after"], before=splits["test"]["before"], splits=splits)
+    result = compare.split_disparities([confounded], metrics=["eod"])
+    after = result.table.set_index("stage").loc["after"]
+    assert math.isnan(after["train"]) and after["test"] == pytest.approx(0.4) and math.isnan(after["val"])
+    assert after["undefined"] == f"train: {REASON}"
+    shown = split_display(result.table).set_index("stage").loc["after"]
+    assert (shown["train"], shown["val"], shown["test"]) == ("n/a", "", "0.400")
+    assert result.warnings == [f"Run conf (erm): the EOD gap is undefined on the training split ({REASON}) but "
+                               "0.400 on test; the training split cannot show this disparity, which does not make "
+                               "it 0."]
 
 
 def test_data_composition_warns_when_test_mirrors_train():

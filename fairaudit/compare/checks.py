@@ -28,10 +28,12 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fairaudit.compare.table import LABELS, LOWER_IS_BETTER, audit_value, full_record
+from fairaudit.compare.table import LABELS, LOWER_IS_BETTER, audit_undefined, audit_value, full_record
 from fairaudit.errors import FairauditError
 
 SPLITS = ("train", "val", "test")
+SPLIT_SEP = " | "
+"""Separates the splits' reasons in the ``undefined`` column of :func:`split_disparities`."""
 TRAIN_ZERO = 0.01
 """A training-split gap at or below this counts as ≈ 0."""
 TEST_GAP = 0.03
@@ -62,6 +64,10 @@ class CheckResult:
         yield self.warnings
 
 
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
@@ -85,9 +91,12 @@ def split_disparities(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] 
     """Disparities of every run on the train, validation and test splits, before and after mitigation.
 
     Table: one row per run × metric × stage (``before``/``after``) with columns ``train``, ``val``,
-    ``test`` (NaN where the run recorded no audit of that split). Warnings: a run whose *after* training
+    ``test`` (NaN where the run recorded no audit of that split, or where the audit could not define the
+    gap) and ``undefined`` (``"train: <reason> | val: <reason>"`` for the splits where the gap is undefined, e.g.
+    only one group has positives there: such a gap is n/a, not 0). Warnings: a run whose *after* training
     gap is ≤ ``train_zero`` while its test gap is ≥ ``test_gap`` and at least 3× larger; a run whose
-    validation gap fell by ≥ ``val_gain`` while the test gap fell by less than ``transfer`` × that.
+    training gap is undefined while its test gap is ≥ ``test_gap``; a run whose validation gap fell by
+    ≥ ``val_gain`` while the test gap fell by less than ``transfer`` × that.
     """
     rows, warnings = [], []
     for run in runs:
@@ -100,10 +109,20 @@ def split_disparities(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] 
             sign = 1.0 if metric in LOWER_IS_BETTER else -1.0  # gains are reductions of a gap
             values = {stage: {split: audit_value((audits.get(split) or {}).get(stage), metric) for split in SPLITS}
                       for stage in ("before", "after")}
+            reasons = {stage: {split: audit_undefined((audits.get(split) or {}).get(stage), [metric]).get(metric)
+                               for split in SPLITS} for stage in ("before", "after")}
             for stage in ("before", "after"):
+                undefined = SPLIT_SEP.join(f"{split}: {r}" for split, r in reasons[stage].items() if r)
                 rows.append({"run_id": run_id, "method": method, "metric": metric, "stage": stage,
-                             **values[stage]})
+                             **values[stage], "undefined": undefined})
             after, before = values["after"], values["before"]
+            train_reason = reasons["after"]["train"] or reasons["before"]["train"]
+            test = after["test"] if reasons["after"]["train"] else before["test"]
+            if train_reason and test >= test_gap:
+                warnings.append(
+                    f"Run {run_id} ({method}): the {_label(metric)} gap is undefined on the training split "
+                    f"({train_reason}) but {test:.3f} on test; the training split cannot show this disparity, "
+                    "which does not make it 0.")
             if sign > 0 and after["train"] <= train_zero and after["test"] >= max(test_gap, 3 * after["train"]):
                 warnings.append(
                     f"Run {run_id} ({method}): the {_label(metric)} gap is {after['train']:.3f} on the training "
@@ -116,8 +135,20 @@ def split_disparities(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] 
                     f"Run {run_id} ({method}): {_label(metric)} improved by {gain_val:.3f} on the validation "
                     f"split but by {gain_test:.3f} on test ({before['test']:.3f} → {after['test']:.3f}); the "
                     "gain tuned on validation does not transfer.")
-    columns = ["run_id", "method", "metric", "stage", *SPLITS]
+    columns = ["run_id", "method", "metric", "stage", *SPLITS, "undefined"]
     return CheckResult(pd.DataFrame(rows, columns=columns), warnings)
+
+
+def split_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`split_disparities`' table as shown: each split's gap as ``0.123`` text, ``n/a`` where the
+    audit could not define it (the reason is in ``undefined``), empty where the split was not audited."""
+    out = table.copy()
+    for split in SPLITS:
+        undefined = table["undefined"].map(
+            lambda text, split=split: any(part.startswith(f"{split}: ") for part in str(text).split(SPLIT_SEP)))
+        out[split] = ["n/a" if flag else ("" if pd.isna(v) else f"{v:.3f}")
+                      for v, flag in zip(table[split], undefined)]
+    return out
 
 
 # ---------------------------------------------------------------------------- gerrymandering
@@ -181,7 +212,7 @@ def gerrymandering_table(before, after, attributes: pd.DataFrame, value_names: M
         for _, g in merged[merged["worse"]].iterrows():
             warnings.append(f"{attribute}={g['group']}: accuracy fell from {g['accuracy_before']:.3f} to "
                             f"{g['accuracy_after']:.3f}{where} (n = {int(g['n'])}).")
-        widened = (dis_a.get("aed") or 0.0) - (dis_b.get("aed") or 0.0)
+        widened = _number(dis_a.get("aed")) - _number(dis_b.get("aed"))  # NaN (undefined) never warns
         if widened > tol:
             warnings.append(f"The accuracy gap across {attribute} groups widened from {dis_b['aed']:.3f} to "
                             f"{dis_a['aed']:.3f}{where}.")

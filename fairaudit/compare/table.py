@@ -10,7 +10,11 @@ distinct (dataset, model, target, sensitive attributes, dataset options).
 
 Runs are read defensively: a run without robustness, leakage or split audits
 (older runs, or methods that do not compute them) gets NaN there, so the
-table works for every run in the registry.
+table works for every run in the registry. A disparity the audit could not
+define (a gap that fewer than two groups define, ``null`` in its JSON) is NaN
+too, and ``undefined`` / ``before_undefined`` hold ``{metric: reason}``, so it
+is shown as "n/a" with its reason, left out of means over seeds and counted
+there, never read as 0.
 """
 
 from __future__ import annotations
@@ -156,6 +160,19 @@ def audit_value(audit: Mapping[str, Any] | None, name: str) -> float:
     return _number((audit.get("disparities") or {}).get(name))
 
 
+def audit_undefined(audit: Mapping[str, Any] | None, names: Sequence[str] = OVERALL + DISPARITIES) -> dict[str, str]:
+    """``{metric: reason}`` of the metrics among ``names`` that an audit JSON records as undefined."""
+    reasons = (audit or {}).get("undefined") or {}
+    return {name: str(reasons[name]) for name in names if name in reasons and math.isnan(audit_value(audit, name))}
+
+
+def undefined_text(undefined: Mapping[str, str] | None) -> str:
+    """``EOD n/a: only group 'g=A' defines ...; DEO n/a: ...`` (empty when nothing is undefined)."""
+    if not isinstance(undefined, Mapping):
+        return ""
+    return "; ".join(f"{LABELS.get(name, name)} n/a: {reason}" for name, reason in undefined.items())
+
+
 def audit_interval(audit: Mapping[str, Any] | None, name: str) -> tuple[float, float]:
     interval = ((audit or {}).get("ci") or {}).get(name)
     if isinstance(interval, Sequence) and len(interval) == 2:
@@ -205,6 +222,7 @@ def _row(record: Mapping[str, Any], audit: Mapping[str, Any] | None, before: Map
         row[name] = audit_value(audit, name)
         row[f"before_{name}"] = audit_value(before, name)
         row[f"{name}_low"], row[f"{name}_high"] = audit_interval(audit, name)
+    row["undefined"], row["before_undefined"] = audit_undefined(audit), audit_undefined(before)
     row["collapsed"] = is_collapsed(audit)
     return row
 
@@ -250,7 +268,8 @@ def runs_table(runs: Iterable[Mapping[str, Any]] | None = None, *, limit: int = 
     ``sweep``/``swept`` tags, ``settings`` text, ``config_key`` (the settings without the seed, equal for
     seed repeats), ``setup_key``, ``created``, ``seconds``, ``collapsed``), then for every name in
     :data:`METRICS` the after value, ``before_<name>`` and, for audit metrics, ``<name>_low``/``<name>_high``
-    (95 % bootstrap interval). Runs that are not done have NaN metrics.
+    (95 % bootstrap interval), and ``undefined`` / ``before_undefined``: ``{metric: reason}`` of the
+    metrics the audit could not define (NaN in their columns). Runs that are not done have NaN metrics.
     """
     records = [full_record(r) for r in (_fetch_runs(limit) if runs is None else runs)]
     rows, baseline_rows = [], {}
@@ -283,7 +302,8 @@ def runs_table(runs: Iterable[Mapping[str, Any]] | None = None, *, limit: int = 
                 "config_key": _json_key([setup_key, BASELINE]), "seconds": math.nan,
                 **_row(record, before, before), "s_r": row["before_s_r"], "leakage": leak_before}
     columns = ID_COLUMNS + [c for name in METRICS for c in (name, f"before_{name}")] + [
-        f"{n}_{side}" for n in OVERALL + DISPARITIES for side in ("low", "high")] + ["config"]
+        f"{n}_{side}" for n in OVERALL + DISPARITIES for side in ("low", "high")] + [
+        "undefined", "before_undefined", "config"]
     frame = pd.DataFrame(rows + list(baseline_rows.values()), columns=columns)
     return frame.reset_index(drop=True)
 
@@ -299,14 +319,16 @@ def seed_summary(table: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.Da
     Rows of ``table`` (from :func:`runs_table`) with the same ``config_key`` (same method, setup and
     settings, any seed) form one configuration; finished runs only. Columns: the identity of the
     configuration, ``n_seeds``, ``seeds``, ``run_ids``, and per metric ``<name>`` (mean) and
-    ``<name>_std`` (sample standard deviation; NaN for a single seed). Baselines pass through with
-    ``n_seeds`` = 1.
+    ``<name>_std`` (sample standard deviation; NaN for a single seed) over the seeds where it is defined,
+    and ``<name>_n_undefined``, the number of seeds where the audit left it undefined. Baselines pass
+    through with ``n_seeds`` = 1.
     """
     finished = done_runs(table)
     if finished.empty:
         return pd.DataFrame(columns=["config_key", "kind", "method", "dataset", "model", "target", "sensitive",
                                      "settings", "sweep", "swept", "n_seeds", "seeds", "run_ids", "collapsed",
-                                     *metrics, *[f"{m}_std" for m in metrics]])
+                                     *metrics, *[f"{m}_std" for m in metrics],
+                                     *[f"{m}_n_undefined" for m in metrics]])
     keys = ["config_key", "kind", "method", "dataset", "model", "target", "sensitive", "settings"]
     grouped = finished.groupby("config_key", sort=False)
     first = grouped[keys[1:] + ["sweep", "swept"]].first()
@@ -317,14 +339,32 @@ def seed_summary(table: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.Da
     out["seeds"] = grouped["seed"].agg(lambda s: ",".join(str(v) for v in sorted(s)))
     out["run_ids"] = grouped["run_id"].agg(list)
     out["collapsed"] = grouped["collapsed"].any()
+    undefined = finished["undefined"] if "undefined" in finished else pd.Series([{}] * len(finished),
+                                                                                 index=finished.index)
+    for m in metrics:
+        flags = undefined.map(lambda reasons, m=m: isinstance(reasons, Mapping) and m in reasons)
+        out[f"{m}_n_undefined"] = flags.groupby(finished["config_key"], sort=False).sum().astype(int)
     return out.reset_index()
 
 
-def mean_std_text(mean: float, std: float, digits: int = 3) -> str:
-    """``0.812 ± 0.004`` (or only the mean when there is no spread)."""
+def mean_std_text(mean: float, std: float, digits: int = 3, n_undefined: int = 0, n: int | None = None) -> str:
+    """``0.812 ± 0.004`` (or only the mean when there is no spread); ``n/a`` when the metric is undefined in
+    every seed, and ``0.812 ± 0.004 (1 of 3 n/a)`` when it is in ``n_undefined`` of ``n`` seeds."""
     if math.isnan(mean):
-        return "–"
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return "n/a" if n_undefined else "–"
+    text = f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if n_undefined:
+        text += f" ({n_undefined} of {n} n/a)" if n else f" ({n_undefined} n/a)"
+    return text
+
+
+def _cells(values: pd.Series, undefined: pd.Series, metric: str) -> pd.Series:
+    """A metric column as shown: numbers, or ``n/a`` text where the audit left the metric undefined."""
+    flags = undefined.map(lambda reasons: isinstance(reasons, Mapping) and metric in reasons)
+    if not flags.any():
+        return values
+    return pd.Series(["n/a" if flag else ("" if math.isnan(v) else f"{v:.3f}") for v, flag in zip(values, flags)],
+                     index=values.index, dtype=object)
 
 
 def filter_table(table: pd.DataFrame, **allowed: Sequence[str] | None) -> pd.DataFrame:
@@ -344,6 +384,8 @@ def display_table(table: pd.DataFrame, *, aggregate_seeds: bool = False) -> pd.D
     """The table as shown to people: readable column names, every metric after and before mitigation.
 
     With ``aggregate_seeds`` one row per configuration (:func:`seed_summary`) with ``mean ± std`` text.
+    A metric the audit left undefined reads ``n/a`` (a column that holds one becomes text), and the
+    ``Undefined`` / ``Undefined before`` columns say why.
     """
     names = {"method": "Method", "dataset": "Dataset", "model": "Model", "target": "Target",
              "sensitive": "Sensitive", "settings": "Settings", "sweep": "Sweep"}
@@ -353,16 +395,22 @@ def display_table(table: pd.DataFrame, *, aggregate_seeds: bool = False) -> pd.D
                             **{label: summary[col] for col, label in names.items()},
                             "Seeds": summary["n_seeds"]})
         for metric in METRICS:
-            out[LABELS.get(metric, metric)] = [mean_std_text(m, s) for m, s in
-                                               zip(summary[metric], summary[f"{metric}_std"])]
+            out[LABELS.get(metric, metric)] = [
+                mean_std_text(m, s, n_undefined=int(k), n=int(n)) for m, s, k, n in
+                zip(summary[metric], summary[f"{metric}_std"], summary[f"{metric}_n_undefined"],
+                    summary["n_seeds"])]
         out["Collapsed"] = summary["collapsed"].to_numpy()
         return out
     out = pd.DataFrame({"Run": table["run_id"], **{label: table[col] for col, label in names.items()},
                         "Status": table["status"], "Seed": table["seed"]})
+    none = pd.Series([{}] * len(table), index=table.index, dtype=object)
+    after, before = table.get("undefined", none), table.get("before_undefined", none)
     for metric in METRICS:
         label = LABELS.get(metric, metric)
-        out[label] = table[metric]
-        out[f"{label} before"] = table[f"before_{metric}"]
+        out[label] = _cells(table[metric], after, metric)
+        out[f"{label} before"] = _cells(table[f"before_{metric}"], before, metric)
+    out["Undefined"] = after.map(undefined_text)
+    out["Undefined before"] = before.map(undefined_text)
     out["Seconds"] = table["seconds"]
     out["Collapsed"] = table["collapsed"]
     return out.reset_index(drop=True)
