@@ -55,6 +55,9 @@ def gap_reasons(rates: Mapping[str, np.ndarray], values: Mapping[str, float], gr
             continue
         reasons = [rate_reason(rate, rates[rate], group_names, class_name, positive) for rate in needed]
         reasons = list(dict.fromkeys(r for r in reasons if r is not None))
+        if not reasons and name == "dp_ratio":
+            of = "" if class_name is None else f" of class '{class_name}'"
+            reasons = [f"every group's selection rate{of} is 0, so the ratio min / max is 0 / 0"]
         out[name] = "; ".join(reasons) if reasons else "undefined"
     return out
 
