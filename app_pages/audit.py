@@ -265,7 +265,7 @@ def main() -> None:
 
     overall_cards(report)
     st.subheader("Disparities between groups")
-    checks = disparity_checks(report.disparities, tolerances)
+    checks = disparity_checks(report.disparities, tolerances, report.undefined)
     disparity_cards(checks)
     failing = [c.label for c in checks if c.passes is False]
     st.caption(("Outside tolerance: " + ", ".join(failing)) if failing else "Every disparity is within tolerance.")

@@ -22,7 +22,7 @@ from fairaudit.metrics import AuditReport
 from fairaudit.mitigation import METHODS, config_help
 from fairaudit.ui import charts
 from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, AMPLIFY, artifact_table, before_after_long, cli_command,
-                                    comparison_table, config_table, faap_samples, short_model,
+                                    comparison_table, comparison_text, config_table, faap_samples, short_model,
                                     stats_rows, timings_table)
 from fairaudit.ui.tables import group_table, metric_with_errors
 
@@ -56,10 +56,7 @@ def live_status(run_id: str) -> None:
 
 def comparison_tab(run: Mapping[str, Any]) -> None:
     before, after = run["before"], run["after"]
-    table = comparison_table(before, after)
-    st.dataframe(table, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(c, format="%+.3f" if c == "Change" else "%.3f")
-        for c in ("Before", "After", "Change")})
+    st.dataframe(comparison_text(comparison_table(before, after)), hide_index=True)
     st.plotly_chart(charts.metric_bars(before_after_long(before, after), title="Before and after (95 % intervals)"),
                     key="run-before-after-bars")
 

@@ -91,7 +91,7 @@ def before_after_card(run: Mapping[str, Any]) -> None:
                         "below.")
         before_text = "n/a" if math.isnan(c.before) else f"{c.before:.3f}"
         col.caption(f"95 % CI {c.ci_text(c.after_ci) or '–'}  \n"
-                    f"before {before_text} {c.ci_text(c.before_ci)}")
+                    f"before {before_text} {c.ci_text(c.before_ci)}" + (f"  \n{c.note}." if c.note else ""))
 
 
 def curves_chart(run: Mapping[str, Any], key: str) -> None:

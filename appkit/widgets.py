@@ -70,13 +70,16 @@ def setup_summary(setup: AuditSetup) -> None:
 
 
 def disparity_cards(checks: Sequence[DisparityCheck], per_row: int = 4) -> None:
-    """One ``st.metric`` per disparity: value, and pass/fail against its tolerance."""
+    """One ``st.metric`` per disparity: value, and pass/fail against its tolerance; an undefined one reads
+    "n/a" with the reason below it."""
     for start in range(0, len(checks), per_row):
         cols = st.columns(per_row)
         for col, check in zip(cols, checks[start:start + per_row]):
             color = "gray" if check.passes is None else ("green" if check.passes else "red")
             col.metric(check.label, check.value_text, delta=check.verdict, delta_color=color, delta_arrow="off",
-                       help=check.help, border=True)
+                       help=check.help_text, border=True)
+            if check.reason:
+                col.caption(f"n/a: {check.reason}.")
 
 
 def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], per_row: int = 6) -> None:

@@ -114,9 +114,25 @@ def cmd_audit(args) -> int:
     _write_json(report.to_dict(), args.json)
     _write_groups_csv(report, args.csv)
     d = report.disparities
-    print(f"accuracy {report.overall['accuracy']:.4f}  spd {d['spd']:.4f}  deo {d['deo']:.4f}  "
-          f"eo_max {d['eo_max']:.4f}  -> {args.json}")
+    print(f"accuracy {report.overall['accuracy']:.4f}  spd {_metric(d['spd'])}  deo {_metric(d['deo'])}  "
+          f"eo_max {_metric(d['eo_max'])}  -> {args.json}")
+    _print_undefined(report.undefined)
     return 0
+
+
+def _metric(value, spec: str = ".4f") -> str:
+    """A metric as text; ``n/a`` when it is undefined (``None`` or NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return format(number, spec) if number == number and abs(number) != float("inf") else "n/a"
+
+
+def _print_undefined(undefined, stage: str = "") -> None:
+    """One line per undefined disparity with the reason it is undefined."""
+    for name, reason in (undefined or {}).items():
+        print(f"  {stage}{name} n/a: {reason}")
 
 
 def cmd_robustness(args) -> int:
@@ -165,7 +181,8 @@ def cmd_audit_predictions(args) -> int:
         print(f"fairaudit: warning: {warning}", file=sys.stderr)
     _write_json(report.to_dict(), args.json)
     _write_groups_csv(report, args.csv)
-    print(f"accuracy {report.overall['accuracy']:.4f}  spd {report.disparities['spd']:.4f}  -> {args.json}")
+    print(f"accuracy {report.overall['accuracy']:.4f}  spd {_metric(report.disparities['spd'])}  -> {args.json}")
+    _print_undefined(report.undefined)
     return 0
 
 
@@ -279,8 +296,11 @@ def _job_progress(desc: str):
 def _print_outcome(result: dict, out: str | None) -> None:
     b, a = result["summary"]["before"], result["summary"]["after"]
     where = f"  -> {out}" if out else ""
-    print(f"run {result['run_id']} ({result['method']}): accuracy {b['accuracy']:.4f} -> {a['accuracy']:.4f}  "
-          f"deo {b['deo']:.4f} -> {a['deo']:.4f}  spd {b['spd']:.4f} -> {a['spd']:.4f}{where}")
+    print(f"run {result['run_id']} ({result['method']}): accuracy {_metric(b['accuracy'])} -> "
+          f"{_metric(a['accuracy'])}  deo {_metric(b['deo'])} -> {_metric(a['deo'])}  spd {_metric(b['spd'])} -> "
+          f"{_metric(a['spd'])}{where}")
+    for stage in ("before", "after"):
+        _print_undefined((result.get(stage) or {}).get("undefined"), f"{stage} ")
 
 
 def _follow(run_id: str, desc: str) -> dict:

@@ -220,6 +220,26 @@ def test_predictions_upload_is_audited(app):
     assert metrics_by_label(reloaded) == cards
 
 
+def test_audit_page_shows_an_undefined_gap_as_na_with_its_reason(app):
+    rng = np.random.default_rng(2)
+    n = 120
+    sex = np.repeat(["F", "M"], n // 2)
+    label = np.where(sex == "F", 0, rng.integers(0, 2, n))  # no woman is a positive: only M has a TPR
+    scores = rng.uniform(0, 1, n)
+    frame = pd.DataFrame({"label": label, "pred": (scores >= 0.5).astype(int), "score": scores, "sex": sex})
+    at = open_page(app, DATA)
+    at.segmented_control(key="data-source").set_value("predictions").run()
+    at.file_uploader(key="predictions-upload").set_value(("one-sided.csv", frame.to_csv(index=False).encode(),
+                                                          "text/csv")).run()
+    at.button[0].click().run()
+    at.switch_page(AUDIT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    cards = metrics_by_label(at)
+    assert cards["EOD"] == "n/a" and cards["DEO"] == "n/a" and cards["SPD"] != "n/a"
+    reason = "only group 'sex=M' defines the true-positive rate (no other group has positives ('1'))"
+    assert f"n/a: {reason}." in [c.value for c in at.caption]
+
+
 # ---------------------------------------------------------------------------- Streamlit-free helpers
 
 
@@ -284,3 +304,22 @@ def test_setup_key_follows_every_choice_that_changes_predictions():
     upload = replace(demo, model="upload", upload_name="m.pt", upload_bytes=b"a")
     assert replace(upload, upload_bytes=b"b").key() != upload.key()
     assert demo.title() == "synthetic-faces · test · demo model"
+
+
+def test_undefined_checks_carry_their_reason_and_multiclass_rates_show_per_class():
+    from fairaudit.metrics import audit_metrics
+    from fairaudit.ui.tables import group_table, metric_with_errors
+
+    checks = {c.name: c for c in disparity_checks({"spd": 0.2, "eod": None}, None, {"eod": "only group 'g=A' "
+                                                                                          "defines it"})}
+    assert checks["eod"].value_text == "n/a" and checks["eod"].reason == "only group 'g=A' defines it"
+    assert checks["eod"].help_text.endswith("n/a: only group 'g=A' defines it.") and checks["spd"].reason == ""
+    y = np.array([0, 1, 2, 2, 0, 1, 1, 2])
+    report = audit_metrics(y, y_pred=np.array([0, 1, 2, 0, 0, 2, 1, 2]), sensitive=np.repeat([0, 1], 4),
+                           sensitive_names=["g"], class_names=["a", "b", "c"], n_boot=0, device="cpu")
+    table = group_table(report.groups_frame(), ["selection_rate", "tpr"])
+    assert list(table.columns) == ["Group", "n", "Selection rate [a]", "Selection rate [b]", "Selection rate [c]",
+                                   "True positive rate"]
+    assert table["Selection rate [a]"].tolist() == [0.5, 0.25]
+    bars = metric_with_errors(report.groups_frame(), ["selection_rate"])
+    assert sorted(set(bars["metric"])) == ["Selection rate [a]", "Selection rate [b]", "Selection rate [c]"]

@@ -63,6 +63,22 @@ def test_audit_predictions_contract(predictions_csv, tmp_path, capsys):
     assert data["overall"]["n"] == len(frame)
 
 
+def test_audit_predictions_prints_an_undefined_gap_as_na_with_its_reason(tmp_path, capsys):
+    sex = np.repeat(["female", "male"], 20)
+    label = np.where(sex == "female", 0, np.tile([0, 1], 20))  # no woman is a positive
+    pred = np.tile([0, 1, 1, 0], 10)
+    path = tmp_path / "one-sided.csv"
+    pd.DataFrame({"label": label, "pred": pred, "sex": sex}).to_csv(path, index=False)
+    out = tmp_path / "r.json"
+    assert main(["audit-predictions", str(path), "--label", "label", "--pred", "pred", "--sensitive", "sex",
+                 "--bootstrap", "20", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    reason = "only group 'sex=male' defines the true-positive rate (no other group has positives ('1'))"
+    assert data["disparities"]["eod"] is None and data["ci"]["eod"] is None and data["undefined"]["eod"] == reason
+    printed = capsys.readouterr().out
+    assert f"  eod n/a: {reason}" in printed.splitlines()
+
+
 def test_audit_predictions_intersections_and_threshold(predictions_csv, tmp_path):
     path, frame = predictions_csv
     out = tmp_path / "r.json"

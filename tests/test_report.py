@@ -113,7 +113,9 @@ def test_html_holds_the_metrics_and_intervals_of_every_run(runs, page):
             assert audit["disparities"]["deo"] is not None
             for name in ("deo", "spd", "eod", "dp_ratio"):
                 value = audit["disparities"][name]  # None: undefined (e.g. a ratio of zero selection rates)
-                assert ("<td>–</td>" if value is None else f"<td>{value:.3f}</td>") in page, (stage, name)
+                assert ("<td>n/a</td>" if value is None else f"<td>{value:.3f}</td>") in page, (stage, name)
+                if value is None:
+                    assert S.esc(audit["undefined"][name]) in page, (stage, name)
             lo, hi = audit["ci"]["deo"]
             assert f"[{lo:.3f}, {hi:.3f}]" in page
             assert f"<td>{audit['overall']['accuracy']:.3f}</td>" in page
@@ -337,3 +339,37 @@ def test_explanations_and_embeddings_of_a_real_run(runs):
     # Once computed, the leakage is reused by a report without embeddings.
     cached = S.embeddings_section([record], enabled=False)
     assert cached.data["runs"][record["run_id"]]["leakage"] == entry["leakage"]
+
+
+def test_undefined_gaps_read_na_with_their_reason_in_the_report():
+    reason = ("only group 'color=red' defines the true-positive rate of class '3' (no other group has samples "
+              "of class '3')")
+    undefined = {"overall": {"accuracy": 0.99}, "disparities": {"deo": None, "eod": None, "spd": 0.2},
+                 "ci": {"deo": None, "eod": None}, "undefined": {"deo": reason, "eod": reason}}
+    defined = {"overall": {"accuracy": 0.6}, "disparities": {"deo": 0.9, "eod": 0.45, "spd": 0.2}, "ci": {}}
+    run = {"run_id": "r1", "method": "erm", "dataset": "colored-digits", "before": undefined, "after": defined,
+           "splits": {"train": {"before": undefined, "after": undefined}, "test": {"before": defined,
+                                                                              "after": defined}}}
+    splits = S.splits_section([run])
+    table = pd.DataFrame(splits.data["runs"]["r1"]).set_index(["Split", "Stage"])
+    assert table.loc[("train", "after"), "EOD"] == "n/a" and table.loc[("test", "after"), "EOD"] == 0.45
+    assert table.loc[("train", "after"), "Why n/a"] == f"DEO: {reason}; EOD: {reason}"
+    assert table.loc[("test", "after"), "Why n/a"] == ""
+    html = "".join(b for b in splits.blocks if isinstance(b, str))
+    assert "<td>n/a</td>" in html and S.esc(reason) in html
+    verdicts = S.verdicts_section([run])
+    checks = {c["name"]: c for c in verdicts.data["runs"]["r1"]}
+    assert checks["eod"]["before"] is None and checks["eod"]["before_passes"] is None
+    assert checks["eod"]["before_undefined"] == reason and checks["eod"]["after_undefined"] is None
+    assert checks["eod"]["after"] == 0.45
+    html = "".join(b for b in verdicts.blocks if isinstance(b, str))
+    assert "<td>undefined</td>" in html and S.esc(f"before: {reason}") in html
+    from fairaudit.metrics import PER_GROUP_METRICS
+
+    group = [{"group": "color=red", "attributes": {"color": "red"}, "n": 10, **dict.fromkeys(PER_GROUP_METRICS, 0.5)}]
+    metrics = S.metrics_section([{**run, "before": {**undefined, "groups": group},
+                                  "after": {**defined, "groups": group}}])
+    comparison = pd.DataFrame(metrics.data["runs"]["r1"]["comparison"]).set_index("Metric")
+    assert comparison.loc["EOD", "Note"] == f"before n/a: {reason}"
+    html = "".join(b for b in metrics.blocks if isinstance(b, str))
+    assert S.esc(f"before n/a: {reason}") in html

@@ -27,8 +27,8 @@ import plotly.graph_objects as go
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
 from fairaudit.ui import charts
-from fairaudit.ui.jobs_view import (before_after_long, cli_command, comparison_table, config_table, short_model,
-                                    stats_rows, timings_table, training_curves)
+from fairaudit.ui.jobs_view import (before_after_long, cli_command, comparison_table, comparison_text, config_table,
+                                    short_model, stats_rows, timings_table, training_curves)
 from fairaudit.ui.tables import DISPARITIES, disparity_checks, group_table
 
 Block = Union[str, go.Figure]
@@ -306,7 +306,7 @@ def metrics_section(runs: Sequence[Mapping[str, Any]]) -> Section:
     for run in runs:
         before, after = run["before"], run["after"]
         table = comparison_table(before, after)
-        section.blocks += [run_heading(run), table_html(table, formats={"Change": "+.3f"}),
+        section.blocks += [run_heading(run), table_html(comparison_text(table)),
                            charts.metric_bars(before_after_long(before, after), title="Before and after",
                                               height=320)]
         groups = {}
@@ -317,9 +317,9 @@ def metrics_section(runs: Sequence[Mapping[str, Any]]) -> Section:
             groups[stage] = records(per_group)
         data[run["run_id"]] = {"comparison": records(table), "groups": groups,
                                "before": {"overall": before.get("overall"), "disparities": before.get("disparities"),
-                                          "ci": before.get("ci")},
+                                          "ci": before.get("ci"), "undefined": before.get("undefined") or {}},
                                "after": {"overall": after.get("overall"), "disparities": after.get("disparities"),
-                                         "ci": after.get("ci")}}
+                                         "ci": after.get("ci"), "undefined": after.get("undefined") or {}}}
     section.data = {"runs": data}
     return section
 
@@ -337,7 +337,8 @@ def verdicts_section(runs: Sequence[Mapping[str, Any]], tolerances: Mapping[str,
 
     Differences pass at ``≤`` their tolerance (default 0.1), the DP ratio at
     ``≥ 0.8`` (the 80 % rule) and the worst-group accuracy at ``≥ 0.8``, as on
-    the Audit page (:func:`fairaudit.ui.tables.disparity_checks`).
+    the Audit page (:func:`fairaudit.ui.tables.disparity_checks`). A disparity the audit could not define
+    (a gap that fewer than two groups define) reads "n/a", neither passes nor fails, and its reason is given.
     """
     section = Section("verdicts", "Disparity verdicts")
     section.blocks.append(paragraph(
@@ -346,25 +347,30 @@ def verdicts_section(runs: Sequence[Mapping[str, Any]], tolerances: Mapping[str,
         "above its floor."))
     data = {}
     for run in runs:
-        before = disparity_checks(run["before"].get("disparities") or {}, tolerances)
-        after = disparity_checks(run["after"].get("disparities") or {}, tolerances)
-        table = pd.DataFrame([{"Disparity": b.label, "Rule": b.rule, "Before": b.value,
-                               "Before verdict": b.verdict.split(" · ")[0], "After": a.value,
-                               "After verdict": a.verdict.split(" · ")[0]} for b, a in zip(before, after)])
+        before = disparity_checks(run["before"].get("disparities") or {}, tolerances, run["before"].get("undefined"))
+        after = disparity_checks(run["after"].get("disparities") or {}, tolerances, run["after"].get("undefined"))
+        table = pd.DataFrame([{"Disparity": b.label, "Rule": b.rule, "Before": "n/a" if b.reason else b.value,
+                               "Before verdict": b.verdict.split(" · ")[0], "After": "n/a" if a.reason else a.value,
+                               "After verdict": a.verdict.split(" · ")[0],
+                               "Why n/a": "; ".join(f"{stage}: {c.reason}" for stage, c in (("before", b), ("after", a))
+                                                    if c.reason)}
+                              for b, a in zip(before, after)])
         passed = sum(a.passes is True for a in after)
         section.blocks += [run_heading(run), paragraph(f"After mitigation {passed} of {len(after)} disparities "
                                                        f"pass (before: {sum(b.passes is True for b in before)})."),
                            table_html(table, cell_class=_verdict_class)]
         data[run["run_id"]] = [{"name": b.name, "label": b.label, "rule": b.rule,
                                 "before": None if b.passes is None else b.value, "before_passes": b.passes,
-                                "after": None if a.passes is None else a.value, "after_passes": a.passes}
+                                "after": None if a.passes is None else a.value, "after_passes": a.passes,
+                                "before_undefined": b.reason or None, "after_undefined": a.reason or None}
                                for b, a in zip(before, after)]
     section.data = {"tolerances": dict(tolerances or {}), "runs": data}
     return section
 
 
 def splits_section(runs: Sequence[Mapping[str, Any]]) -> Section:
-    """Disparities on the train, validation and test splits side by side (runs that recorded ``splits``)."""
+    """Disparities on the train, validation and test splits side by side (runs that recorded ``splits``); a
+    gap a split's audit could not define reads "n/a" with its reason (``Why n/a``), never 0."""
     section = Section("splits", "Disparities per data split")
     names = [info.name for info in DISPARITIES]
     labels = {info.name: info.label for info in DISPARITIES}
@@ -381,9 +387,12 @@ def splits_section(runs: Sequence[Mapping[str, Any]]) -> Section:
                 if not report:
                     continue
                 disparities = report.get("disparities") or {}
+                undefined = {n: r for n, r in (report.get("undefined") or {}).items()
+                             if n in labels and disparities.get(n) is None}
                 rows.append({"Split": split, "Stage": stage,
                              "Accuracy": (report.get("overall") or {}).get("accuracy"),
-                             **{labels[n]: disparities.get(n) for n in names}})
+                             **{labels[n]: "n/a" if n in undefined else disparities.get(n) for n in names},
+                             "Why n/a": "; ".join(f"{labels[n]}: {r}" for n, r in undefined.items())})
         table = pd.DataFrame(rows)
         section.blocks += [run_heading(run), table_html(table)]
         data[run["run_id"]] = records(table)

@@ -56,6 +56,11 @@ def report_value(report: Mapping[str, Any], name: str) -> tuple[float, tuple[flo
     return _number(source.get(name)), ci
 
 
+def undefined_reason(report: Mapping[str, Any] | None, name: str) -> str:
+    """Why a disparity of a recorded audit is undefined (``""`` when it is defined or no reason was recorded)."""
+    return str(((report or {}).get("undefined") or {}).get(name) or "")
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One metric before and after mitigation."""
@@ -67,6 +72,8 @@ class Comparison:
     before_ci: tuple[float, float] | None
     after_ci: tuple[float, float] | None
     higher_is_better: bool
+    before_reason: str = ""  # why an undefined value is undefined
+    after_reason: str = ""
 
     @property
     def change(self) -> float:
@@ -91,13 +98,22 @@ class Comparison:
     def change_text(self) -> str:
         return "" if math.isnan(self.change) else f"{self.change:+.3f}"
 
+    @property
+    def note(self) -> str:
+        """Why the before or after value is n/a, e.g. ``after n/a: only group 'g=A' defines ...``."""
+        parts = [f"{stage} n/a: {reason}" for stage, reason in (("before", self.before_reason),
+                                                                 ("after", self.after_reason)) if reason]
+        return "; ".join(parts)
+
 
 def compare(before: Mapping[str, Any], after: Mapping[str, Any], name: str, label: str | None = None) -> Comparison:
     """One overall score (``accuracy``, ``balanced_accuracy``) or disparity before and after."""
     default_label, higher = _OVERALL.get(name) or (_LABELS.get(name, name), _HIGHER_IS_BETTER.get(name, False))
     b, b_ci = report_value(before, name)
     a, a_ci = report_value(after, name)
-    return Comparison(name, label or default_label, b, a, b_ci, a_ci, higher)
+    return Comparison(name, label or default_label, b, a, b_ci, a_ci, higher,
+                      undefined_reason(before, name) if math.isnan(b) else "",
+                      undefined_reason(after, name) if math.isnan(a) else "")
 
 
 def headline_comparisons(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Comparison]:
@@ -106,16 +122,29 @@ def headline_comparisons(before: Mapping[str, Any], after: Mapping[str, Any]) ->
 
 
 def comparison_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> pd.DataFrame:
-    """Every overall score and disparity: before, after (each with its interval), change and verdict."""
+    """Every overall score and disparity: before, after (each with its interval), change, verdict and, for a
+    value that is undefined (NaN), why (``Note``)."""
     names = [*_OVERALL, *(info.name for info in DISPARITIES)]
     rows = []
     for name in names:
         c = compare(before, after, name)
         rows.append({"Metric": c.label, "Before": c.before, "Before CI": c.ci_text(c.before_ci),
                      "After": c.after, "After CI": c.ci_text(c.after_ci), "Change": c.change,
-                     "Better?": {True: "better", False: "worse", None: "≈ same"}[c.improved],
-                     "Goal": "higher" if c.higher_is_better else "lower"})
+                     "Better?": "n/a" if math.isnan(c.change) else {True: "better", False: "worse",
+                                                                     None: "≈ same"}[c.improved],
+                     "Goal": "higher" if c.higher_is_better else "lower", "Note": c.note})
     return pd.DataFrame(rows)
+
+
+def comparison_text(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparison_table` as text: values with 3 decimals (the change signed), ``n/a`` where the audit
+    left the metric undefined (the ``Note`` says why), ``–`` where it is missing."""
+    out = table.copy()
+    for column, spec in (("Before", ".3f"), ("After", ".3f"), ("Change", "+.3f")):
+        out[column] = ["n/a" if (pd.isna(v) and (column == "Change" or f"{column.lower()} n/a" in note)
+                                 and note) else ("–" if pd.isna(v) else format(float(v), spec))
+                       for v, note in zip(table[column], table["Note"])]
+    return out
 
 
 def before_after_long(before: Mapping[str, Any], after: Mapping[str, Any],

@@ -63,6 +63,7 @@ class DisparityCheck:
     passes: bool | None  # None when the value is undefined (NaN)
     rule: str
     help: str
+    reason: str = ""  # why the value is undefined, when it is
 
     @property
     def value_text(self) -> str:
@@ -74,19 +75,27 @@ class DisparityCheck:
             return "undefined"
         return f"pass · {self.rule}" if self.passes else f"fail · {self.rule}"
 
+    @property
+    def help_text(self) -> str:
+        """The definition, and for an undefined value why it is undefined."""
+        return f"{self.help}\n\nn/a: {self.reason}." if self.passes is None and self.reason else self.help
+
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def disparity_checks(disparities: Mapping[str, Any], tolerances: Mapping[str, float] | None = None
-                     ) -> list[DisparityCheck]:
+def disparity_checks(disparities: Mapping[str, Any], tolerances: Mapping[str, float] | None = None,
+                     undefined: Mapping[str, str] | None = None) -> list[DisparityCheck]:
     """Compare every disparity with its tolerance.
 
     ``tolerances`` maps a disparity name (or a kind: ``gap``, ``ratio``,
     ``floor``) to its limit; gaps pass at ``value <= limit``, the ratio and the
-    worst-group accuracy at ``value >= limit``.
+    worst-group accuracy at ``value >= limit``. An undefined disparity (a gap
+    that fewer than two groups define) neither passes nor fails; its reason
+    comes from ``undefined`` (:attr:`AuditReport.undefined`).
     """
+    undefined = dict(undefined or {})
     tolerances = dict(tolerances or {})
     checks = []
     for info in DISPARITIES:
@@ -98,22 +107,43 @@ def disparity_checks(disparities: Mapping[str, Any], tolerances: Mapping[str, fl
             value = float(value)
             passes = value <= limit + 1e-12 if info.kind == "gap" else value >= limit - 1e-12
         rule = f"≤ {limit:.2f}" if info.kind == "gap" else f"≥ {limit:.2f}"
-        checks.append(DisparityCheck(info.name, info.label, value, passes, rule, info.help))
+        reason = undefined.get(info.name, "") if passes is None else ""
+        checks.append(DisparityCheck(info.name, info.label, value, passes, rule, info.help, reason))
     return checks
+
+
+def _shown_metrics(groups: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """The columns of ``metrics`` to show: a multiclass base or selection rate (NaN in every group, as its
+    mean over classes is 1/C) is shown per class instead (``selection_rate[<class>]`` columns)."""
+    shown = []
+    for m in metrics:
+        per_class = [c for c in groups.columns if c.startswith(f"{m}[") and c.endswith("]")]
+        if per_class and m in groups.columns and groups[m].isna().all():
+            shown += per_class
+        elif m in groups.columns:
+            shown.append(m)
+    return shown
+
+
+def metric_label(column: str) -> str:
+    """``Selection rate`` for ``selection_rate``, ``Selection rate [7]`` for the per-class ``selection_rate[7]``."""
+    name, _, cls = column.partition("[")
+    return f"{METRIC_LABELS.get(name, name)} [{cls}" if cls else METRIC_LABELS.get(column, column)
 
 
 def group_table(groups: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """The per-group table to display: group, n, then each metric followed by its CI as ``[lo, hi]`` text.
 
-    ``groups`` is :meth:`AuditReport.groups_frame` output.
+    ``groups`` is :meth:`AuditReport.groups_frame` output. For multiclass targets the base and selection
+    rates are shown per class (the share of the group's samples of / predicted as each class).
     """
-    metrics = [m for m in (metrics or METRIC_LABELS) if m in groups.columns]
+    metrics = _shown_metrics(groups, metrics or list(METRIC_LABELS))
     out = pd.DataFrame({"Group": groups["group"], "n": groups["n"].astype(int)})
     for m in metrics:
-        out[METRIC_LABELS.get(m, m)] = groups[m].astype(float)
+        out[metric_label(m)] = groups[m].astype(float)
         lo, hi = f"{m}_ci_low", f"{m}_ci_high"
         if lo in groups.columns:
-            out[f"{METRIC_LABELS.get(m, m)} CI"] = [
+            out[f"{metric_label(m)} CI"] = [
                 "" if _is_missing(a) or _is_missing(b) else f"[{a:.3f}, {b:.3f}]"
                 for a, b in zip(groups[lo], groups[hi])]
     return out
@@ -124,10 +154,10 @@ def metric_with_errors(groups: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
 
     ``groups`` is :meth:`AuditReport.groups_frame` output; ``metric`` holds the
     display label; the errors are the distances from the value to the CI bounds
-    (NaN without a bootstrap).
+    (NaN without a bootstrap). Multiclass base and selection rates are drawn per class.
     """
     parts = []
-    for metric in metrics:
+    for metric in _shown_metrics(groups, metrics):
         value = groups[metric].astype(float).to_numpy()
         lo_col, hi_col = f"{metric}_ci_low", f"{metric}_ci_high"
         if lo_col in groups.columns:
@@ -136,7 +166,7 @@ def metric_with_errors(groups: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
             minus, plus = np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)
         else:
             minus = plus = np.full_like(value, np.nan)
-        parts.append(pd.DataFrame({"group": groups["group"].astype(str), "metric": METRIC_LABELS.get(metric, metric),
+        parts.append(pd.DataFrame({"group": groups["group"].astype(str), "metric": metric_label(metric),
                                    "value": value, "err_minus": minus, "err_plus": plus,
                                    "n": groups["n"].astype(int)}))
     return pd.concat(parts, ignore_index=True)
