@@ -112,8 +112,9 @@ def test_every_method_declares_the_controls_of_its_claim():
     assert declared["asac"] == {"no_counterfactuals": {"epsilons": "0"}, "no_counterfactual_loss": {"alpha": 1.0}}
     assert declared["froc_in"] == {"no_fairness": {"lambda_f": 0.0}, "no_robustness": {"lambda_r": 0.0}}
     assert declared["froc_pre"] == {"random_flips": {"flip_selection": "random"}}
-    for name in ("aeda_pre", "aeda_online", "aeda_robust", "reweight", "resample", "label_flip", "adv_fair"):
+    for name in ("aeda_pre", "aeda_online", "aeda_robust", "reweight", "resample", "label_flip", "massaging"):
         assert declared[name] == {"erm": "erm"}, name
+    assert declared["adv_fair"] == {"erm": "erm", "no_adversary": {"adv_weight": 0.0, "update": "reversal"}}
     assert declared["rbf"] == declared["fbr"] == {"reweight": "reweight"}
     for name, controls in declared.items():  # every declaration is a valid setting or a registered method
         for what in controls.values():

@@ -80,7 +80,7 @@ def load_run_models(run_id: str, device="auto", *, registry=None) -> RunModels:
     run = jobs.get_run(run_id, registry=registry)
     if run["status"] != jobs.DONE:
         raise FairauditError(f"run '{run_id}' is {run['status']}; its models are available when it is done.")
-    spec = JobSpec.from_dict(run["spec"])
+    spec = JobSpec.from_dict(run["spec"], run.get("config"))
     device = resolve_device(device)
     test_ds = _load(spec, "test")
     source: dict[str, str] = {}

@@ -510,7 +510,7 @@ def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRe
     recorder = Recorder(registry, run_id, progress, lease)
     try:
         with Heartbeat(lambda: registry.heartbeat(run_id, lease)):
-            spec = JobSpec.from_dict(run["spec"])
+            spec = JobSpec.from_dict(run["spec"], run.get("config"))
             result = execute(spec, run_id, workdir, resume=run["resume"], before=run["before"], emit=recorder,
                              should_stop=recorder.should_stop, fence=lambda: registry.fenced(lease),
                              model_sha256=run["model_sha256"] if run["before"] is not None else None)

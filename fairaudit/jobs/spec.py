@@ -123,6 +123,13 @@ class JobSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
+    def from_dict(cls, data: dict[str, Any], config: dict[str, Any] | None = None) -> "JobSpec":
+        """The spec of a stored run; ``config`` (the run's full recorded configuration, if any) tells a method
+        whose name changed meaning which one the run ran (see :func:`fairaudit.mitigation.register_rename`)."""
+        from fairaudit.mitigation.base import recorded_method
+
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "method" in values:
+            values["method"] = recorded_method(values["method"], config if config else values.get("settings"))
+        return cls(**values)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 from torch import nn
 
@@ -113,11 +113,43 @@ class MitigationMethod:
 
 
 METHODS: dict[str, type[MitigationMethod]] = {}
+RENAMES: dict[str, Callable[[Mapping[str, Any]], "str | None"]] = {}
+"""Method names whose meaning changed: ``name → resolve(recorded settings)`` (see :func:`register_rename`)."""
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def register_method(cls: type[MitigationMethod]) -> type[MitigationMethod]:
+    """Add ``cls`` to the registry under ``cls.name``; a second, different class of the same name is refused."""
+    existing = METHODS.get(cls.name)
+    if existing is not None and _qualname(existing) != _qualname(cls):
+        raise FairauditError(f"two mitigation methods are named '{cls.name}': {_qualname(existing)} and "
+                             f"{_qualname(cls)}.")
     METHODS[cls.name] = cls
     return cls
+
+
+def register_rename(name: str, resolve: Callable[[Mapping[str, Any]], "str | None"]) -> None:
+    """Keep runs recorded before method ``name`` changed meaning loadable.
+
+    ``resolve(recorded)`` receives an old record's settings (its full
+    configuration where the run stored one) and returns the method that
+    record actually ran, or ``None`` when it is today's ``name``. One rename
+    per name.
+    """
+    if name in RENAMES:
+        raise FairauditError(f"method name '{name}' already has a rename rule.")
+    RENAMES[name] = resolve
+
+
+def recorded_method(name: str, recorded: Mapping[str, Any] | None) -> str:
+    """The method a record of ``name`` with settings/configuration ``recorded`` ran (see :func:`register_rename`)."""
+    from fairaudit import mitigation  # noqa: F401  (registers the built-in methods and their renames)
+
+    resolve = RENAMES.get(name)
+    return (resolve(dict(recorded or {})) or name) if resolve is not None else name
 
 
 def get_method(name: str) -> type[MitigationMethod]:

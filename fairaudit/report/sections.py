@@ -617,13 +617,14 @@ def training_section(runs: Sequence[Mapping[str, Any]]) -> Section:
 def configuration_section(runs: Sequence[Mapping[str, Any]]) -> Section:
     """Method settings, the command that repeats each run, timings, method statistics and library versions."""
     from fairaudit.jobs.spec import load_methods
-    from fairaudit.mitigation import METHODS, config_help
+    from fairaudit.mitigation import METHODS, config_help, recorded_method
 
     load_methods()
     section = Section("configuration", "Configuration and library versions")
     data = {}
     for run in runs:
-        help_rows = config_help(METHODS[run["method"]]) if run["method"] in METHODS else []
+        method = recorded_method(run["method"], run.get("config") or (run.get("spec") or {}).get("settings"))
+        help_rows = config_help(METHODS[method]) if method in METHODS else []
         settings = config_table(run.get("config") or {}, help_rows)
         spec = run.get("spec") or {}
         section.blocks += [run_heading(run), "<h4>Method settings</h4>", table_html(settings)]
