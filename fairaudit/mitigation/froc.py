@@ -14,25 +14,54 @@ of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
   (Eq. 13–14, :func:`relaxed_statistical_parity`) and R = L_U(X̃, Y) the
   loss on FGSM or PGD examples of the batch (Eq. 15). λ_F = λ_R = 0 is plain
   ERM, step for step.
-* ``rbf`` (robustness before fairness, §7.2): PGD examples of every training
-  row are generated against the deployed model and appended to the training
-  set (keeping ``a`` and ``y``); then a fresh model is trained on the
-  augmented set with reweighing weights computed on it. The examples carry
-  the weight λ of Eq. 3 relative to the originals.
-* ``fbr`` (fairness before robustness, §7.2): a fresh model is trained with
-  reweighing, then trained on for the same number of epochs with PGD
-  adversarial training (Eq. 3, ``L(x, y) + λ·L(x̃, y)``) on the reweighed data.
+* ``rbf`` (robustness before fairness, §7.2) and ``fbr`` (fairness before
+  robustness) are PGD adversarial training (Eq. 3)::
 
-Reweighing is the re-weighting baseline's computation
-(:func:`fairaudit.mitigation.baselines.retraining.cell_weights`, scheme
-``kamiran`` = AIF360's Reweighing used in the paper). The training attacks are
-:func:`fairaudit.attacks.pgd_attack` / :func:`~fairaudit.attacks.fgsm_attack`
-within :func:`fairaudit.robustness.threat_model`; S_R of the trained model
-(``robust_accuracy_test``, overall and per group) is measured by the
-robustness engine, :class:`fairaudit.robustness.RobustnessAuditor`, with the
-same threat model. As everywhere in the project, a test sample counts as
-robust there only if its clean input and the attack's point are both
-classified correctly.
+      L̃ = L(x, y) + λ · L(x̃, y)
+
+  combined with a fairness pre-processor, in the order of their names. The
+  adversarial examples x̃ are regenerated against the model being trained at
+  the start of every epoch, from the parameters at the end of the previous
+  one (§5: "derived from the parameters of the model in the previous epoch";
+  the authors' released code trains full-batch, so there an epoch is one
+  step), within the threat model below, clipped to the range observed in the
+  training split. A sample and its adversarial example are in the same batch.
+
+  - ``rbf``: every epoch, the training rows are first augmented with their
+    adversarial examples (keeping ``a`` and ``y``), then the fairness
+    pre-processor is applied to the augmented set and the epoch is trained on
+    it: reweighing weighs both terms of Eq. 3 (the copies keep their rows'
+    cells, so the augmented cells are the original ones doubled and the
+    weights equal those of the original rows); DIR is fitted on the augmented
+    rows, so the adversarial examples are repaired as well.
+  - ``fbr``: the fairness pre-processor is applied once to the training rows;
+    then adversarial training runs on the pre-processed rows (for DIR, the
+    attack starts from the repaired rows). The robustness step does not know
+    the fairness step: L(x̃, y) is unweighted, as in the authors' released code.
+
+  Both train one fresh model for ``epochs`` epochs: with the same
+  ``epochs``, ``batch_size`` and ``lr`` and ``optimizer=adam`` (the
+  re-weighting baseline's optimiser) they take as many steps as the
+  ``reweight`` control; ``lam = 0`` is the fairness pre-processor alone with
+  this trainer. The pre-processors (§7.1, both from
+  AIF360 in the paper) are ``fairness=rw``, reweighing (Kamiran & Calders,
+  :func:`fairaudit.mitigation.baselines.retraining.cell_weights`, scheme
+  ``kamiran`` = AIF360's Reweighing), and ``fairness=dir``, Feldman et al.'s
+  Disparate Impact Remover (:mod:`fairaudit.mitigation.baselines.disparate_impact`)
+  with ``repair_level`` λ ∈ [0, 1]: each numeric feature's per-group
+  distribution is moved towards the groups' median distribution,
+  ``x̄ = (1 − λ)·x + λ·F_A⁻¹(F_a(x))``. As DIR repairs the test rows too
+  (which needs each row's group), a ``dir`` result is the trained model
+  applied to repaired inputs.
+
+The training attacks are :func:`fairaudit.attacks.pgd_attack` /
+:func:`~fairaudit.attacks.fgsm_attack` within :func:`fairaudit.robustness.threat_model`;
+S_R of the trained model (``robust_accuracy_test``, overall and per group) is
+measured by the robustness engine, :class:`fairaudit.robustness.RobustnessAuditor`,
+with the same attack (``rbf`` / ``fbr``: clipped to the range observed in the
+test split, recorded as ``stats.threat_model``). As everywhere in the project,
+a test sample counts as robust there only if its clean input and the attack's
+point are both classified correctly.
 
 Choices where the paper is silent (spec §7), made here:
 
@@ -40,8 +69,11 @@ Choices where the paper is silent (spec §7), made here:
    paper follows); PGD takes 10 steps of ξ/10 from the clean input (no random
    start), as the authors' released code does. FGSM uses the same radius.
 2. Tabular data: only the standardised numeric features are perturbed
-   (``feature_mask``); one-hot categorical blocks stay unchanged, and the
-   perturbed values are not clipped. Images: every pixel, clipped to [0, 1].
+   (``feature_mask``); one-hot categorical blocks stay unchanged. FRoC-IN
+   does not clip the perturbed values; ``rbf`` / ``fbr`` clip them to the
+   observed range, because unclipped examples that carry a label-dependent
+   shift out of that range can be learnt as such (label leaking) instead of
+   making the model robust. Images: every pixel, clipped to [0, 1].
 3. The protected attribute is excluded from the model input (the tabular
    loaders' default); it must be a single binary attribute (a = code 0 vs 1;
    F is symmetric, so which code is the protected group does not matter).
@@ -51,8 +83,10 @@ Choices where the paper is silent (spec §7), made here:
    does not depend on the batch size. Its gradient is autograd's, i.e.
    sign(Σc_iM_c)·Σc_i∇M_c (the printed formula's sign(|·|) and 1/n are read
    as typos).
-5. X̃ is regenerated for every batch with the current parameters (the
-   parameters of the previous optimisation step) rather than once per epoch.
+5. FRoC-IN regenerates X̃ for every batch with the current parameters (the
+   parameters of the previous optimisation step); ``rbf`` / ``fbr`` once per
+   epoch, because their fairness pre-processor is applied to the whole
+   augmented training set.
 6. M_c(x) is the softmax probability of class 1 of the two-logit model, and
    L_U the two-class cross-entropy, which equals the paper's BCE.
 7. ``froc_in`` trains a *fresh* model of the deployed architecture (the
@@ -77,19 +111,21 @@ from torch.utils.data import Dataset
 
 from fairaudit.attacks import fgsm_attack, pgd_attack
 from fairaudit.data.base import FairDataset
-from fairaudit.device import autocast, default_batch_size, resolve_device
+from fairaudit.device import default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
 from fairaudit.mitigation.baselines.common import CachedDataset, fresh_model, in_memory
+from fairaudit.mitigation.baselines.disparate_impact import (QuantileRepair, RepairedPredictions, check_repair_level,
+                                                             numeric_columns, repair_stats)
 from fairaudit.mitigation.baselines.retraining import cell_weights
 from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
 from fairaudit.robustness import RobustnessAuditor, ThreatModel, threat_model
 from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 
-__all__ = ["Adversary", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF", "RbfConfig",
-           "make_adversary", "numeric_feature_mask", "parity_constants",
-           "positive_posterior", "relaxed_statistical_parity"]
+__all__ = ["Adversary", "EpochAdversarialStep", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF",
+           "RbfConfig", "make_adversary", "numeric_feature_mask", "parity_constants", "positive_posterior",
+           "relaxed_statistical_parity"]
 
 
 # ---------------------------------------------------------------------------- the fairness regulariser
@@ -278,7 +314,7 @@ def _gradient_angle(model: nn.Module, first: torch.Tensor, second: torch.Tensor)
 class _FrocTraining:
     """Training and threat-model settings shared by froc_in, rbf and fbr (defaults of §7.1)."""
 
-    epochs: int = setting(500, "training epochs (paper §7.1: 500; rbf / fbr: per stage)")
+    epochs: int = setting(500, "training epochs (paper §7.1: 500)")
     batch_size: int = setting(256, "mini-batch size (paper: 256)")
     lr: float = setting(0.01, "learning rate (paper: 0.01)")
     optimizer: str = setting("sgd", "'sgd' (momentum 0.9, as in the paper) or 'adam'")
@@ -329,16 +365,24 @@ class FrocInConfig(_FrocTraining):
 class _SequentialConfig(_FrocTraining):
     """Settings of the sequential baselines (§7.2)."""
 
-    lam: float = setting(0.1, "λ of adversarial training (Eq. 3), weight of the adversarial examples "
+    lam: float = setting(0.1, "λ of adversarial training (Eq. 3), weight of the loss on the adversarial examples "
                               "(paper grid 0, 0.01, 0.05, 0.1, 0.5, 1)")
-    scheme: str = setting("kamiran", "reweighing: 'kamiran' (P(y)P(a)/P(y,a), AIF360's Reweighing) or 'balanced'")
+    fairness: str = setting("rw", "fairness pre-processor: 'rw' (reweighing, Kamiran & Calders) or 'dir' (Disparate "
+                                  "Impact Remover, Feldman et al.; numeric tabular features)")
+    scheme: str = setting("kamiran", "reweighing (fairness=rw): 'kamiran' (P(y)P(a)/P(y,a), AIF360's Reweighing) "
+                                     "or 'balanced'")
+    repair_level: float = setting(1.0, "λ of DIR's repair (fairness=dir): 0 keeps the features, 1 gives both groups "
+                                       "the median distribution of each numeric feature")
 
     def validate(self) -> None:
         super().validate()
         if not self.lam >= 0:
             raise FairauditError(f"setting 'lam' must be >= 0, got {self.lam}.")
+        if self.fairness not in ("rw", "dir"):
+            raise FairauditError(f"setting 'fairness' must be 'rw' or 'dir', got '{self.fairness}'.")
         if self.scheme not in ("kamiran", "balanced"):
             raise FairauditError(f"setting 'scheme' must be 'kamiran' or 'balanced', got '{self.scheme}'.")
+        check_repair_level(self.repair_level)
 
 
 @dataclass
@@ -396,16 +440,21 @@ def _fit(ctx: MethodContext, model: nn.Module, data: Dataset, config: _FrocTrain
                resume_from=checkpoint if ctx.resume and checkpoint else None)
 
 
-def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTraining) -> dict:
+def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTraining, *, clip: str | None = None,
+                      postprocess=None) -> dict:
     """S_R (Eq. 8) of ``model`` on the test split under the configured attack, overall and per protected group,
-    from the robustness engine (FGSM, or PGD with ``steps`` steps of ``epsilon / steps`` from the clean input)."""
+    from the robustness engine (FGSM, or PGD with ``steps`` steps of ``epsilon / steps`` from the clean input).
+
+    ``clip="observed"`` keeps the attacked numeric features within the range observed in the test split;
+    ``postprocess`` decides from the (attacked) inputs when the method's predictions are not the model's alone
+    (the disparate-impact repair of rbf / fbr with ``fairness=dir``)."""
     if not config.eval_robustness:
         return {}
     test = ctx.load_split("test", "robustness_stats")
     auditor = RobustnessAuditor(config.attack, eps=config.epsilon, steps=config.steps,
-                                step_size=config.epsilon / config.steps or None, random_start=False, clip=None,
+                                step_size=config.epsilon / config.steps or None, random_start=False, clip=clip,
                                 n_boot=0, seed=ctx.seed, device=ctx.device)
-    report = auditor.audit(model, test)
+    report = auditor.audit(model, test, postprocess=postprocess)
     attribute = test.sensitive[0]
     return {"robust_accuracy_test": report.s_r[config.attack],
             "robust_accuracy_test_groups": {g["attributes"][attribute]: g["accuracy"]
@@ -456,95 +505,187 @@ def _reweighing(targets: np.ndarray, a: np.ndarray, scheme: str) -> np.ndarray:
     return cell_weights(np.asarray(targets, dtype=np.int64), np.asarray(a, dtype=np.int64), 2, 2, scheme)
 
 
-def _adversarial_copies(model: nn.Module, data: Dataset, adversary: Adversary, device,
-                        progress: Callable[[float], None] = lambda fraction: None) -> torch.Tensor:
-    """X̃ of every sample of ``data`` against ``model`` (returned on the CPU, in ``data``'s order)."""
-    device = resolve_device(device)
-    model.to(device)
-    loader = torch.utils.data.DataLoader(data, batch_size=_batch_size(data, device, None), shuffle=False,
-                                         pin_memory=device.type == "cuda")
-    out = []
-    for k, batch in enumerate(loader):
-        x, y = batch[0].to(device, non_blocking=True).float(), batch[1].to(device)
-        with autocast(device):
-            out.append(adversary(model, x, y).float().cpu())
-        progress((k + 1) / len(loader))
-    return torch.cat(out)
+def _training_adversary(ds: FairDataset, config: _SequentialConfig) -> Adversary:
+    """The attack that adversarial training (Eq. 3) defends against: the configured FGSM / PGD on the numeric
+    features (all pixels of an image), clipped to the range observed in the training split (``[0, 1]`` for
+    images), as the robustness engine's job-level S_R clips to the range observed in the test split."""
+    threat = threat_model(ds, clip="observed")
+    return Adversary(config.attack, float(config.epsilon), int(config.steps), threat.feature_mask, threat.clip)
+
+
+def _attack_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adversary: Adversary,
+                 batch_size: int) -> torch.Tensor:
+    """X̃ of every row of ``x`` (on ``x``'s device) against ``model`` as it is now."""
+    return torch.cat([adversary(model, x[k:k + batch_size], y[k:k + batch_size]).float()
+                      for k in range(0, len(x), batch_size)])
+
+
+class EpochAdversarialStep:
+    """A step for :func:`fairaudit.train.fit`: Eq. 3, ``L(x, y) + λ·L(x̃, y)``, with per-sample weights.
+
+    At the first batch of every epoch, ``prepare(model, device)`` builds the
+    epoch's training tensors from the current parameters (those at the end of
+    the previous epoch): ``(inputs, adversarial, w, w_adv)``, one row per
+    training sample; ``adversarial`` is ``None`` when λ = 0. Each batch
+    ``(x, y, s, i)`` then reads its rows ``i`` of these tensors, so the
+    adversarial examples always target the model being trained. The losses are
+    ``mean(w·CE(inputs))`` (logged as ``utility``) and ``mean(w_adv·CE(adversarial))``
+    (``robustness``). ``regenerations`` counts the epochs prepared.
+    """
+
+    def __init__(self, n: int, lam: float, prepare: Callable[[nn.Module, torch.device], tuple]):
+        self.n, self.lam, self.prepare = int(n), float(lam), prepare
+        self.regenerations = 0
+        self._seen = 0
+        self._tensors: tuple | None = None
+
+    @staticmethod
+    def _weighted(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (w * nn.functional.cross_entropy(logits.float(), y, reduction="none")).mean()
+
+    def __call__(self, model: nn.Module, batch: tuple):
+        y = batch[1]
+        idx = torch.as_tensor(batch[3], device=y.device).long()
+        if self._seen == 0:  # a new epoch: every sample index is visited once per epoch
+            self._tensors = tuple(None if t is None else t.to(y.device) for t in self.prepare(model, y.device))
+            self.regenerations += 1
+        self._seen += len(idx)
+        if self._seen >= self.n:
+            self._seen = 0
+        inputs, adversarial, w, w_adv = self._tensors
+        utility = self._weighted(model(inputs[idx]), y, w[idx])
+        loss, scalars = utility, {"utility": float(utility.detach())}
+        if self.lam > 0 and adversarial is not None:
+            robustness = self._weighted(model(adversarial[idx]), y, w_adv[idx])
+            scalars["robustness"] = float(robustness.detach())
+            loss = loss + self.lam * robustness
+        return loss, scalars
+
+
+class _SequentialRun:
+    """What RbF and FbR share: the training split, its protected attribute, the attack and the fairness step."""
+
+    def __init__(self, ctx: MethodContext, config: _SequentialConfig, method: str):
+        self.ctx, self.config, self.method = ctx, config, method
+        self.train = ctx.load_split("train")
+        self.a = _binary_attribute(self.train, method)
+        self.columns = numeric_columns(self.train, f"{method} with fairness=dir") if config.fairness == "dir" else []
+        data = in_memory(self.train, ctx.device)
+        if not isinstance(data, CachedDataset):
+            raise FairauditError(f"{method} keeps the training split and one adversarial example of each sample in "
+                                 f"memory, but the {len(self.train)} training inputs of '{self.train.name}' exceed "
+                                 "the 2 GB in-memory budget; use froc_in, which attacks each batch on the fly.")
+        self.data = data
+        self.x = data.x.float()
+        self.y = torch.as_tensor(self.train.targets, dtype=torch.int64)
+        self.adversary = _training_adversary(self.train, config)
+        self.batch = _batch_size(data, resolve_device(ctx.device), None)
+        self.repair: QuantileRepair | None = None
+        self.repaired_rows: tuple | None = None  # (before, after, groups) of the last repair
+
+    def attack(self, model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return _attack_rows(model, x, self.y.to(device), self.adversary, self.batch)
+
+    def fairness(self, x: torch.Tensor, targets: np.ndarray, a: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fairness pre-processor on rows ``x`` with labels ``targets`` and groups ``a``: reweighing
+        (weights, inputs unchanged) or the disparate-impact repair (repaired inputs, weights 1)."""
+        if self.config.fairness == "rw":
+            return x, torch.as_tensor(_reweighing(targets, a, self.config.scheme), dtype=torch.float32)
+        self.repair = QuantileRepair(self.columns, self.config.repair_level, self.ctx.seed)
+        rows = x.detach().cpu().numpy()
+        repaired = self.repair.fit_transform(rows, a)
+        self.repaired_rows = (rows, repaired, np.asarray(a))
+        return torch.from_numpy(repaired).to(x.device, torch.float32), torch.ones(len(x))
+
+    def finish(self, model: nn.Module, history: list[dict], step: EpochAdversarialStep) -> MitigationResult:
+        model.eval()
+        config = self.config
+        predictions = None if self.repair is None else RepairedPredictions(model, self.repair, self.ctx.device)
+        stats = {"train_samples": len(self.train), "lam": config.lam, "fairness": config.fairness,
+                 "adversarial_examples": "regenerated every epoch against the model being trained",
+                 "regenerations": step.regenerations if config.lam > 0 else 0,
+                 **_attack_stats(config, self.adversary),
+                 "threat_model": {"attack": config.attack, "epsilon": config.epsilon,
+                                  "steps": config.steps if config.attack == "pgd" else 1,
+                                  "step_size": config.epsilon / config.steps if config.attack == "pgd"
+                                  else config.epsilon, "random_start": False,
+                                  "clip": "observed range" if self.train.kind == "tabular" else [0.0, 1.0],
+                                  "labels": "true"},
+                 **_robustness_stats(self.ctx, model, config, clip="observed", postprocess=predictions)}
+        if config.fairness == "rw":
+            stats["scheme"] = config.scheme
+            stats.update(_weight_stats(_reweighing(self.train.targets, self.a, config.scheme), self.train.targets,
+                                       self.a, self.train))
+        else:
+            # Over the rows the (last) repair was fitted on: for rbf, the training rows and their adversarial
+            # examples together.
+            names = self.train.feature_names or [str(j) for j in range(self.x.shape[1])]
+            before, after, groups = self.repaired_rows
+            stats["repair_level"] = config.repair_level
+            stats["repaired_rows"] = len(groups)
+            stats["repaired_features"] = repair_stats(before, after, groups, self.columns, names)
+        if predictions is not None:
+            return MitigationResult(after_predictions=predictions, history=history, stats=stats)
+        return MitigationResult(after_model=model, history=history, stats=stats)
 
 
 @register_method
 class RbF(MitigationMethod):
     name = "rbf"
-    summary = ("Robustness before fairness (FRoC §7.2 baseline): add PGD examples of the training rows, then "
-               "retrain with reweighing on the augmented data.")
+    summary = ("Robustness before fairness (FRoC §7.2 baseline): PGD adversarial training (Eq. 3) in which the "
+               "examples of each epoch are added to the data before the fairness pre-processor (reweighing or "
+               "DIR) is applied.")
     Config = RbfConfig
     controls = {"reweight": "reweight"}  # its fairness step alone
     target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: RbfConfig) -> MitigationResult:
-        train_ds = ctx.load_split("train")
-        a = _binary_attribute(train_ds, "RbF")
-        adversary = make_adversary(train_ds, config.attack, config.epsilon, config.steps)
-        data = in_memory(train_ds, ctx.device)
-        if not isinstance(data, CachedDataset):
-            raise FairauditError(f"RbF keeps the training split and one adversarial copy of each sample in memory, "
-                                 f"but the {len(train_ds)} training inputs of '{train_ds.name}' exceed the 2 GB "
-                                 "in-memory budget; use froc_in or fbr, which attack each batch on the fly.")
-        n = len(train_ds)
-        targets, sensitive, x = train_ds.targets, train_ds.sensitive_codes, data.x.float()
-        if config.lam > 0:
-            # Robustness first: one adversarial copy of every row against the deployed model, same a and y.
-            x_adv = _adversarial_copies(ctx.model, data, adversary, ctx.device,
-                                        progress=lambda f: ctx.progress({"event": "attack", "fraction": f / 2}))
-            x, targets = torch.cat([x, x_adv]), np.concatenate([targets, targets])
-            sensitive, a_all = np.concatenate([sensitive, sensitive]), np.concatenate([a, a])
-            # A batch mixes originals and copies half and half, so weights 2 and 2λ make its mean loss
-            # estimate L(x, y) + λ·L(x̃, y) (Eq. 3).
-            share = np.concatenate([np.full(n, 2.0), np.full(n, 2.0 * config.lam)])
-        else:
-            a_all, share = a, np.ones(n)
-        augmented = CachedDataset(x, targets, sensitive)
-        # Then fairness: reweighing computed on the (augmented) training set.
-        weights = _reweighing(targets, a_all, config.scheme) * share
-        model = _new_model(ctx, config, train_ds)
-        step = FrocLoss(sample_weights=torch.as_tensor(weights, dtype=torch.float32))
-        attacked = int(config.lam > 0)
-        history = _fit(ctx, model, augmented, config, step, stage=attacked, stages=1 + attacked)
-        model.eval()
-        stats = {"train_samples": n, "adversarial_samples": len(augmented) - n, "lam": config.lam,
-                 "scheme": config.scheme, **_weight_stats(weights[:n] / share[:n], train_ds.targets, a, train_ds),
-                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config)}
-        return MitigationResult(after_model=model, history=history, stats=stats)
+        run = _SequentialRun(ctx, config, "RbF")
+        n, targets, a = len(run.train), run.train.targets, run.a
+
+        def prepare(model: nn.Module, device: torch.device) -> tuple:
+            # Robustness first: this epoch's X̃ of every row against the current model, same a and y ...
+            x = run.x.to(device)
+            if config.lam == 0:
+                inputs, w = run.fairness(x, targets, a)
+                return inputs, None, w, None
+            x_adv = run.attack(model, x, device)
+            # ... then fairness, on the training data augmented with them.
+            augmented, w = run.fairness(torch.cat([x, x_adv]), np.concatenate([targets, targets]),
+                                        np.concatenate([a, a]))
+            return augmented[:n], augmented[n:], w[:n], w[n:]
+
+        step = EpochAdversarialStep(n, config.lam, prepare)
+        model = _new_model(ctx, config, run.train)
+        history = _fit(ctx, model, run.data, config, step)
+        return run.finish(model, history, step)
 
 
 @register_method
 class FbR(MitigationMethod):
     name = "fbr"
-    summary = ("Fairness before robustness (FRoC §7.2 baseline): train with reweighing, then continue with PGD "
-               "adversarial training on the reweighed data.")
+    summary = ("Fairness before robustness (FRoC §7.2 baseline): apply the fairness pre-processor (reweighing or "
+               "DIR) to the training data, then PGD adversarial training (Eq. 3) on it, with the same budget.")
     Config = FbrConfig
     controls = {"reweight": "reweight"}  # its fairness step alone
     target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: FbrConfig) -> MitigationResult:
-        train_ds = ctx.load_split("train")
-        a = _binary_attribute(train_ds, "FbR")
-        adversary = make_adversary(train_ds, config.attack, config.epsilon, config.steps)
-        data = in_memory(train_ds, ctx.device)
-        weights = torch.as_tensor(_reweighing(train_ds.targets, a, config.scheme), dtype=torch.float32)
-        model = _new_model(ctx, config, train_ds)
-        stage_one = ctx.workdir / "checkpoint_fair.pt" if ctx.checkpoint_path else None
-        fair = _fit(ctx, model, data, config, FrocLoss(sample_weights=weights), stage=0, stages=2,
-                    checkpoint=stage_one)
-        robust_step = FrocLoss(lambda_r=config.lam, adversary=adversary if config.lam > 0 else None,
-                               sample_weights=weights)
-        robust = _fit(ctx, model, data, config, robust_step, stage=1, stages=2)
-        model.eval()
-        history = [{**r, "stage": "fair"} for r in fair] + [{**r, "stage": "robust"} for r in robust]
-        stats = {"train_samples": len(train_ds), "lam": config.lam, "scheme": config.scheme,
-                 **_weight_stats(weights.numpy(), train_ds.targets, a, train_ds),
-                 **_attack_stats(config, adversary), **_robustness_stats(ctx, model, config)}
-        return MitigationResult(after_model=model, history=history, stats=stats)
+        run = _SequentialRun(ctx, config, "FbR")
+        # Fairness first, once, on the training data ...
+        fair_x, w = run.fairness(run.x, run.train.targets, run.a)
+        ones = torch.ones(len(run.train))
+
+        def prepare(model: nn.Module, device: torch.device) -> tuple:
+            # ... then robustness: this epoch's X̃ of the pre-processed rows against the current model. The
+            # attack's examples carry no fairness weight (L(x̃, y) of Eq. 3, as the authors' released code).
+            x = fair_x.to(device)
+            return x, (run.attack(model, x, device) if config.lam > 0 else None), w, ones
+
+        step = EpochAdversarialStep(len(run.train), config.lam, prepare)
+        model = _new_model(ctx, config, run.train)
+        history = _fit(ctx, model, run.data, config, step)
+        return run.finish(model, history, step)
 
 
 def _weight_stats(weights: np.ndarray, targets: np.ndarray, a: np.ndarray, ds: FairDataset) -> dict:
@@ -556,4 +697,3 @@ def _weight_stats(weights: np.ndarray, targets: np.ndarray, a: np.ndarray, ds: F
             cells.append({"target": classes[t], "group": names[g], "n": int(mask.sum()),
                           "weight": float(weights[mask][0]) if mask.any() else 0.0})
     return {"cells": cells}
-
