@@ -111,10 +111,12 @@ def test_every_method_declares_the_controls_of_its_claim():
     assert declared["faap"] == {"only_task": {"fairness_weight": 0.0}}
     assert declared["asac"] == {"no_counterfactuals": {"epsilons": "0"}, "no_counterfactual_loss": {"alpha": 1.0}}
     assert declared["froc_in"] == {"no_fairness": {"lambda_f": 0.0}, "no_robustness": {"lambda_r": 0.0}}
-    assert declared["froc_pre"] == {"random_flips": {"flip_selection": "random"}}
-    for name in ("aeda_pre", "aeda_online", "aeda_robust", "reweight", "resample", "label_flip", "massaging"):
+    assert declared["froc_pre"] == {"random_flips": {"flip_selection": "random"}, "random_adds": {"add_selection": "random"}}
+    for name in ("aeda_pre", "aeda_online", "aeda_robust", "reweight", "resample", "label_flip", "massaging",
+                 "dir", "minmax"):
         assert declared[name] == {"erm": "erm"}, name
     assert declared["adv_fair"] == {"erm": "erm", "no_adversary": {"adv_weight": 0.0, "update": "reversal"}}
+    assert declared["fair_penalty"] == {"erm": "erm", "no_penalty": {"alpha": 0.0}}
     assert declared["rbf"] == declared["fbr"] == {"reweight": "reweight"}
     for name, controls in declared.items():  # every declaration is a valid setting or a registered method
         for what in controls.values():
@@ -380,7 +382,7 @@ def test_benchmark_on_small_faces_compares_faap_with_its_only_task_control(home,
     assert control["settings"] == {"epochs": 1, "fairness_weight": 0.0}
     assert rows["faap"]["settings"] == {"epochs": 1}
     for row in rows.values():  # robustness was not measured, so there is no S_R
-        assert row["n_seeds"] == 2 and set(row["metrics"]) == REQUIRED | {"aaod", "aed"}
+        assert row["n_seeds"] == 2 and set(row["metrics"]) == REQUIRED | {"aaod", "aed", "bias_sum"}
         assert all(len(m["values"]) == 2 and m["ci"] is not None for m in row["metrics"].values())
     records = [jobs.get_run(r) for r in control["run_ids"]]
     assert all(r["config"]["fairness_weight"] == 0.0 and r["spec"]["data_options"]["n_test"] == 200 for r in records)
