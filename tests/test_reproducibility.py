@@ -160,7 +160,8 @@ def test_dataloader_workers_draw_the_same_numbers_for_the_same_seed():
 
 
 @pytest.mark.parametrize("method,setting", [("faap", "train_split"), ("asac", "train_split"),
-                                            ("threshold", "fit_split")])
+                                            ("threshold", "fit_split"), ("label_flip", "accuracy_split"),
+                                            ("fair_penalty", "penalty_split")])
 def test_no_method_fits_on_the_test_split(method, setting):
     from fairaudit.errors import FairauditError
     from fairaudit.mitigation import get_method, make_config
@@ -181,7 +182,8 @@ def test_every_method_fits_on_train_or_val_by_default():
             if "split" in f.name:
                 split_settings[(name, f.name)] = f.default
     assert split_settings == {("faap", "train_split"): "val", ("asac", "train_split"): "val",
-                              ("threshold", "fit_split"): "auto", ("fair_penalty", "penalty_split"): "train"}
+                              ("threshold", "fit_split"): "auto", ("fair_penalty", "penalty_split"): "train",
+                              ("label_flip", "accuracy_split"): "val"}
 
 
 def test_a_method_context_refuses_to_fit_on_test_and_records_what_each_stage_read(tmp_path):
