@@ -19,6 +19,7 @@ from appkit.state import current_setup
 from appkit.widgets import show_error
 from fairaudit import jobs
 from fairaudit.benchmark.published import published_effects
+from fairaudit.compare.table import LABELS
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
@@ -60,13 +61,25 @@ def measured_effects(name: str) -> None:
         st.caption(f"Measured effect: none yet — `{name}` has not been benchmarked against its controls over "
                    "seeds, so no effect is claimed for it.")
         return
-    against_controls = [e for e in effects if e.against != "baseline" and e.metric != "accuracy"]
-    verdict = ("compared with the deployed model only" if not against_controls
-               else "beats its controls" if all(e.holds for e in against_controls)
-               else "does not beat its controls")
+    verdict = control_verdict(effects)
     with st.expander(f"Measured effect of {name}: {verdict} (fairaudit benchmark)"):
         st.markdown("\n".join(f"- {e.sentence()}" for e in effects))
         st.code("\n".join(sorted({e.command for e in effects})), language="bash")
+
+
+def control_verdict(effects) -> str:
+    """``beats its controls on SPD (not on DEO)``: per target metric, whether every control comparison holds."""
+    by_metric: dict[str, list[bool]] = {}
+    for e in effects:
+        if e.against != "baseline" and e.metric != "accuracy":
+            by_metric.setdefault(LABELS.get(e.metric, e.metric), []).append(e.holds)
+    if not by_metric:
+        return "compared with the deployed model only"
+    wins = [m for m, holds in by_metric.items() if all(holds)]
+    losses = [m for m in by_metric if m not in wins]
+    if not wins:
+        return "does not beat its controls"
+    return f"beats its controls on {', '.join(wins)}" + (f" (not on {', '.join(losses)})" if losses else "")
 
 
 def dataset_choice(method: str, setup: AuditSetup) -> str:
