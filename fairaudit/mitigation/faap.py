@@ -35,6 +35,9 @@ Choices the paper leaves open (see the spec, §9):
   available;
 * decoded training images are kept in memory when they fit ``cache_mb``, so
   epochs after the first cost no decoding;
+* run as a job, every epoch writes a checkpoint (G, D, both Adam optimisers,
+  the data order): a resumed run continues from the last finished epoch and,
+  on the CPU, ends with the weights of an uninterrupted one;
 * α, β, learning rates, epochs and the generator size were tuned on the
   synthetic-faces demo model (the paper states none of them). α = 2 is larger
   than the paper's "relatively small" wording suggests: the entropy is bounded
@@ -333,7 +336,9 @@ class FAAP(MitigationMethod):
             history = fit(model, data, train_config, device=device,
                           step_fn=faap_step(discriminator, d_optimizer, config.alpha, config.beta, cardinalities,
                                             config.fairness_weight),
-                          params=generator.parameters(), progress=ctx.progress, should_stop=ctx.should_stop)
+                          params=generator.parameters(), progress=ctx.progress, should_stop=ctx.should_stop,
+                          extra_state={"discriminator": discriminator, "discriminator_optimizer": d_optimizer},
+                          resume_from=ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None)
         finally:
             for p, flag in frozen.items():
                 p.requires_grad_(flag)

@@ -12,13 +12,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fairaudit.device import autocast, resolve_device
+from fairaudit.errors import FairauditError
 from fairaudit.seeding import make_generator, seed_everything, worker_init_fn
 
 StepFn = Callable[[nn.Module, tuple], "torch.Tensor | tuple[torch.Tensor, dict]"]
@@ -97,7 +98,8 @@ def _save_atomic(state: dict, path: str) -> None:
 def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, *, device="auto",
         step_fn: StepFn = cross_entropy_step, params: Iterable[torch.nn.Parameter] | None = None,
         val_fn: Callable[[nn.Module], float] | None = None, progress: ProgressFn | None = None,
-        should_stop: Callable[[], bool] | None = None, resume_from: str | Path | None = None) -> list[dict]:
+        should_stop: Callable[[], bool] | None = None, resume_from: str | Path | None = None,
+        extra_state: dict[str, Any] | None = None) -> list[dict]:
     """Train ``model`` on ``train_ds`` and return the per-epoch history.
 
     ``step_fn(model, batch)`` returns the batch loss (or ``(loss, scalars)``);
@@ -106,9 +108,15 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, 
     restored); ``progress`` receives a dict after every step and every epoch;
     ``should_stop()`` lets a caller cancel between steps. ``resume_from`` names
     a checkpoint written by ``config.checkpoint_path``: model and optimizer
-    state, epoch count and history are restored and training continues with
-    the next epoch (a missing file starts from scratch; the best weights of
-    early stopping are not part of a checkpoint).
+    state, epoch count, history and (for the same seed and number of samples)
+    the random state (data order, torch's global generator) are restored and
+    training continues with the next epoch, so on the CPU an interrupted and
+    resumed run ends with the weights of an uninterrupted one (a missing file
+    starts from scratch; the best weights of early stopping are not part of a
+    checkpoint). ``extra_state`` names further objects with ``state_dict()`` /
+    ``load_state_dict()`` that ``step_fn`` updates itself, e.g. an adversary
+    and its optimiser: they are saved in every checkpoint and restored with
+    the model.
     """
     config = config or TrainConfig()
     device = resolve_device(device)
@@ -125,10 +133,22 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, 
     steps_per_epoch = len(loader) if config.max_steps is None else min(len(loader), config.max_steps)
     history: list[dict] = []
     start_epoch = 0
+    extra = dict(extra_state or {})
     if resume_from is not None and Path(resume_from).exists():
         state = torch.load(resume_from, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for name, obj in extra.items():
+            if name not in state.get("extra", {}):
+                raise FairauditError(f"the checkpoint {resume_from} holds no state for '{name}'; it was written by "
+                                     "another method or version, so start a new run or delete the checkpoint.")
+            obj.load_state_dict(state["extra"][name])
+        rng = state.get("rng")
+        # Only the same stream is continued: a checkpoint carried on under another seed or on other data (the next
+        # round of a multi-round method) draws its own order, as does one written before the state was saved.
+        if rng is not None and (rng["seed"], rng["samples"]) == (config.seed, len(train_ds)):
+            loader.generator.set_state(rng["loader"].cpu())  # map_location moved them to the device
+            torch.set_rng_state(rng["torch"].cpu())
         start_epoch, history = int(state["epoch"]), list(state["history"])
     best, best_state, stale = -math.inf, None, 0
     start = time.perf_counter()
@@ -168,6 +188,9 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, 
         history.append(record)
         if config.checkpoint_path:
             _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "extra": {name: obj.state_dict() for name, obj in extra.items()},
+                          "rng": {"loader": loader.generator.get_state(), "torch": torch.get_rng_state(),
+                                  "seed": config.seed, "samples": len(train_ds)},
                           "epoch": epoch + 1, "history": history}, config.checkpoint_path)
         if progress:
             progress({"event": "epoch", **record, "fraction": (epoch + 1) / config.epochs})
