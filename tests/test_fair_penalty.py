@@ -14,6 +14,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.mitigation import MethodContext, get_method, make_config
 from fairaudit.mitigation.baselines.fair_penalty import HeldOutBatches, fairness_penalty
 from fairaudit.models import build_model
+from tests.tabular_fixtures import two_rules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,18 +25,6 @@ def _subset(ds, n: int, seed: int) -> TensorFairDataset:
     index = np.random.default_rng(seed).choice(len(ds), n, replace=False)
     return TensorFairDataset(ds.name, ds.split, ds.x[index], ds.attributes.iloc[index], ds.value_names, ds.target,
                              ds.sensitive)
-
-
-def two_rules(n: int, seed: int) -> TensorFairDataset:
-    """Group A (75 %) is labelled by the sign of x0, group B by the sign of x1; x2 is a noisy proxy of the
-    group. ERM serves the majority's rule better, so B is the worst group."""
-    rng = np.random.default_rng(seed)
-    group = (rng.random(n) > 0.75).astype(np.int64)
-    x = rng.normal(size=(n, 4)).astype(np.float32)
-    x[:, 2] += np.where(group == 0, 1.0, -1.0)
-    y = (np.where(group == 0, x[:, 0], x[:, 1]) + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
-    return TensorFairDataset("two-rules", "train", torch.tensor(x), pd.DataFrame({"y": y, "group": group}),
-                             {"y": ["neg", "pos"], "group": ["A", "B"]}, "y", ["group"])
 
 
 class _Context(MethodContext):

@@ -4,7 +4,6 @@ accuracy gap; massaging keeps its own name, and runs recorded under the old name
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -15,22 +14,11 @@ from fairaudit.mitigation import MethodContext, get_method, make_config, recorde
 from fairaudit.mitigation.base import MitigationMethod, register_method, register_rename
 from fairaudit.mitigation.baselines.label_flip import EpochFlips, advantaged_group
 from fairaudit.models import build_model
+from tests.tabular_fixtures import two_rules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 BUDGET = {"epochs": "3", "batch_size": "128", "lr": "0.005"}
-
-
-def two_rules(n: int, seed: int) -> TensorFairDataset:
-    """Group A (75 %) is labelled by the sign of x0, group B by the sign of x1; x2 is a noisy proxy of the
-    group, which is not itself an input. One shared model serves the majority's rule better."""
-    rng = np.random.default_rng(seed)
-    group = (rng.random(n) > 0.75).astype(np.int64)
-    x = rng.normal(size=(n, 4)).astype(np.float32)
-    x[:, 2] += np.where(group == 0, 1.0, -1.0)
-    y = (np.where(group == 0, x[:, 0], x[:, 1]) + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
-    return TensorFairDataset("two-rules", "train", torch.tensor(x), pd.DataFrame({"y": y, "group": group}),
-                             {"y": ["neg", "pos"], "group": ["A", "B"]}, "y", ["group"])
 
 
 class _Context(MethodContext):
