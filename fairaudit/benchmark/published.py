@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from fairaudit.compare.table import LABELS
@@ -52,11 +53,17 @@ def _signed(x: float) -> str:
     return f"{x:+.3f}".replace("-", "−")
 
 
+@lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int) -> dict:
+    """One stored benchmark, read once per version of the file (the page asks on every rerun)."""
+    return json.loads(Path(path).read_text())
+
+
 def published_effects(method: str, directory: Path | None = None) -> list[PublishedEffect]:
     """Every shipped comparison of ``method`` (a method name or a control row such as ``faap[only_task]``)."""
     effects = []
     for path in sorted((directory or PUBLISHED_DIR).glob("*.json")):
-        result = json.loads(path.read_text())
+        result = _load(str(path), path.stat().st_mtime_ns)
         setup = result.get("setup", {})
         for comp in result.get("comparisons", []):
             if comp.get("method") != method:
