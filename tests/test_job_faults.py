@@ -193,7 +193,40 @@ def test_old_registry_gains_the_lease_columns(home, tmp_path):
     assert registry.metrics("old-run") == []
 
 
-def test_a_process_paused_between_registry_writes_never_locks_the_others_out(home, tiny_model, monkeypatch):
+_MARKED_WRITER = """
+import mmap, sqlite3, sys, time
+marker_file = open(sys.argv[3], "r+b")
+marker = mmap.mmap(marker_file.fileno(), 1)
+
+class MarkedConnection(sqlite3.Connection):
+    # marker[0] is 1 while this process is inside an SQLite write (a transaction or a single statement): a
+    # pause there holds the database lock by SQLite's design. Closing a connection (which checkpoints the
+    # log) counts as between writes, so a registry that opened and closed connections per call still fails.
+    def execute(self, sql, *args):
+        marker[0] = 1
+        try:
+            return super().execute(sql, *args)
+        finally:
+            if not self.in_transaction:
+                marker[0] = 0
+
+_connect = sqlite3.connect
+sqlite3.connect = lambda *a, **k: _connect(*a, factory=MarkedConnection, **k)
+from fairaudit.jobs.registry import JobRegistry
+registry = JobRegistry(sys.argv[1])
+while True:
+    registry.heartbeat(sys.argv[2])
+    registry.append_metrics(sys.argv[2], [(0, None, 'loss', 0.5)], 'step')
+    time.sleep(0.002)
+"""
+
+
+def _stopped(pid):
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_process_paused_between_registry_writes_never_locks_the_others_out(home, tiny_model, monkeypatch,
+                                                                              tmp_path):
     import random
     import subprocess
     import sys
@@ -202,32 +235,36 @@ def test_a_process_paused_between_registry_writes_never_locks_the_others_out(hom
 
     registry = JobRegistry()
     run_id = registry.create_run(_spec(tiny_model), config={})
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        "from fairaudit.jobs.registry import JobRegistry\n"
-        "registry = JobRegistry(sys.argv[1])\n"
-        "while True:\n"
-        "    registry.heartbeat(sys.argv[2])\n"
-        "    registry.append_metrics(sys.argv[2], [(0, None, 'loss', 0.5)], 'step')\n"
-        "    time.sleep(0.002)\n"), str(registry.path), run_id], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    marker = tmp_path / "in_write"
+    marker.write_bytes(b"\0")
+    writer = subprocess.Popen([sys.executable, "-c", _MARKED_WRITER, str(registry.path), run_id, str(marker)],
+                              env={**os.environ, "PYTHONPATH": os.getcwd()})
     monkeypatch.setattr(registry_module, "BUSY_TIMEOUT_MS", 1000)
     mine = JobRegistry(registry.path)  # a connection that gives up after 1 s
     rng = random.Random(0)
-    locked_out = 0
+    between, locked_out = 0, 0
     try:
         _wait_until(lambda: mine.metrics(run_id, "step"), timeout=30)
-        for _ in range(25):
+        for _ in range(500):
+            if between == 25:
+                break
             time.sleep(rng.uniform(0.005, 0.05))
             os.kill(writer.pid, signal.SIGSTOP)  # frozen wherever it is, like a suspended machine
             try:
-                mine.update_progress(run_id, 0.5)
-            except Exception:
-                locked_out += 1
+                _wait_until(lambda: _stopped(writer.pid), timeout=10)
+                if marker.read_bytes() != b"\0":
+                    continue  # frozen inside a write: SQLite holds its lock there by design
+                between += 1
+                try:
+                    mine.update_progress(run_id, 0.5)
+                except Exception:
+                    locked_out += 1
             finally:
                 os.kill(writer.pid, signal.SIGCONT)
     finally:
         writer.kill()
         writer.wait()
+    assert between == 25
     assert locked_out == 0
 
 
