@@ -93,6 +93,9 @@ def tradeoff_panel(table, aggregate: bool) -> None:
                            LABELS.get(fairness, fairness): st.column_config.NumberColumn(format="%.3f")})
     with right:
         st.plotly_chart(compare.tradeoff_figure(table, fairness, aggregate_seeds=aggregate), key="compare-scatter")
+        missing = compare.unplotted_runs(table, fairness)
+        if missing:
+            st.caption("Not on the plot, because the audit could not define the value: " + "; ".join(missing))
 
 
 def radar_panel(table, selected: list[str]) -> None:

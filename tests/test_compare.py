@@ -283,6 +283,16 @@ def test_undefined_gap_is_na_with_its_reason_and_left_out_of_seed_means():
     assert alone.loc["beta=1.0", "EOD"] == "n/a"
 
 
+def test_trade_off_plot_names_the_runs_it_cannot_place_and_why():
+    runs = [run("u0", "faap", _undefined_eod(0.80, 0.10), seed=0), run("u1", "faap", audit(0.84, 0.14), seed=1)]
+    table = compare.runs_table(runs)
+    assert compare.unplotted_runs(table, "eod") == [f"run u0 (faap): EOD n/a: {REASON}"]
+    assert compare.unplotted_runs(table, "deo") == []
+    figure = compare.tradeoff_figure(table, "eod")
+    placed = [y for trace in figure.data if trace.name == "faap" for y in trace.y if not math.isnan(y)]
+    assert placed == [pytest.approx(0.07)]  # the undefined one is the run the caption names
+
+
 def test_split_check_shows_an_undefined_training_gap_as_na_not_zero():
     splits = {"train": {"before": _undefined_eod(0.99, 0.0), "after": _undefined_eod(0.99, 0.0)},
               "test": {"before": audit(0.6, 0.9), "after": audit(0.6, 0.8)}}

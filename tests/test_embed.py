@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -254,3 +255,12 @@ def test_retrained_run_is_aligned_by_procrustes(workspace, tiny_model, test_meth
         assert written[stage]["accuracy"] == leak["attributes"]["sex"][stage]["accuracy"]
         assert written[stage]["auc"] == pytest.approx(leak["attributes"]["sex"][stage]["auc"])
     assert main(["leakage", "no-such-run"]) == 2
+
+
+def test_behaviour_table_shows_an_undefined_gap_empty_with_its_reason():
+    reason = "only group 'Male=1' has positive labels"
+    result = {"behaviour": {"before": {"spd": 0.2, "deo": None, "accuracy": 0.8, "undefined": {"deo": reason}},
+                            "after": {"spd": 0.1, "deo": 0.05, "accuracy": 0.79}}}  # a cache from before notes
+    table = embed.behaviour_table(result).set_index("Stage")
+    assert table.loc["before", "Note"] == f"DEO n/a: {reason}" and pd.isna(table.loc["before", "DEO"])
+    assert table.loc["after", "Note"] == "" and table.loc["after", "DEO"] == 0.05

@@ -18,9 +18,9 @@ from fairaudit.compare.checks import (CheckResult, data_composition, gerrymander
 from fairaudit.compare.sweeps import Sweep, launch_sweep, parse_grid, repeat_seeds, sweep_runs, sweep_specs
 from fairaudit.compare.table import METRICS, full_record, is_collapsed, runs_table, seed_summary
 from fairaudit.compare.tradeoff import (FAIRNESS_CHOICES, pareto_front, pareto_table, radar_figure, sweep_figure,
-                                        sweep_points, tradeoff_figure)
+                                        sweep_points, tradeoff_figure, unplotted_runs)
 
-__all__ = ["runs_table", "seed_summary", "full_record", "is_collapsed", "METRICS", "tradeoff_figure",
+__all__ = ["runs_table", "seed_summary", "full_record", "is_collapsed", "METRICS", "tradeoff_figure", "unplotted_runs",
            "pareto_front", "pareto_table", "sweep_figure", "sweep_points", "radar_figure", "FAIRNESS_CHOICES",
            "Sweep", "parse_grid", "sweep_specs", "launch_sweep", "repeat_seeds", "sweep_runs", "CheckResult",
            "split_disparities", "gerrymandering", "gerrymandering_table", "other_attributes", "data_composition"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from fairaudit.compare.table import BASELINE, LABELS, LOWER_IS_BETTER, done_runs, seed_summary
+from fairaudit.compare.table import BASELINE, LABELS, LOWER_IS_BETTER, done_runs, seed_summary, undefined_text
 from fairaudit.errors import FairauditError
 
 FAIRNESS_CHOICES = ("deo", "spd", "eod", "aaod", "aed", "worst_group_accuracy", "leakage")
@@ -138,6 +138,24 @@ def sweep_points(table: pd.DataFrame, sweep: str | None = None) -> pd.DataFrame:
     summary["_order2"] = [order(v) for v in summary["value2"]]
     return summary.sort_values(["sweep", "_order2", "_order"]).drop(columns=["_order", "_order2"]).reset_index(
         drop=True)
+
+
+def unplotted_runs(table: pd.DataFrame, fairness: str = "deo", *, accuracy: str = "accuracy") -> list[str]:
+    """One line per finished run the trade-off plot cannot place because its audit left ``fairness`` or
+    ``accuracy`` undefined, with the audit's reason (e.g. ``run ab12 (reweight): DEO n/a: only group
+    'Male=0' has positives``), so a missing point is never mistaken for a missing run."""
+    _check_metric(table, fairness)
+    lines = []
+    for _, r in done_runs(table).iterrows():
+        missing = [m for m in (accuracy, fairness) if pd.isna(r.get(m))]
+        if not missing:
+            continue
+        reasons = r.get("undefined") if isinstance(r.get("undefined"), dict) else {}
+        why = undefined_text({m: reasons[m] for m in missing if m in reasons}) or \
+            ", ".join(f"{LABELS.get(m, m)} not recorded" for m in missing)
+        who = "baseline" if r.get("kind") == BASELINE else f"run {r['run_id']} ({r['method']})"
+        lines.append(f"{who}: {why}")
+    return lines
 
 
 def tradeoff_figure(table: pd.DataFrame, fairness: str = "deo", *, accuracy: str = "accuracy",

@@ -31,6 +31,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from fairaudit.compare.table import undefined_text
 from fairaudit.embed.latents import DEFAULT_SAMPLE, MAX_SAMPLE, latents_of, sample_indices
 from fairaudit.embed.leakage import probe_leakage
 from fairaudit.embed.projection import METHODS, project_pair
@@ -155,7 +156,8 @@ def _behaviour(run: dict) -> dict[str, dict[str, float | None]]:
     for stage in STAGES:
         report = run.get(stage) or {}
         out[stage] = {**{k: (report.get("disparities") or {}).get(k) for k in BEHAVIOUR},
-                      "accuracy": (report.get("overall") or {}).get("accuracy")}
+                      "accuracy": (report.get("overall") or {}).get("accuracy"),
+                      "undefined": {k: why for k, why in (report.get("undefined") or {}).items() if k in BEHAVIOUR}}
     return out
 
 
@@ -230,10 +232,12 @@ def leakage_table(result: dict) -> pd.DataFrame:
 
 
 def behaviour_table(result: dict) -> pd.DataFrame:
-    """The run's behavioural disparities (spd, deo) and accuracy, before and after, one row per stage."""
+    """The run's behavioural disparities (spd, deo) and accuracy, before and after, one row per stage; a gap
+    the audit could not define is empty, with the audit's reason in ``Note``."""
     return pd.DataFrame([{"Stage": stage, "SPD": result["behaviour"][stage]["spd"],
                           "DEO": result["behaviour"][stage]["deo"],
-                          "Accuracy": result["behaviour"][stage]["accuracy"]} for stage in STAGES])
+                          "Accuracy": result["behaviour"][stage]["accuracy"],
+                          "Note": undefined_text(result["behaviour"][stage].get("undefined"))} for stage in STAGES])
 
 
 # ---------------------------------------------------------------------------- projections
