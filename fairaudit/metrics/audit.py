@@ -86,10 +86,7 @@ def audit_metrics(
     n_classes = inp.n_classes
     cells = cell_ids(index.ids, inp.y_true, inp.y_pred, n_classes)
     conf = confusion_counts(cells, index.n_groups, n_classes)
-    sizes = conf.sum((-2, -1)).round().long().cpu().numpy()
-    if check_groups:
-        _check_groups(index)
-    _check_group_sizes(index, sizes, min_group_size)
+    sizes = check_counts(index, conf, min_group_size, check_groups)
     replicates = None
     if n_boot > 0:
         gen = make_generator(seed, dev)
@@ -97,24 +94,55 @@ def audit_metrics(
             replicates = poisson_confusions_rows(cells, index.n_groups, n_classes, n_boot, gen)
         else:
             replicates = poisson_confusions_cells(conf, n_boot, gen)
+    meta = {
+        "threshold": float(threshold) if inp.prediction_rule.startswith("scores") else None,
+        "prediction": inp.prediction_rule,
+        "n_boot": int(n_boot), "ci_level": float(ci_level), "seed": int(seed), "bootstrap": bootstrap,
+        "device": str(dev),
+    }
+    return report_from_counts(conf, replicates, index, sizes, inp.class_names, ci_level, value_names, meta,
+                              min_group_size)
 
-    section = _Section(conf, replicates, ci_level, index.names, inp.class_names)
+
+def check_counts(index: GroupIndex, conf: torch.Tensor, min_group_size: int, check_groups: bool = True) -> np.ndarray:
+    """Group sizes ``[G]`` of the confusion tensor, after the checks of :func:`audit_metrics` (at least two
+    groups, no continuous attribute, no group under ``min_group_size``)."""
+    sizes = conf.sum((-2, -1)).round().long().cpu().numpy()
+    if check_groups:
+        _check_groups(index)
+    _check_group_sizes(index, sizes, min_group_size)
+    return sizes
+
+
+def report_from_counts(conf: torch.Tensor, replicates: torch.Tensor | None, index: GroupIndex, sizes: np.ndarray,
+                       class_names: Sequence[str], ci_level: float,
+                       value_names: Mapping[str, Sequence[str]] | None, meta: dict[str, Any],
+                       min_group_size: int = 1) -> AuditReport:
+    """The report of a confusion tensor ``[G, C, C]`` and its bootstrap replicates ``[B, G, C, C]`` (or ``None``).
+
+    The one place where counts become a report: :func:`audit_metrics` and the streaming
+    :class:`~fairaudit.metrics.GroupMetrics` both end here. ``meta`` holds the prediction and bootstrap
+    settings; the group and class fields are added.
+    """
+    class_names = list(class_names)
+    n_classes = len(class_names)
+    section = _Section(conf, replicates, ci_level, index.names, class_names)
     groups = section.groups(index.attributes, sizes)
     disparities, ci = section.disparities()
     overall = {name: float(v) for name, v in section.point["overall"].items()}
-    overall["n"] = int(inp.y_true.shape[0])
+    overall["n"] = int(sizes.sum())
     ci.update(section.intervals(section.point_ci("overall"), OVERALL_METRICS))
 
     marginal = {}
     if len(index.sensitive_names) > 1:
         for j, attr in enumerate(index.sensitive_names):
             marginal[attr] = _marginal_section(index, j, attr, conf, replicates, ci_level, value_names,
-                                               inp.class_names)
+                                               class_names)
 
     per_class = {}
     if section.point["per_class"] is not None:
         point, bounds = section.point["per_class"], section.point_ci("per_class")
-        for c, cname in enumerate(inp.class_names):
+        for c, cname in enumerate(class_names):
             undefined = section.class_undefined[cname]
             per_class[cname] = {
                 "disparities": {k: float(point[k][c]) for k in DISPARITY_NAMES},
@@ -124,11 +152,8 @@ def audit_metrics(
             }
 
     meta = {
-        "threshold": float(threshold) if inp.prediction_rule.startswith("scores") else None,
-        "prediction": inp.prediction_rule,
-        "n_boot": int(n_boot), "ci_level": float(ci_level), "seed": int(seed), "bootstrap": bootstrap,
-        "device": str(dev), "sensitive_names": index.sensitive_names, "classes": inp.class_names,
-        "n_classes": n_classes, "positive_class": inp.class_names[1] if n_classes == 2 else None,
+        **meta, "sensitive_names": index.sensitive_names, "classes": class_names,
+        "n_classes": n_classes, "positive_class": class_names[1] if n_classes == 2 else None,
         "min_group_size": int(min_group_size), "n_groups": index.n_groups,
         "groups": "intersections" if len(index.sensitive_names) > 1 else "single attribute",
     }
