@@ -498,3 +498,17 @@ def test_compare_page_shows_the_benchmark_and_launches_one(noop_bench, tiny_mode
     assert list(board["Status"]) == ["missing", "queued", "queued"]
     for r in runs:  # leave no queued run behind
         jobs.cancel(r["id"])
+
+
+def test_a_run_made_under_other_defaults_is_not_reused(home, tiny_model):
+    from fairaudit.benchmark import runner
+    from fairaudit.jobs import JobRegistry, JobSpec
+    from fairaudit.jobs.execute import resolved_config
+
+    spec = JobSpec("noop_finetune", "adult", model=tiny_model, device="cpu", settings={}, seed=0)
+    key = runner.spec_key(spec.to_dict())
+    older = {**resolved_config(spec), "epochs": resolved_config(spec)["epochs"] + 1}  # the default it had then
+    JobRegistry().create_run(spec, config=older, status="done")
+    assert runner._twins([spec]) == {}  # same spec ("defaults"), another experiment
+    current = JobRegistry().create_run(spec, config=resolved_config(spec), status="done")
+    assert runner._twins([spec])[key]["id"] == current

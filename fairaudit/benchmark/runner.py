@@ -164,11 +164,17 @@ def spec_key(spec: Mapping[str, Any]) -> str:
 
 
 def _twins(specs: Sequence[Any]) -> dict[str, dict]:
-    """Registry runs whose spec equals one of ``specs``: spec key → the best run (done > queued/running >
-    interrupted/cancelled > failed, newest first within each)."""
+    """Registry runs whose spec equals one of ``specs`` and whose method configuration equals the one the
+    spec resolves to now: spec key → the best run (done > queued/running > interrupted/cancelled > failed,
+    newest first within each).
+
+    The resolved configuration counts because a spec holds only the settings given: a run made before a
+    method's default changed (or before it had a setting) has the same spec but is another experiment."""
     from fairaudit import jobs
+    from fairaudit.jobs.execute import resolved_config
 
     wanted = {spec_key(s.to_dict()): s for s in specs}
+    configs = {key: resolved_config(s) for key, s in wanted.items()}
     if not wanted:
         return {}
     methods = {s.method for s in specs}
@@ -183,7 +189,7 @@ def _twins(specs: Sequence[Any]) -> dict[str, dict]:
         except FairauditError:
             continue
         key = spec_key(run.get("spec") or {})
-        if key in wanted and (key not in best or rank.get(run["status"], 9) < rank.get(best[key]["status"], 9)):
+        if key in wanted and run.get("config") == configs[key] and (key not in best or rank.get(run["status"], 9) < rank.get(best[key]["status"], 9)):
             best[key] = run
     return best
 

@@ -40,7 +40,7 @@ def submit(spec: JobSpec, *, ray_address: str | None = None, registry: JobRegist
     transaction, so a run is never left queued with no worker to take it.
     ``start=False`` only queues it.
     """
-    from fairaudit.jobs.execute import _config_json
+    from fairaudit.jobs.execute import resolved_config
     from fairaudit.jobs.worker import ensure_workers
 
     if not isinstance(spec, JobSpec):
@@ -53,7 +53,7 @@ def submit(spec: JobSpec, *, ray_address: str | None = None, registry: JobRegist
         if start:
             ensure_workers(registry, backend, conn=conn)
 
-    return registry.create_run(spec, config=_config_json(spec), backend=backend, on_created=start_pool)
+    return registry.create_run(spec, config=resolved_config(spec), backend=backend, on_created=start_pool)
 
 
 def cancel(run_id: str, *, registry: JobRegistry | None = None) -> str:

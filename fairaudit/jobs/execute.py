@@ -496,7 +496,7 @@ def run_job(job: str | JobSpec, progress: Emit | None = None, *, registry: JobRe
     registry = registry or JobRegistry()
     pid = os.getpid()
     if isinstance(job, JobSpec):
-        config = _config_json(job)
+        config = resolved_config(job)
         run_id = registry.create_run(job, config=config, backend="foreground", status=RUNNING, worker_pid=pid)
         lease = registry.current_lease(run_id)
     else:
@@ -537,7 +537,8 @@ def _take(registry: JobRegistry, run_id: str, pid: int) -> Lease:
         f" in process {run['worker_pid']}" if pid_alive(run["worker_pid"]) else "") + "; it cannot start.")
 
 
-def _config_json(spec: JobSpec) -> dict:
+def resolved_config(spec: JobSpec) -> dict:
+    """The method configuration a spec runs with (its settings over the method's current defaults), as JSON."""
     from fairaudit.metrics.report import to_json_types
 
     return to_json_types(dataclasses.asdict(spec.config()))

@@ -9,7 +9,11 @@ samples are drawn again in every epoch. The noise costs the advantaged group
 accuracy and is meant to narrow the accuracy gap between groups (accuracy
 equality, Eq. 6.1); the thesis found it to work on face recognition
 (ResNet-152, p = 0.5: gap 2.1 → 0.3 points) and to be unreliable on CheXpert.
-The other groups' labels are never changed.
+The other groups' labels are never changed. The default ``p = 0.5`` makes
+the advantaged group's labels carry no information in any one epoch, so the
+shared model serves the other groups' rule; with ``p < 0.5`` the most likely
+label of every advantaged sample is still its own, and on Adult (sex) the
+accuracy gap stayed where ERM leaves it.
 
 ``massaging`` (Kamiran & Calders 2012) relabels training samples until every
 group has the same base rate, then retrains (aimed at demographic parity).
@@ -115,7 +119,9 @@ def _parse_group(name: str, ds: FairDataset, n_groups: int) -> int:
 class LabelFlipConfig(RetrainConfig):
     """Random label flipping of the advantaged group (thesis §6.6)."""
 
-    p: float = setting(0.3, "fraction of the advantaged group's training labels flipped at random, drawn again "
+    # 0.5 is the thesis' face-recognition setting. Below 0.5 a flip only softens the advantaged group's targets
+    # (the most likely label stays the same), and on Adult p = 0.3 left the accuracy gap where ERM has it.
+    p: float = setting(0.5, "fraction of the advantaged group's training labels flipped at random, drawn again "
                             "every epoch (the thesis tried 0.1–0.5 on face recognition, 0.01–0.1 on CheXpert)")
     flip_group: str = setting("auto", "whose labels are flipped: 'auto' (the group the deployed model is most "
                                       "accurate on, measured on accuracy_split) or a group such as 'sex=Male'")
