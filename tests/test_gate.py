@@ -71,7 +71,7 @@ def test_too_small_groups_are_inconclusive_exit_3_and_say_the_rows_needed(tmp_pa
     assert code == 3 and data["outcome"] == "inconclusive"
     assert [f["group"] for f in data["flagged_groups"]] == ["a=1"]
     assert "fewer than min_group_size 30" in data["flagged_groups"][0]["reasons"][0]
-    deo, group_rule = data["rules"]  # --max rules come first, then --min
+    group_rule, deo = data["rules"]  # in the order given
     assert [g["verdict"] for g in group_rule["groups"]] == ["pass", "inconclusive"]
     assert group_rule["groups"][1]["ci"] == [1.0, 1.0]
     assert deo["verdict"] == "inconclusive" and "flagged group" in deo["message"]
@@ -81,7 +81,7 @@ def test_too_small_groups_are_inconclusive_exit_3_and_say_the_rows_needed(tmp_pa
     # the guardrail is what makes it inconclusive: without it the degenerate interval passes
     code, _, data = _check(tmp_path, frame, "--min", "group.accuracy=0.8", "--max", "deo=0.5",
                            extra=["--min-group-size", "1"])
-    widths = [g["ci"][1] - g["ci"][0] for g in data["rules"][1]["groups"]]
+    widths = [g["ci"][1] - g["ci"][0] for g in data["rules"][0]["groups"]]
     assert max(widths) <= 0.2
     assert code == 0 and data["flagged_groups"] == []
 
@@ -165,7 +165,7 @@ def test_run_source_gates_the_stored_audit_and_s_r(tmp_path, monkeypatch):
     out = tmp_path / "gate.json"
     assert main(["check", "--run", "r1", "--min", "s_r=0.5", "--max", "deo=0.2", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["source"]["run"] == "r1" and data["rules"][1]["value"] == 0.7 and data["rules"][1]["note"]
+    assert data["source"]["run"] == "r1" and data["rules"][0]["value"] == 0.7 and data["rules"][0]["note"]
     assert main(["check", "--run", "r1", "--stage", "before", "--min", "s_r=0.5"]) == 1
 
 

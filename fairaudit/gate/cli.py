@@ -15,6 +15,15 @@ import sys
 from fairaudit.errors import FairauditError
 
 
+class _RuleAction(argparse.Action):
+    """``--max`` and ``--min`` append ``(kind, NAME=VALUE)`` to one list, so rules keep the order given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        rules = list(getattr(namespace, self.dest, None) or [])
+        rules.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, rules)
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``check`` on the main parser's subcommands."""
     from fairaudit import cli as main_cli
@@ -32,8 +41,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--score", help="--predictions: column of P(y = 1) of a binary target")
     p.add_argument("--stage", choices=("before", "after"), default="after", help="--run: which audit (default after)")
     p.add_argument("--policy", help="policy TOML file ([gate], [max], [min]; see the README)")
-    p.add_argument("--max", action="append", metavar="NAME=VALUE", help="rule NAME <= VALUE, repeatable")
-    p.add_argument("--min", action="append", metavar="NAME=VALUE", help="rule NAME >= VALUE, repeatable")
+    p.add_argument("--max", action=_RuleAction, dest="rules", metavar="NAME=VALUE",
+                   help="rule NAME <= VALUE, repeatable")
+    p.add_argument("--min", action=_RuleAction, dest="rules", metavar="NAME=VALUE",
+                   help="rule NAME >= VALUE, repeatable")
     p.add_argument("--min-group-size", type=int, help="flag smaller groups (default: the policy's, else 30)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the audit (default: the policy's, else 1000)")
     p.add_argument("--seed", type=int, help="bootstrap seed (default: the policy's, else 0)")
@@ -48,7 +59,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def _policy(args):
     from fairaudit.gate.policy import load_policy, parse_pairs
 
-    policy = load_policy(args.policy).with_rules([*parse_pairs(args.max, "max"), *parse_pairs(args.min, "min")])
+    rules = [rule for kind, pair in args.rules or [] for rule in parse_pairs([pair], kind)]
+    policy = load_policy(args.policy).with_rules(rules)
     if args.min_group_size is not None:
         if args.min_group_size < 1:
             raise FairauditError("--min-group-size must be ≥ 1.")
