@@ -110,6 +110,11 @@ def test_mitigate_page_states_only_the_effects_the_shipped_benchmark_measured(ap
     at.selectbox(key="mitigate-method").set_value("fair_penalty").run()
     assert any(e.label == "Measured effect of fair_penalty: beats its controls on AED, SPD (not on Worst-group "
                "accuracy, DEO) (fairaudit benchmark)" for e in at.expander), [e.label for e in at.expander]
+    # label_flip beats erm with its defaults (p = 0.5); the p = 0.3 benchmark is shown, labelled, and not counted.
+    at.selectbox(key="mitigate-method").set_value("label_flip").run()
+    expander = next(e for e in at.expander if e.label.startswith("Measured effect of label_flip"))
+    assert expander.label == "Measured effect of label_flip: beats its controls on AED (fairaudit benchmark)"
+    assert "AED vs erm: −0.003 [−0.014, +0.009] over 3 seeds on adult with p=0.3 ✗" in expander.markdown[0].value
     # A method the benchmark has not measured claims nothing.
     at.selectbox(key="mitigate-method").set_value("asac").run()
     assert not any(e.label.startswith("Measured effect of asac") for e in at.expander)

@@ -34,6 +34,8 @@ class PublishedEffect:
     dataset: str
     quick: bool
     command: str
+    settings: str = ""
+    """The method's settings in that benchmark other than its defaults (``p=0.3``); empty for the defaults."""
 
     def sentence(self) -> str:
         """``SPD vs erm: −0.080 [−0.094, −0.066] over 3 seeds on adult ✓ (lower is better)``."""
@@ -42,7 +44,8 @@ class PublishedEffect:
             diff = "no value"
         else:
             diff = _signed(self.mean_diff) + (f" [{_signed(self.ci[0])}, {_signed(self.ci[1])}]" if self.ci else "")
-        where = f"{self.dataset}{' (quick settings)' if self.quick else ''}"
+        where = f"{self.dataset}{' (quick settings)' if self.quick else ''}" + (
+            f" with {self.settings}" if self.settings else "")
         mark = "✓" if self.holds else "✗"
         against = "the deployed model" if self.against == "baseline" else self.against
         return (f"{label} vs {against}: {diff} over {self.n_seeds} seeds on {where} {mark} "
@@ -65,6 +68,7 @@ def published_effects(method: str, directory: Path | None = None) -> list[Publis
     for path in sorted((directory or PUBLISHED_DIR).glob("*.json")):
         result = _load(str(path), path.stat().st_mtime_ns)
         setup = result.get("setup", {})
+        row_settings = {row.get("method"): row.get("settings") or {} for row in result.get("rows", [])}
         for comp in result.get("comparisons", []):
             if comp.get("method") != method:
                 continue
@@ -73,5 +77,6 @@ def published_effects(method: str, directory: Path | None = None) -> list[Publis
                 method=method, against=comp["against"], metric=comp["metric"], direction=comp["direction"],
                 mean_diff=comp.get("mean_diff"), ci=tuple(ci) if ci else None, holds=bool(comp.get("holds")),
                 n_seeds=int(comp.get("n") or 0), dataset=str(setup.get("dataset")), quick=bool(setup.get("quick")),
-                command=str(setup.get("command", ""))))
+                command=str(setup.get("command", "")),
+                settings=", ".join(f"{k}={v}" for k, v in sorted(row_settings.get(method, {}).items()))))
     return effects
