@@ -10,8 +10,11 @@ printed as the single stderr line of the CLI (exit code 2).
 WORKER_TRACEBACK = "\nOriginal Traceback"
 
 
-class FairauditError(Exception):
-    """Base class for errors caused by user input; the message is user-facing."""
+class FairauditError(ValueError):
+    """Base class for errors caused by user input; the message is user-facing.
+
+    A ``ValueError``, so code written against scikit-learn or fairlearn that catches bad input as
+    ``ValueError`` catches fairaudit's too."""
 
     def __init__(self, *args):
         if len(args) == 1 and isinstance(args[0], str) and WORKER_TRACEBACK in args[0]:

@@ -7,13 +7,13 @@ models and methods can be compared and overlaid pixel for pixel.
 
 * :class:`GradCam` – captum's ``LayerGradCam`` (Selvaraju et al., 2017) on
   the last convolutional block, ReLU'd and bilinearly upsampled to the input
-  size. The FAAP paper (seed 000, §5.3, Fig. 4) shows these maps for test
+  size. The FAAP paper (Wang et al., CVPR 2023, §5.3, Fig. 4) shows these maps for test
   images that were wrong before and right after the perturbation.
 * :class:`IntegratedGradientsExplainer` – captum's ``IntegratedGradients``
   (Sundararajan et al., 2017) from a black or blurred baseline, summed over
   colour channels. Completeness holds: the map sums to
   ``f(x)[target] − f(baseline)[target]`` up to the Riemann-sum error. The
-  ASAC paper (seed 002, §6.2, Figs. 5 and 8) shows these maps before and after
+  ASAC paper (§6.2, Figs. 5 and 8) shows these maps before and after
   fine-tuning.
 
 Work is done in chunks of ``batch_size`` images on the model's device (mixed

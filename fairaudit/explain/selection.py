@@ -5,7 +5,7 @@ A run saves the predictions of both audits (``before_predictions`` and
 index into one table, and :func:`select_samples` picks images from it by a
 rule, optionally within one sensitive group:
 
-* ``wrong_to_right`` – misclassified before, correct after (FAAP, seed 000,
+* ``wrong_to_right`` – misclassified before, correct after (the FAAP paper,
   §5.3: the images its Grad-CAM figure shows);
 * ``right_to_wrong`` – correct before, misclassified after (what mitigation cost);
 * ``confident_errors`` – the *before* model's errors with the highest

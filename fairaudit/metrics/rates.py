@@ -6,7 +6,7 @@ with rows = true class and columns = predicted class. :func:`summarize` turns
 it into per-group rates, overall scores and disparities; the point estimate and
 every bootstrap replicate go through the same code, so they cannot disagree.
 
-Conventions (JSON names as in the project's metric glossary):
+Conventions (JSON names; README's Metrics section defines each):
 
 * Binary targets: class 1 is the favourable / positive class.
 * Multiclass targets (``C > 2``): each rate is computed one-vs-rest for every
@@ -48,7 +48,7 @@ PER_GROUP_METRICS: tuple[str, ...] = (
 DISPARITY_NAMES: tuple[str, ...] = (
     "spd", "deo", "eo_max", "eod", "aaod", "aed", "dp_ratio", "bias_score", "worst_group_accuracy", "bias_sum",
 )
-"""JSON names of the disparities (see the metric glossary for each definition)."""
+"""JSON names of the disparities (README's Metrics section defines each)."""
 
 OVERALL_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "bacc_cells")
 """Whole-population scores; ``bacc_cells`` is AEDA's mean accuracy over (true class, group) cells."""

@@ -29,7 +29,7 @@ the deployed architecture:
   (Eq. 6) on ``g(X_ori ∪ X_adv^(m−1))``, which makes the bias classifier robust
   and the next examples carry more of the real bias attribute.
 
-Choices the paper leaves open (spec §8), made here:
+Choices the paper leaves open, made here:
 
 1. I-FGSM under L∞ on ``[0, 1]`` pixels: ε = 0.1, 5 steps of ε/5, λ = 0.8,
    Adam at 2e-3 for the target model and 1e-2 for the linear bias head (it

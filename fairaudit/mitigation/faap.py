@@ -19,7 +19,7 @@ with the updated D (Algorithm 1). Gradients of ``L_G`` flow *through* the
 frozen ``g`` and ``f`` into ``G``: their parameters have ``requires_grad``
 off and batch norm stays in eval mode, but nothing runs under ``no_grad``.
 
-Choices the paper leaves open (see the spec, §9):
+Choices the paper leaves open:
 
 * ``G`` follows AdvGAN (Xiao et al. 2018): a strided-conv encoder, residual
   blocks and a transposed-conv decoder with instance norm, ending in
