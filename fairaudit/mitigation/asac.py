@@ -94,7 +94,7 @@ from fairaudit.seeding import make_generator, seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import group_ids
 
-__all__ = ["ASAC", "AsacConfig", "AttributeClassifier", "CurriculumClock", "asac_step", "curriculum_selection",
+__all__ = ["ASAC", "AsacConfig", "AttributeClassifier", "CounterfactualBank", "CurriculumClock", "asac_step", "curriculum_selection",
            "difficulty_scores", "make_counterfactuals", "pace", "parse_epsilons", "train_attribute_classifier"]
 
 ATTACKS = ("fgsm", "pgd")
@@ -130,16 +130,21 @@ class AsacConfig:
     alpha: float = setting(0.5, "α of Eq. 5: weight of the original image's loss against the ASAC's")
     order: str = setting("increasing", "curriculum order of the items by difficulty (Alg. 1): 'increasing' "
                                        "(easy first), 'decreasing' or 'random'")
-    epochs: int = setting(10, "fine-tuning epochs of the target model (§5.3)")
+    epochs: int = setting(4, "fine-tuning epochs of the target model (the paper: 10, §5.3)")
     lr: float = setting(1e-4, "Adam learning rate of the fine-tuning (§5.3)")
     batch_size: int = setting(128, "source images k per minibatch; a step scores k × len(epsilons) items")
     classifier_epochs: int = setting(5, "epochs of the protected-attribute probe C on the frozen latent "
                                         "(not stated)")
     classifier_lr: float = setting(1e-3, "Adam learning rate of the probe C (not stated)")
+    classifier_features: str = setting("shared", "C's feature extractor: 'shared' (the fine-tuned model's "
+                                                 "current g, its probe refitted every epoch; Fig. 2) or "
+                                                 "'frozen' (a fixed copy of the deployed g)")
     pgd_steps: int = setting(10, "PGD iterations (attack=pgd; not stated), step 2.5·ε/steps")
     pace_start: float = setting(0.5, "share of each sorted minibatch trained on at the start; 1 uses every "
                                      "item in every step (not stated)")
-    pace_length: float = setting(0.5, "share of training over which that share grows to 1 (not stated)")
+    pace_length: float = setting(0.5, "share of training over which that share moves to pace_end (not stated)")
+    pace_end: float = setting(1.0, "share of each sorted minibatch trained on from pace_length on; below 1 the "
+                                   "rest of the order is never used (not stated)")
     train_split: str = setting("val", "split to fine-tune on: 'val' (held out from the deployed model, as for "
                                       "FAAP) or 'train' (the paper: the same data as the deployed model)")
     cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
@@ -156,6 +161,9 @@ class AsacConfig:
         self.epsilon_values  # noqa: B018  (raises on bad input)
         if self.attack not in ATTACKS:
             raise FairauditError(f"ASAC setting 'attack' must be one of {', '.join(ATTACKS)}, got '{self.attack}'.")
+        if self.classifier_features not in ("shared", "frozen"):
+            raise FairauditError("ASAC setting 'classifier_features' must be 'shared' or 'frozen', got "
+                                 f"'{self.classifier_features}'.")
         if self.order not in ORDERS:
             raise FairauditError(f"ASAC setting 'order' must be one of {', '.join(ORDERS)}, got '{self.order}'.")
         if not 0.0 <= self.alpha <= 1.0:
@@ -168,6 +176,8 @@ class AsacConfig:
                 raise FairauditError(f"ASAC setting '{name}' must be > 0, got {getattr(self, name)}.")
         if not 0.0 < self.pace_start <= 1.0:
             raise FairauditError(f"ASAC setting 'pace_start' must lie in (0, 1], got {self.pace_start}.")
+        if not 0.0 < self.pace_end <= 1.0:
+            raise FairauditError(f"ASAC setting 'pace_end' must lie in (0, 1], got {self.pace_end}.")
         if not 0.0 <= self.pace_length <= 1.0:
             raise FairauditError(f"ASAC setting 'pace_length' must lie in [0, 1], got {self.pace_length}.")
         check_fit_split(self.train_split, "ASAC")
@@ -181,11 +191,12 @@ class AsacConfig:
 class AttributeClassifier(nn.Module):
     """``C(θ, φ)``: a linear probe ``φ`` on a frozen feature extractor ``g`` (one logit per protected group)."""
 
-    def __init__(self, g: nn.Module, latent_dim: int, groups: int):
+    def __init__(self, g: nn.Module, latent_dim: int, groups: int, freeze: bool = True):
         super().__init__()
         self.g = g
         self.probe = nn.Linear(latent_dim, groups)
-        self.g.requires_grad_(False)
+        if freeze:
+            self.g.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.probe(self.g(x).flatten(1).float())
@@ -269,11 +280,11 @@ def difficulty_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
     return 1.0 - probs.gather(1, y.view(-1, 1)).squeeze(1)
 
 
-def pace(progress: float, start: float, length: float) -> float:
-    """The pacing function ``λ(t)``: ``start`` at ``t = 0``, growing linearly to 1 at ``t = length``."""
+def pace(progress: float, start: float, length: float, end: float = 1.0) -> float:
+    """The pacing function ``λ(t)``: ``start`` at ``t = 0``, moving linearly to ``end`` at ``t = length``."""
     if length <= 0 or progress >= length:
-        return 1.0
-    return start + (1.0 - start) * max(0.0, progress) / length
+        return end
+    return start + (end - start) * max(0.0, progress) / length
 
 
 def curriculum_selection(scores: torch.Tensor, order: str, fraction: float,
@@ -314,15 +325,104 @@ def _eps_key(eps: float) -> str:
     return f"{eps:g}"
 
 
+class CounterfactualBank:
+    """The ASACs of every training image and their difficulty, made once per epoch (``C`` is fixed within it).
+
+    ``refresh(model)`` runs at the first step of each epoch: with
+    ``classifier_features="shared"`` C's ``g`` *is* the fine-tuned model's
+    current ``g`` (Fig. 2: C and M share ``θ``), so the probe ``φ`` is first
+    refitted (``classifier_epochs`` more epochs, warm-started) on the current
+    latents; then one ASAC per image and ``ε > 0`` is made against C
+    (Eq. 1–2) and every item is scored by the current M (Eq. 4). Steps of the
+    epoch read their items from the bank instead of attacking again.
+    """
+
+    def __init__(self, data: Dataset, classifier: "AttributeClassifier", cardinalities: list[int],
+                 config: "AsacConfig", device: torch.device, seed: int = 0, shared: bool = False, epoch: int = 0,
+                 batch_size: int = 256):
+        self.classifier, self.config, self.device, self.seed = classifier, config, device, seed
+        self.shared, self.epoch, self.batch_size = shared, int(epoch), batch_size
+        self.epsilons = config.epsilon_values
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        xs, ys, gs = [], [], []
+        for batch in loader:
+            xs.append(torch.as_tensor(batch[0]).float())
+            ys.append(torch.as_tensor(batch[1]))
+            gs.append(group_ids(torch.as_tensor(batch[2]), cardinalities))
+        self.x, self.y, self.groups = torch.cat(xs).to(device), torch.cat(ys).to(device), torch.cat(gs).to(device)
+        self.adversarial: list[torch.Tensor] = []
+        self.scores = torch.empty(0)
+        self.fooled = torch.empty(0)
+        self.stale = True
+
+    def on_event(self, event: dict) -> None:
+        if event.get("event") == "epoch":
+            self.stale = True
+            self.epoch = int(event.get("epoch", self.epoch + 1))
+
+    def refresh(self, model: nn.Module) -> None:
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            if self.shared:
+                self._refit_probe()
+            n, bs = len(self.y), self.batch_size
+            if self.shared or self.config.attack != "fgsm" or not self.adversarial:  # a fixed C and FGSM: the same
+                start = make_generator(self.seed, "asac pgd start", self.epoch, device=self.device)
+                adversarial = [[] for _ in self.epsilons]
+                for i in range(0, n, bs):
+                    x, groups = self.x[i:i + bs], self.groups[i:i + bs]
+                    for j, x_adv in enumerate(make_counterfactuals(self.classifier, x, groups, self.epsilons,
+                                                                   self.config.attack, self.config.pgd_steps,
+                                                                   start)):
+                        adversarial[j].append(x_adv.detach())
+                self.adversarial = [torch.cat(a) for a in adversarial]
+            with torch.no_grad():
+                self.scores = torch.stack([torch.cat([difficulty_scores(model, a[i:i + bs], self.y[i:i + bs])
+                                                      for i in range(0, n, bs)]) for a in self.adversarial])
+                self.fooled = torch.stack([torch.cat([self.classifier(a[i:i + bs]).argmax(1) != self.groups[i:i + bs]
+                                                      for i in range(0, n, bs)]) for a in self.adversarial])
+        finally:
+            for module, mode in modes:
+                module.training = mode
+            model.zero_grad(set_to_none=True)
+        self.stale = False
+
+    def _refit_probe(self) -> None:
+        """Warm-started Adam epochs of ``φ`` on the current latents (C's ``g`` is M's, in eval mode)."""
+        with torch.no_grad():
+            features = torch.cat([self.classifier.g(self.x[i:i + 512]).flatten(1).float()
+                                  for i in range(0, len(self.x), 512)])
+        probe = self.classifier.probe
+        optimizer = torch.optim.Adam(probe.parameters(), lr=self.config.classifier_lr)
+        generator = make_generator(self.seed, "asac probe", self.epoch)
+        bs = self.config.batch_size
+        for _ in range(self.config.classifier_epochs):
+            order = torch.randperm(len(features), generator=generator).to(features.device)
+            for i in range(0, len(order), bs):
+                chosen = order[i:i + bs]
+                loss = nn.functional.cross_entropy(probe(features[chosen]), self.groups[chosen])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+    def items(self, index: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        index = index.to(self.device)
+        return ([a[index] for a in self.adversarial], self.scores[:, index].reshape(-1),
+                [f[index] for f in self.fooled])
+
+
 def asac_step(classifier: nn.Module, cardinalities: list[int], config: AsacConfig, clock: CurriculumClock,
-              seed: int = 0):
+              seed: int = 0, bank: CounterfactualBank | None = None):
     """The per-minibatch update (Algorithm 1 + Eq. 5) as a step function for :func:`fairaudit.train.fit`.
 
-    ``step(model, (x, y, s, ...))`` makes the ``k × l`` ASACs against
-    ``classifier``, scores them with the current ``model`` (Eq. 4), keeps the
-    items the curriculum admits at the clock's progress and returns the mean
-    Eq. 5 loss over them, plus per-``ε`` mean difficulty, the share of items
-    that fool ``C`` and the share of items used.
+    ``step(model, (x, y, s, index))`` takes the ``k × l`` ASACs of the batch
+    from ``bank`` (made once per epoch; without a bank, or for a batch
+    without ``index``, they are made here against ``classifier`` and scored
+    with the current ``model``, Eq. 4), keeps the items the curriculum admits
+    at the clock's progress and returns the mean Eq. 5 loss over them, plus
+    per-``ε`` mean difficulty, the share of items that fool ``C`` and the
+    share of items used.
     """
     epsilons = config.epsilon_values
     generator = make_generator(seed)  # the curriculum's random order
@@ -333,13 +433,20 @@ def asac_step(classifier: nn.Module, cardinalities: list[int], config: AsacConfi
         x, y, s = batch[0], batch[1], batch[2]
         k = x.shape[0]
         groups = group_ids(s, cardinalities)
-        start = starts.setdefault(str(x.device), make_generator(seed, "asac pgd start", device=x.device))
-        adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps,
-                                           start)
+        if bank is not None and len(batch) > 3:
+            if bank.stale:
+                bank.refresh(model)
+            adversarial, scores, fooled = bank.items(torch.as_tensor(batch[3]))
+            adversarial[0] = x.detach()
+        else:
+            start = starts.setdefault(str(x.device), make_generator(seed, "asac pgd start", device=x.device))
+            adversarial = make_counterfactuals(classifier, x, groups, epsilons, config.attack, config.pgd_steps,
+                                               start)
+            scores = difficulty_scores(model, torch.cat(adversarial), y.repeat(len(epsilons)))
+            fooled = None
         items = torch.cat(adversarial)  # item j·k + i = image i at ε_j
         item_y = y.repeat(len(epsilons))
-        scores = difficulty_scores(model, items, item_y)
-        fraction = pace(clock.fraction, config.pace_start, config.pace_length)
+        fraction = pace(clock.fraction, config.pace_start, config.pace_length, config.pace_end)
         chosen = curriculum_selection(scores, config.order, fraction, generator)
         source = chosen % k
         perturbed = chosen[chosen >= k]  # ε > 0 items; for ε = 0 x′ is x itself
@@ -355,8 +462,8 @@ def asac_step(classifier: nn.Module, cardinalities: list[int], config: AsacConfi
             for j, eps in enumerate(epsilons):
                 scalars[f"ds_eps_{_eps_key(eps)}"] = scores[j * k:(j + 1) * k].mean()
                 if eps > 0:
-                    scalars[f"c_fooled_eps_{_eps_key(eps)}"] = (
-                        classifier(adversarial[j]).argmax(1) != groups).float().mean()
+                    hit = fooled[j] if fooled is not None else classifier(adversarial[j]).argmax(1) != groups
+                    scalars[f"c_fooled_eps_{_eps_key(eps)}"] = hit.float().mean()
         return loss, scalars
 
     return step
@@ -449,13 +556,30 @@ class ASAC(MitigationMethod):
         resume_from = ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None
         if resume_from is not None and Path(resume_from).exists():
             start = int(torch.load(resume_from, map_location="cpu", weights_only=True)["epoch"]) / config.epochs
-        clock = CurriculumClock(start, forward=ctx.progress)
+        shared = config.classifier_features == "shared"
+        attacked = classifier
+        extra_state = None
+        if shared:  # C(θ, φ) on the fine-tuned model's own θ, starting from the probe fitted above
+            attacked = AttributeClassifier(model.g, classifier.probe.in_features, classifier.probe.out_features,
+                                           freeze=False).to(device)
+            attacked.probe.load_state_dict(classifier.probe.state_dict())
+            extra_state = {"asac_probe": attacked.probe}
+        bank = CounterfactualBank(data, attacked, cardinalities, config, device, seed=ctx.seed, shared=shared,
+                                  epoch=round(start * config.epochs))
+
+        def forward(event: dict) -> None:
+            bank.on_event(event)
+            ctx.progress(event)
+
+        clock = CurriculumClock(start, forward=forward)
         train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                    seed=ctx.seed,
                                    checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
         history = fit(model, data, train_config, device=device,
-                      step_fn=asac_step(classifier, cardinalities, config, clock, seed=ctx.seed),
-                      progress=clock, should_stop=ctx.should_stop, resume_from=resume_from)
+                      step_fn=asac_step(attacked, cardinalities, config, clock, seed=ctx.seed, bank=bank),
+                      progress=clock, should_stop=ctx.should_stop, resume_from=resume_from,
+                      extra_state=extra_state)
+        del bank
         model.eval()
         after = counterfactual_stats(model, classifier, held_out, cardinalities, config, device,
                                      limit=config.stats_samples, seed=ctx.seed)
