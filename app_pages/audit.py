@@ -178,7 +178,7 @@ def _robustness_results(run: AuditRun, settings: dict) -> tuple:
 
 
 def robustness_tab(run: AuditRun) -> None:
-    from fairaudit.robustness import default_eps
+    from fairaudit.robustness import default_eps, describe_threat_model
     from fairaudit.robustness.charts import accuracy_bars, sweep_curves
 
     if run.dataset is None:
@@ -228,6 +228,7 @@ def robustness_tab(run: AuditRun) -> None:
                                 help="Accuracy on adversarial inputs (FRoC Eq. 8).")
         cards[2 + 2 * i].metric(f"Gap {name.upper()}", f"{report.gap(name):.3f}", border=True,
                                 help="Largest minus smallest group accuracy under this attack.")
+    st.caption(f"Threat model: {describe_threat_model(report.threat)}.")
     frame = report.groups_frame()
     st.plotly_chart(accuracy_bars(frame, title=f"Clean vs. adversarial accuracy per group · "
                                                f"{report.meta['n']:,} samples"), key="rob-bars")

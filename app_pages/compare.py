@@ -81,7 +81,9 @@ def tradeoff_panel(table, aggregate: bool) -> None:
                               format_func=lambda m: LABELS.get(m, m))
     left.caption("Lower disparity and higher accuracy are better (worst-group accuracy: higher is better). "
                  "Black star: the model before mitigation. Dashed line: the Pareto front. Marker size: "
-                 "robustness S_R, when the run measured it. Bars: 95 % bootstrap intervals"
+                 "robustness S_R, when the run measured it, under the run's recorded threat model (the "
+                 "report names it; the FRoC methods use their authors' released one, other methods PGD-10 on "
+                 "the numeric features). Bars: 95 % bootstrap intervals"
                  + (", or ± one standard deviation over seeds." if aggregate else "."))
     front = compare.pareto_table(table, fairness)
     if not front.empty:

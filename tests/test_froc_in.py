@@ -162,9 +162,10 @@ def test_froc_in_with_the_papers_tabular_cnn_reports_s_r(deployed, adult, tmp_pa
     report = _robustness(model, adult[1], "fgsm")
     clean, robust = report.clean.overall["accuracy"], report.s_r["fgsm"]
     assert clean > 0.78
-    assert result.stats["robust_accuracy_test"] == pytest.approx(robust)
     assert robust < clean
-    assert set(result.stats["robust_accuracy_test_groups"]) == {"Female", "Male"}
+    # S_R is the job's, under the method's threat model; the method's stats carry none of their own.
+    assert not [k for k in result.stats if "robust_accuracy" in k]
+    assert get_method("froc_in")().threat_model(make_config(get_method("froc_in"), {})).name == "froc_released_code"
 
 
 def test_bad_settings_and_data_are_refused_clearly(deployed, tmp_path):
@@ -199,13 +200,14 @@ def test_rbf_and_fbr_run_as_jobs_and_write_the_mitigation_json(home, tiny_model)
         assert Path(on_disk["artifacts"]["model"]).exists()
         assert {"before", "after", "summary", "stats", "history"} <= set(on_disk)
         assert on_disk["after"]["overall"]["accuracy"] > 0.78
-        assert 0.0 < on_disk["stats"]["robust_accuracy_test"] < 1.0
+        assert 0.0 < on_disk["summary"]["after"]["s_r"] < 1.0
+        assert on_disk["robustness"]["threat_model"]["name"] == "froc_released_code"
         # Reweighing (Kamiran) weights P(y)P(a)/P(y,a): positive women are up-weighted, positive men down.
         weights = {(c["target"], c["group"]): c["weight"] for c in on_disk["stats"]["cells"]}
         assert weights[(">50K", "Female")] > 1.5 and weights[(">50K", "Male")] < 1.0
         # One training of `epochs` epochs (the reweight control's budget), examples regenerated every epoch.
         assert len(on_disk["history"]) == 1 and "robustness" in on_disk["history"][0]
-        assert on_disk["stats"]["regenerations"] == 1 and on_disk["stats"]["threat_model"]["clip"] == "observed range"
+        assert on_disk["stats"]["regenerations"] == 1 and on_disk["stats"]["training_attack"]["clip"] == "observed range"
 
 
 def test_cli_mitigate_froc_in_with_one_epoch(home, tmp_path, capsys):
@@ -221,4 +223,5 @@ def test_cli_mitigate_froc_in_with_one_epoch(home, tmp_path, capsys):
     assert result["method"] == "froc_in" and result["config"]["epochs"] == 1
     assert result["config"]["lambda_r"] == 0.1 and result["stats"]["attack"] == "pgd"
     assert result["after"]["disparities"]["bias_score"] == pytest.approx(result["after"]["disparities"]["spd"])
-    assert result["stats"]["robust_accuracy_test"] > 0.5
+    assert result["summary"]["after"]["s_r"] > 0.5
+    assert result["robustness"]["threat_model"]["features"] == "all"

@@ -144,12 +144,16 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     changed since is refused.
 
     Besides ``before``/``after`` (test split) the result holds
-    ``robustness`` ``{"before", "after"}`` (the robustness JSON of
-    :mod:`fairaudit.robustness`: FGSM and PGD-10 per group on at most
-    ``spec.robustness_samples`` test samples, by default 500 on CUDA and 128
-    on the CPU; ``after`` is ``None`` with a
+    ``robustness`` ``{"before", "after", "threat_model"}`` (the robustness JSON of
+    :mod:`fairaudit.robustness`: FGSM and PGD per group within one named
+    :class:`~fairaudit.robustness.ThreatModel`, the method's own where it
+    names one (the FRoC family: the authors' released code's), else PGD-10
+    on the numeric features against the true labels; at most
+    ``spec.robustness_samples`` test samples, by default the method's count,
+    else 500 on CUDA and 128 on the CPU; ``after`` is ``None`` with a
     ``reason`` when there is no model to attack; FRoC's S_R under PGD is
-    copied to ``summary.before.s_r`` / ``summary.after.s_r``) and ``splits``
+    copied to ``summary.before.s_r`` / ``summary.after.s_r``, the one S_R of
+    the result, named by ``summary.<stage>.s_r_threat_model``) and ``splits``
     ``{"train", "val", "test": {"before", "after"}}``: audits without
     bootstrap of the splits the dataset has, on at most ``spec.split_samples``
     rows each, so a gap that closes on train but not on test shows.
@@ -204,12 +208,15 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     # Robustness and the other splits are measured on the deployed model before the method runs: some
     # methods fine-tune ``ctx.model`` in place.
     t = time.perf_counter()
-    robustness = {"before": None, "after": None}
-    attacked_samples = _robustness_samples(spec, device)
+    threat = _threat_model(method_cls, config, spec, device)
+    robustness = {"before": None, "after": None, "threat_model": threat.resolved(test_ds.kind).to_dict()}
+    attacked_samples = threat.samples != 0
     if attacked_samples:
-        robustness["before"] = _robustness(model, test_ds, spec, device, lambda done, total: check_stop())
+        robustness["before"] = _robustness(model, test_ds, threat, spec, device, lambda done, total: check_stop())
+        robustness["threat_model"] = robustness["before"]["threat_model"]
     else:
-        robustness["reason"] = "turned off (robustness_samples = 0)"
+        robustness["reason"] = ("turned off (robustness_samples = 0)" if spec.robustness_samples == 0
+                                else f"turned off by method '{spec.method}' (eval_robustness = false)")
     extra_splits = _extra_splits(spec, test_ds)
     splits = {name: {"before": _split_audit(ds, spec, device, model=model)} for name, ds in extra_splits.items()}
     timings["before_extras"] = time.perf_counter() - t
@@ -258,8 +265,8 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
                                     "nothing to attack")
         else:
             postprocess = None if result.after_model is not None else result.after_predictions
-            robustness["after"] = _robustness(attacked, test_ds, spec, device, lambda done, total: check_stop(),
-                                              postprocess=postprocess)
+            robustness["after"] = _robustness(attacked, test_ds, threat, spec, device,
+                                              lambda done, total: check_stop(), postprocess=postprocess)
     for name, ds in extra_splits.items():
         splits[name]["after"] = _split_audit(ds, spec, device, model=result.after_model,
                                              predictions=result.after_predictions)
@@ -277,8 +284,10 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
         "spec": spec.to_dict(),
         **run_metadata(spec.seed, device), "splits_used": _splits_used(ctx, bool(attacked_samples)),
         "before": before, "after": after,
-        "summary": {"before": {**_summary(before), "s_r": _s_r(robustness["before"])},
-                    "after": {**_summary(after), "s_r": _s_r(robustness["after"])}},
+        "summary": {"before": {**_summary(before), "s_r": _s_r(robustness["before"]),
+                               "s_r_threat_model": threat.name},
+                    "after": {**_summary(after), "s_r": _s_r(robustness["after"]),
+                              "s_r_threat_model": threat.name}},
         "robustness": robustness, "splits": splits,
         "artifacts": artifacts, "stats": result.stats, "history": result.history,
         "seconds": timings["total"], "timings": timings, "resumed": bool(resume),
@@ -300,18 +309,29 @@ def _splits_used(ctx, attacked: bool) -> dict[str, str]:
 ROBUSTNESS_SAMPLES = {"cuda": 500, "cpu": 128}  # attacked test samples when the job does not say
 
 
-def _robustness_samples(spec: JobSpec, device) -> int:
+def _threat_model(method_cls, config, spec: JobSpec, device):
+    """The threat model of the job's S_R: the method's own (or the default, PGD-10 with a random start on the
+    numeric features against the true labels, on 500 / 128 rows on CUDA / CPU), with the job's
+    ``robustness_eps`` and ``robustness_samples`` where set."""
+    from fairaudit.robustness import ThreatModel
+
+    threat = method_cls().threat_model(config)
+    if threat is None:
+        threat = ThreatModel(samples=ROBUSTNESS_SAMPLES.get(device.type, ROBUSTNESS_SAMPLES["cpu"]))
+    changes = {}
+    if spec.robustness_eps is not None:
+        changes.update(eps=float(spec.robustness_eps), step_size=None)
     if spec.robustness_samples is not None:
-        return spec.robustness_samples
-    return ROBUSTNESS_SAMPLES.get(device.type, ROBUSTNESS_SAMPLES["cpu"])
+        changes["samples"] = spec.robustness_samples
+    return dataclasses.replace(threat, **changes)
 
 
-def _robustness(model, test_ds, spec: JobSpec, device, progress, postprocess=None) -> dict:
-    """FGSM and PGD-10 per group on a seeded subsample of the test split (see :mod:`fairaudit.robustness`)."""
+def _robustness(model, test_ds, threat, spec: JobSpec, device, progress, postprocess=None) -> dict:
+    """FGSM and PGD per group within ``threat`` on a seeded subsample of the test split
+    (see :mod:`fairaudit.robustness`)."""
     from fairaudit.robustness import RobustnessAuditor
 
-    auditor = RobustnessAuditor(("fgsm", "pgd"), eps=spec.robustness_eps, steps=10,
-                                max_samples=_robustness_samples(spec, device), seed=spec.seed, device=device)
+    auditor = RobustnessAuditor.from_threat_model(threat, ("fgsm", "pgd"), seed=spec.seed, device=device)
     return auditor.audit(model, test_ds, postprocess=postprocess, progress=progress).to_dict()
 
 

@@ -42,9 +42,10 @@ class JobSpec:
     seconds; use 1000 for a final report). ``tags`` label a run as part of a
     batch (``{"sweep": id, "swept": [...]}`` for a sweep or seed repeat, see
     :mod:`fairaudit.compare.sweeps`); they do not change what the run does.
-    ``robustness_samples`` test samples (seeded subsample; default 500 on
-    CUDA, 128 on the CPU; 0: off) are attacked with FGSM and PGD-10 at radius
-    ``robustness_eps`` (default 8/255 for images, 0.1 for standardised
+    ``robustness_samples`` test samples (seeded subsample; default: the
+    method's threat model's count, else 500 on CUDA, 128 on the CPU; 0: off)
+    are attacked with FGSM and PGD-10 at radius ``robustness_eps`` (default:
+    the method's threat model's, else 8/255 for images, 0.1 for standardised
     tabular features) before and after the method, and the train and validation splits are audited on at most
     ``split_samples`` rows each (0: off), see :func:`fairaudit.jobs.execute.execute`.
     A TorchScript model file is refused unless ``allow_torchscript`` is true.

@@ -111,6 +111,11 @@ class MitigationMethod:
     def run(self, ctx: MethodContext, config) -> MitigationResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def threat_model(self, config):
+        """The :class:`fairaudit.robustness.ThreatModel` a job measures this method's S_R under (before and
+        after), or ``None`` for the job's default (FGSM and PGD-10 on the numeric features, true labels)."""
+        return None
+
 
 METHODS: dict[str, type[MitigationMethod]] = {}
 RENAMES: dict[str, Callable[[Mapping[str, Any]], "str | None"]] = {}

@@ -55,22 +55,36 @@ of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
   applied to repaired inputs.
 
 The training attacks are :func:`fairaudit.attacks.pgd_attack` /
-:func:`~fairaudit.attacks.fgsm_attack` within :func:`fairaudit.robustness.threat_model`;
-S_R of the trained model (``robust_accuracy_test``, overall and per group) is
-measured by the robustness engine, :class:`fairaudit.robustness.RobustnessAuditor`,
-with the same attack (``rbf`` / ``fbr``: clipped to the range observed in the
-test split, recorded as ``stats.threat_model``). As everywhere in the project,
-a test sample counts as robust there only if its clean input and the attack's
-point are both classified correctly.
+:func:`~fairaudit.attacks.fgsm_attack` within :func:`fairaudit.robustness.attack_surface`
+(settings ``attack``, ``epsilon``, ``steps``; ``rbf`` / ``fbr`` record theirs
+as ``stats.training_attack``).
+
+**S_R, one per result.** The S_R (Eq. 8) of a run is measured once, by the
+job, before and after the method, under the method's named threat model
+(:meth:`threat_model`, recorded as ``robustness.threat_model``); the method's
+own stats carry no S_R. The FRoC family's default is the threat model of the
+authors' released code (spec §8), :func:`released_threat_model`: L∞ ε = 0.1
+(``sr_eps``) on *all* input columns, one-hot blocks included
+(``sr_features``), 10 PGD steps of ε/10 from the clean input (``sr_steps``),
+scored against the model's *predicted* labels (``sr_labels``), on every test
+row. Deviation from that code: the attacked columns are clipped to the range
+observed in the test split (a one-hot column stays within [0, 1]), as every
+other S_R of the project. With true labels, as everywhere in the project, a
+test sample counts as robust only if its clean input and the attack's points
+are all classified correctly; with predicted labels, S_R is the fraction of
+test rows whose prediction the attack cannot change. ``eval_robustness=false``
+turns the job's attack off for the run.
 
 Choices where the paper is silent (spec §7), made here:
 
-1. ξ = 0.3 is the L∞ radius of the threat model (as in Madry et al., whom the
+1. Training attack: ξ = 0.3 is the L∞ radius (as in Madry et al., whom the
    paper follows); PGD takes 10 steps of ξ/10 from the clean input (no random
    start), as the authors' released code does. FGSM uses the same radius.
-2. Tabular data: only the standardised numeric features are perturbed
-   (``feature_mask``); one-hot categorical blocks stay unchanged. FRoC-IN
-   does not clip the perturbed values; ``rbf`` / ``fbr`` clip them to the
+   This differs from the S_R threat model above (ε = 0.1, all columns), which
+   follows the released code's evaluation.
+2. Training attack on tabular data: only the standardised numeric features are
+   perturbed (``feature_mask``); one-hot categorical blocks stay unchanged.
+   FRoC-IN's training attack does not clip the perturbed values; ``rbf`` / ``fbr`` clip them to the
    observed range, because unclipped examples that carry a label-dependent
    shift out of that range can be learnt as such (label leaking) instead of
    making the model robust. Images: every pixel, clipped to [0, 1].
@@ -119,13 +133,13 @@ from fairaudit.mitigation.baselines.disparate_impact import (QuantileRepair, Rep
                                                              numeric_columns, repair_stats)
 from fairaudit.mitigation.baselines.retraining import cell_weights
 from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
-from fairaudit.robustness import RobustnessAuditor, ThreatModel, threat_model
+from fairaudit.robustness import AttackSurface, ThreatModel, attack_surface
 from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["Adversary", "EpochAdversarialStep", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF",
            "RbfConfig", "make_adversary", "numeric_feature_mask", "parity_constants", "positive_posterior",
-           "relaxed_statistical_parity"]
+           "released_threat_model", "relaxed_statistical_parity"]
 
 
 # ---------------------------------------------------------------------------- the fairness regulariser
@@ -167,10 +181,23 @@ def positive_posterior(logits: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- the robustness regulariser
 
-def _threat(ds: FairDataset) -> ThreatModel:
-    """The paper's threat model for ``ds``: numeric features only and no clipping on tabular data,
-    all pixels within [0, 1] on images (the robustness engine's :func:`~fairaudit.robustness.threat_model`)."""
-    return threat_model(ds, clip=None)
+RELEASED_THREAT_MODEL = "froc_released_code"
+
+
+def released_threat_model(eps: float = 0.1, features: str = "all", labels: str = "predicted", steps: int = 10,
+                          samples: int | None = None) -> ThreatModel:
+    """The S_R threat model of the FRoC authors' released code (spec §8): L∞ ``eps`` = 0.1 on all input columns
+    (one-hot blocks included), ``steps`` PGD steps of ``eps / steps`` from the clean input, scored against the
+    model's predicted labels, on all test rows (``samples=None``); clipped to the observed range (a deviation:
+    the released code does not clip)."""
+    return ThreatModel(eps=float(eps), norm="linf", features=features, labels=labels, steps=int(steps),
+                       random_start=False, samples=samples, clip="observed", name=RELEASED_THREAT_MODEL)
+
+
+def _threat(ds: FairDataset) -> AttackSurface:
+    """The training attack's surface on ``ds``: numeric features only and no clipping on tabular data,
+    all pixels within [0, 1] on images (the robustness engine's :func:`~fairaudit.robustness.attack_surface`)."""
+    return attack_surface(ds, clip=None)
 
 
 def numeric_feature_mask(ds: FairDataset) -> torch.Tensor | None:
@@ -318,16 +345,23 @@ class _FrocTraining:
     batch_size: int = setting(256, "mini-batch size (paper: 256)")
     lr: float = setting(0.01, "learning rate (paper: 0.01)")
     optimizer: str = setting("sgd", "'sgd' (momentum 0.9, as in the paper) or 'adam'")
-    attack: str = setting("pgd", "attack of the robustness term and of S_R: 'pgd' or 'fgsm'")
-    epsilon: float = setting(0.3, "L∞ radius ξ of the attack (paper: 0.3, on standardised tabular features)")
-    steps: int = setting(10, "PGD steps of size epsilon / steps")
+    attack: str = setting("pgd", "training attack (the robustness term / adversarial training): 'pgd' or 'fgsm'")
+    epsilon: float = setting(0.3, "L∞ radius ξ of the training attack (paper: 0.3, on standardised numeric "
+                                  "features)")
+    steps: int = setting(10, "PGD steps of the training attack, of size epsilon / steps")
     arch: str = setting("deployed", "architecture trained: 'deployed' (that of the deployed model) or a builder, "
                                     "e.g. 'tabular_cnn' (the paper's conv net, §7.1) or 'mlp'")
-    eval_robustness: bool = setting(True, "measure S_R (accuracy under the attack, Eq. 8) of the trained model on "
-                                          "the test split")
+    eval_robustness: bool = setting(True, "measure S_R (accuracy under attack, Eq. 8) before and after, on the "
+                                          "test split, under the sr_* threat model")
+    sr_eps: float = setting(0.1, "S_R threat model: L∞ radius (the authors' released code: 0.1)")
+    sr_features: str = setting("all", "S_R threat model: attacked columns, 'all' (one-hot blocks included, as the "
+                                      "released code) or 'numeric'")
+    sr_labels: str = setting("predicted", "S_R threat model: labels attacked and scored against, 'predicted' (the "
+                                          "model's clean prediction, as the released code) or 'true'")
+    sr_steps: int = setting(10, "S_R threat model: PGD steps of size sr_eps / sr_steps from the clean input")
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "steps"):
+        for name in ("epochs", "batch_size", "steps", "sr_steps"):
             if getattr(self, name) < 1:
                 raise FairauditError(f"setting '{name}' must be >= 1, got {getattr(self, name)}.")
         if not self.lr > 0:
@@ -338,6 +372,12 @@ class _FrocTraining:
             raise FairauditError(f"setting 'attack' must be 'pgd' or 'fgsm', got '{self.attack}'.")
         if not self.epsilon >= 0:
             raise FairauditError(f"setting 'epsilon' must be >= 0, got {self.epsilon}.")
+        if not 0 <= self.sr_eps < float("inf"):
+            raise FairauditError(f"setting 'sr_eps' must be >= 0, got {self.sr_eps}.")
+        if self.sr_features not in ("all", "numeric"):
+            raise FairauditError(f"setting 'sr_features' must be 'all' or 'numeric', got '{self.sr_features}'.")
+        if self.sr_labels not in ("predicted", "true"):
+            raise FairauditError(f"setting 'sr_labels' must be 'predicted' or 'true', got '{self.sr_labels}'.")
         if self.arch != "deployed" and self.arch not in MODEL_BUILDERS:
             raise FairauditError(f"setting 'arch' must be 'deployed' or one of {', '.join(sorted(MODEL_BUILDERS))}, "
                                  f"got '{self.arch}'.")
@@ -440,25 +480,11 @@ def _fit(ctx: MethodContext, model: nn.Module, data: Dataset, config: _FrocTrain
                resume_from=checkpoint if ctx.resume and checkpoint else None)
 
 
-def _robustness_stats(ctx: MethodContext, model: nn.Module, config: _FrocTraining, *, clip: str | None = None,
-                      postprocess=None) -> dict:
-    """S_R (Eq. 8) of ``model`` on the test split under the configured attack, overall and per protected group,
-    from the robustness engine (FGSM, or PGD with ``steps`` steps of ``epsilon / steps`` from the clean input).
-
-    ``clip="observed"`` keeps the attacked numeric features within the range observed in the test split;
-    ``postprocess`` decides from the (attacked) inputs when the method's predictions are not the model's alone
-    (the disparate-impact repair of rbf / fbr with ``fairness=dir``)."""
-    if not config.eval_robustness:
-        return {}
-    test = ctx.load_split("test", "robustness_stats")
-    auditor = RobustnessAuditor(config.attack, eps=config.epsilon, steps=config.steps,
-                                step_size=config.epsilon / config.steps or None, random_start=False, clip=clip,
-                                n_boot=0, seed=ctx.seed, device=ctx.device)
-    report = auditor.audit(model, test, postprocess=postprocess)
-    attribute = test.sensitive[0]
-    return {"robust_accuracy_test": report.s_r[config.attack],
-            "robust_accuracy_test_groups": {g["attributes"][attribute]: g["accuracy"]
-                                            for g in report.adversarial[config.attack].groups}}
+def _threat_model(config: _FrocTraining) -> ThreatModel:
+    """The S_R threat model of a FRoC-family run (see the module docstring); ``samples=0`` with
+    ``eval_robustness=false``."""
+    return released_threat_model(config.sr_eps, config.sr_features, config.sr_labels, config.sr_steps,
+                                 samples=None if config.eval_robustness else 0)
 
 
 def _attack_stats(config: _FrocTraining, adversary: Adversary) -> dict:
@@ -493,9 +519,11 @@ class FrocIn(MitigationMethod):
         history = _fit(ctx, model, in_memory(train_ds, ctx.device), config, step)
         model.eval()
         stats = {"train_samples": len(train_ds), "protected_attribute": train_ds.sensitive[0], "C0": c0, "C1": c1,
-                 "lambda_f": config.lambda_f, "lambda_r": config.lambda_r, **_attack_stats(config, adversary),
-                 **_robustness_stats(ctx, model, config)}
+                 "lambda_f": config.lambda_f, "lambda_r": config.lambda_r, **_attack_stats(config, adversary)}
         return MitigationResult(after_model=model, history=history, stats=stats)
+
+    def threat_model(self, config: FrocInConfig) -> ThreatModel:
+        return _threat_model(config)
 
 
 # ---------------------------------------------------------------------------- sequential baselines
@@ -509,7 +537,7 @@ def _training_adversary(ds: FairDataset, config: _SequentialConfig) -> Adversary
     """The attack that adversarial training (Eq. 3) defends against: the configured FGSM / PGD on the numeric
     features (all pixels of an image), clipped to the range observed in the training split (``[0, 1]`` for
     images), as the robustness engine's job-level S_R clips to the range observed in the test split."""
-    threat = threat_model(ds, clip="observed")
+    threat = attack_surface(ds, clip="observed")
     return Adversary(config.attack, float(config.epsilon), int(config.steps), threat.feature_mask, threat.clip)
 
 
@@ -605,13 +633,12 @@ class _SequentialRun:
                  "adversarial_examples": "regenerated every epoch against the model being trained",
                  "regenerations": step.regenerations if config.lam > 0 else 0,
                  **_attack_stats(config, self.adversary),
-                 "threat_model": {"attack": config.attack, "epsilon": config.epsilon,
+                 "training_attack": {"attack": config.attack, "epsilon": config.epsilon,
                                   "steps": config.steps if config.attack == "pgd" else 1,
                                   "step_size": config.epsilon / config.steps if config.attack == "pgd"
                                   else config.epsilon, "random_start": False,
                                   "clip": "observed range" if self.train.kind == "tabular" else [0.0, 1.0],
-                                  "labels": "true"},
-                 **_robustness_stats(self.ctx, model, config, clip="observed", postprocess=predictions)}
+                                  "labels": "true"}}
         if config.fairness == "rw":
             stats["scheme"] = config.scheme
             stats.update(_weight_stats(_reweighing(self.train.targets, self.a, config.scheme), self.train.targets,
@@ -660,6 +687,9 @@ class RbF(MitigationMethod):
         history = _fit(ctx, model, run.data, config, step)
         return run.finish(model, history, step)
 
+    def threat_model(self, config: RbfConfig) -> ThreatModel:
+        return _threat_model(config)
+
 
 @register_method
 class FbR(MitigationMethod):
@@ -686,6 +716,9 @@ class FbR(MitigationMethod):
         model = _new_model(ctx, config, run.train)
         history = _fit(ctx, model, run.data, config, step)
         return run.finish(model, history, step)
+
+    def threat_model(self, config: FbrConfig) -> ThreatModel:
+        return _threat_model(config)
 
 
 def _weight_stats(weights: np.ndarray, targets: np.ndarray, a: np.ndarray, ds: FairDataset) -> dict:

@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
+from fairaudit.robustness.audit import describe_threat_model
 from fairaudit.ui import charts
 from fairaudit.ui.jobs_view import (before_after_long, cli_command, comparison_table, comparison_text, config_table,
                                     short_model, stats_rows, timings_table, training_curves)
@@ -443,8 +444,11 @@ def robustness_section(runs: Sequence[Mapping[str, Any]]) -> Section:
                                for g in (result or {}).get("groups") or [] if isinstance(g, Mapping)]
         table, groups = pd.DataFrame(rows), pd.DataFrame(group_rows)
         s_r = {stage: (robustness.get(stage) or {}).get("s_r") for stage in ("before", "after")}
+        threat = robustness.get("threat_model") or next(
+            (robustness[stage].get("threat_model") for stage in stages if robustness[stage].get("threat_model")), None)
         section.blocks += [run_heading(run), paragraph(f"Robustness score S_R (accuracy under attack): before "
-                                                       f"{_s_r_text(s_r['before'])}; after {_s_r_text(s_r['after'])}.")]
+                                                       f"{_s_r_text(s_r['before'])}; after {_s_r_text(s_r['after'])}. "
+                                                       f"Threat model: {describe_threat_model(threat)}.")]
         if not table.empty:
             section.blocks.append(table_html(table))
         if not groups.empty:

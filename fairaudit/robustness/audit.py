@@ -23,10 +23,21 @@ prediction is the first one that is wrong, if any. Hence, group by group,
 ``PGD accuracy ≤ FGSM accuracy ≤ clean accuracy`` always holds, and ``ε = 0``
 gives exactly the clean accuracy.
 
-**Threat model** (:func:`threat_model`).
+**Threat model** (:class:`ThreatModel`, :func:`attack_surface`). Every S_R
+is measured under one named :class:`ThreatModel` (radius, norm, which
+features move, which labels the attack and the score use, PGD steps and
+start, number of attacked rows, clipping), recorded with the result as
+``threat_model``. ``labels="predicted"`` (the FRoC authors' released code)
+attacks the model's clean prediction and scores the adversarial point
+against it, so S_R is then the fraction of rows whose prediction the attack
+cannot change; the clean audit still uses the true labels.
 
 * Images: every pixel may move, the result is clipped to ``[0, 1]``.
-* Tabular data: only the *numeric* features are perturbed (FRoC §4.2 / §6.2
+* Tabular data, ``features="all"``: every input column moves, one-hot blocks
+  included (as in the FRoC authors' released code); with ``clip="observed"``
+  each column stays within its range observed in the attacked split (``[0,
+  1]`` for a one-hot column).
+* Tabular data, ``features="numeric"`` (the default): only the *numeric* features are perturbed (FRoC §4.2 / §6.2
   attacks numeric features with PGD). They are standardised, so ``eps`` is in
   training standard deviations; the result is clipped to the range of each
   numeric feature observed in the attacked split, so an attack cannot create
@@ -58,12 +69,15 @@ from fairaudit.device import autocast, default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
 
-__all__ = ["ATTACKS", "AttackConfig", "RobustnessAuditor", "RobustnessReport", "ThreatModel", "default_eps",
-           "epsilon_sweep", "parse_attacks", "robustness_audit", "sample_rows", "threat_model"]
+__all__ = ["ATTACKS", "AttackConfig", "AttackSurface", "FEATURES", "LABELS", "RobustnessAuditor", "RobustnessReport",
+           "ThreatModel", "attack_surface", "default_eps", "describe_threat_model", "epsilon_sweep", "parse_attacks",
+           "robustness_audit", "sample_rows", "threat_model"]
 
 ATTACKS = ("fgsm", "pgd")  # weakest first: each attack is pooled with the ones before it
 IMAGE_EPS = 8 / 255
 TABULAR_EPS = 0.1
+FEATURES = ("numeric", "all")  # which tabular columns an attack may move
+LABELS = ("true", "predicted")  # which labels the attack targets and S_R is scored against
 
 ProgressFn = Callable[[int, int], None]
 Postprocess = Callable[[FairDataset], Predictions]
@@ -109,9 +123,99 @@ class AttackConfig:
         return {**dataclasses.asdict(self), "step_size": step}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ThreatModel:
-    """Where and how far inputs may move: ``feature_mask`` (1 = may change) and ``clip`` ``(lo, hi)``."""
+    """The named threat model an S_R (FRoC Eq. 8) is measured under.
+
+    ``eps`` (``None``: :func:`default_eps` of the data kind) is the radius in
+    ``norm``; ``features`` is ``"numeric"`` (tabular: numeric columns only,
+    one-hot blocks fixed) or ``"all"`` (every column, one-hot blocks
+    included); ``labels`` is ``"true"`` (attack and score against y) or
+    ``"predicted"`` (against the model's clean prediction, as the FRoC
+    authors' released code scores S_R); PGD takes ``steps`` steps of
+    ``step_size`` (``None``: ``2.5·eps/steps`` with a random start,
+    ``eps/steps`` from the clean input); ``samples`` rows of the split are
+    attacked (a seeded subsample; ``None``: all rows, ``0``: no attack);
+    ``clip`` is ``"observed"`` (tabular columns stay within their observed
+    range; images always within ``[0, 1]``) or ``None``. ``name`` labels it
+    in results.
+    """
+
+    eps: float | None = None
+    norm: str = "linf"
+    features: str = "numeric"
+    labels: str = "true"
+    steps: int = 10
+    random_start: bool = True
+    samples: int | None = None
+    clip: str | None = "observed"
+    step_size: float | None = None
+    name: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.eps is not None and (isinstance(self.eps, bool) or not 0 <= float(self.eps) < float("inf")):
+            raise FairauditError(f"the threat model's radius eps must be a finite number ≥ 0, got {self.eps!r}.")
+        if self.norm not in NORMS:
+            raise FairauditError(f"unknown attack norm '{self.norm}'; use {' or '.join(NORMS)}.")
+        if self.features not in FEATURES:
+            raise FairauditError(f"unknown attacked features '{self.features}'; use {' or '.join(FEATURES)}.")
+        if self.labels not in LABELS:
+            raise FairauditError(f"unknown attack labels '{self.labels}'; use {' or '.join(LABELS)}.")
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+            raise FairauditError(f"the number of PGD steps must be a whole number ≥ 1, got {self.steps!r}.")
+        if self.samples is not None and (isinstance(self.samples, bool) or int(self.samples) != self.samples
+                                         or self.samples < 0):
+            raise FairauditError(f"the number of attacked rows must be a whole number ≥ 0, got {self.samples!r}.")
+        if self.clip not in ("observed", None):
+            raise FairauditError(f"unknown clipping '{self.clip}'; use 'observed' or None.")
+        if self.step_size is not None and not (self.step_size > 0 or (self.step_size == 0 and self.eps == 0)):
+            raise FairauditError(f"the PGD step size must be > 0, got {self.step_size!r}.")
+
+    def resolved(self, kind: str) -> "ThreatModel":
+        """This threat model with ``eps`` and ``step_size`` filled in for data of ``kind``."""
+        eps = default_eps(kind) if self.eps is None else float(self.eps)
+        step = self.step_size
+        if step is None:
+            step = (2.5 if self.random_start else 1.0) * eps / self.steps
+        return dataclasses.replace(self, eps=eps, step_size=step)
+
+    def to_dict(self) -> dict:
+        """``name, eps, norm, features, labels, steps, step_size, random_start, samples, clip`` (JSON types)."""
+        return {"name": self.name, "eps": self.eps, "norm": self.norm, "features": self.features,
+                "labels": self.labels, "steps": int(self.steps), "step_size": self.step_size,
+                "random_start": bool(self.random_start), "samples": self.samples, "clip": self.clip}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ThreatModel":
+        """The inverse of :meth:`to_dict` (unknown keys, e.g. the attacked column names, are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def describe_threat_model(threat) -> str:
+    """One line naming the threat model of an S_R, from a :class:`ThreatModel` or its recorded dict.
+
+    Results recorded before threat models were named carry none: the line then says so."""
+    if isinstance(threat, ThreatModel):
+        threat = threat.to_dict()
+    if not isinstance(threat, dict) or "eps" not in threat:
+        return "threat model not recorded (an older result)"
+    features = {"all": "all columns (one-hot blocks included)", "numeric": "numeric columns"}.get(
+        threat.get("features"), str(threat.get("features")))
+    start = "random start" if threat.get("random_start") else "from the clean input"
+    step = threat.get("step_size")
+    samples = threat.get("samples")
+    rows = "all rows" if samples is None else f"{int(samples):,} rows"
+    clip = "clipped to the observed range" if threat.get("clip") == "observed" else "unclipped"
+    return (f"{threat.get('name', 'default')}: ε {float(threat['eps']):g} {str(threat.get('norm', 'linf')).upper()}"
+            f" on {features}, {threat.get('labels', 'true')} labels, PGD-{threat.get('steps')}"
+            + (f" (step {float(step):g}, {start})" if step is not None else f" ({start})")
+            + f", {rows}, {clip}")
+
+
+@dataclass
+class AttackSurface:
+    """Where inputs may move in one split: ``feature_mask`` (1 = may change) and ``clip`` ``(lo, hi)``."""
 
     feature_mask: torch.Tensor | None
     clip: tuple[torch.Tensor | float, torch.Tensor | float] | None
@@ -134,33 +238,46 @@ def _numeric_columns(dataset: FairDataset) -> list[int]:
     return [int(j) for j in torch.nonzero(~binary).flatten()]
 
 
-def threat_model(dataset: FairDataset, clip: str | None = "observed") -> ThreatModel:
+def attack_surface(dataset: FairDataset, clip: str | None = "observed", features: str = "numeric") -> AttackSurface:
     """The feature mask and valid range used to attack ``dataset`` (see the module docstring).
 
-    ``clip``: for tabular data, ``"observed"`` clips numeric features to their
-    observed range in ``dataset``; ``None`` leaves them unbounded. Images are
-    always clipped to ``[0, 1]``.
+    ``clip``: for tabular data, ``"observed"`` clips the attacked features to
+    their observed range in ``dataset``; ``None`` leaves them unbounded.
+    ``features``: ``"numeric"`` (one-hot blocks fixed) or ``"all"`` (every
+    column). Images are always clipped to ``[0, 1]``, every pixel moves.
     """
     if dataset.kind == "image":
-        return ThreatModel(None, (0.0, 1.0), {"kind": "image", "perturbed": "all pixels", "clip": [0.0, 1.0]})
+        return AttackSurface(None, (0.0, 1.0), {"kind": "image", "perturbed": "all pixels", "clip": [0.0, 1.0]})
     if clip not in ("observed", None):
         raise FairauditError(f"unknown clipping '{clip}' for tabular features; use 'observed' or None.")
+    if features not in FEATURES:
+        raise FairauditError(f"unknown attacked features '{features}'; use {' or '.join(FEATURES)}.")
     (d,) = dataset.input_shape
+    names = dataset.feature_names or [str(j) for j in range(d)]
+    if features == "all":
+        description = {"kind": "tabular", "perturbed": list(names), "fixed": "nothing (one-hot blocks included)",
+                       "clip": clip}
+        if clip is None:
+            return AttackSurface(None, None, description)
+        x = _all_inputs(dataset)
+        return AttackSurface(None, (x.amin(0), x.amax(0)), description)
     numeric = _numeric_columns(dataset)
     if not numeric:
         raise FairauditError(f"dataset '{dataset.name}' has no numeric feature to perturb; tabular attacks change "
                              "numeric features only.")
     mask = torch.zeros(d)
     mask[numeric] = 1.0
-    names = dataset.feature_names or [str(j) for j in range(d)]
     description = {"kind": "tabular", "perturbed": [names[j] for j in numeric],
                    "fixed": "one-hot categorical blocks", "clip": clip}
     if clip is None:
-        return ThreatModel(mask, None, description)
+        return AttackSurface(mask, None, description)
     x = _all_inputs(dataset)
     lo, hi = torch.full((d,), -torch.inf), torch.full((d,), torch.inf)
     lo[numeric], hi[numeric] = x[:, numeric].amin(0), x[:, numeric].amax(0)
-    return ThreatModel(mask, (lo, hi), description)
+    return AttackSurface(mask, (lo, hi), description)
+
+
+threat_model = attack_surface  # the former name of attack_surface
 
 
 class _AmpForward(nn.Module):
@@ -183,6 +300,7 @@ class RobustnessReport:
     adversarial: dict[str, AuditReport]
     attacks: dict[str, AttackConfig]
     threat: dict
+    """The :class:`ThreatModel` as a dict (``samples`` = rows attacked) plus the attacked columns."""
     meta: dict = field(default_factory=dict)
 
     @staticmethod
@@ -289,8 +407,13 @@ class RobustnessAuditor:
         ``random_start`` is off (one restart is then enough).
     max_samples:
         Attack a seeded random subsample of at most this many samples (``None``: all).
-    clip:
-        Tabular range handling, see :func:`threat_model`.
+    clip, features:
+        Tabular range handling and attacked columns, see :func:`attack_surface`.
+    labels:
+        ``"true"`` or ``"predicted"`` (attack and score against the model's
+        clean prediction), see :class:`ThreatModel`.
+    name:
+        The threat model's name in the report.
     n_boot:
         Bootstrap resamples of each audit (0: point estimates only).
     seed, device, batch_size:
@@ -307,7 +430,8 @@ class RobustnessAuditor:
     def __init__(self, attacks: str | Sequence[str] = ATTACKS, *, eps: float | None = None, norm: str = "linf",
                  steps: int = 10, step_size: float | None = None, restarts: int = 1, random_start: bool = True,
                  max_samples: int | None = None, clip: str | None = "observed", n_boot: int = 0, seed: int = 0,
-                 device="auto", batch_size: int | None = None):
+                 device="auto", batch_size: int | None = None, features: str = "numeric", labels: str = "true",
+                 name: str = "default"):
         self.attacks = attacks
         self.eps = eps
         self.norm = norm
@@ -321,6 +445,35 @@ class RobustnessAuditor:
         self.seed = seed
         self.device = device
         self.batch_size = batch_size
+        if features not in FEATURES:
+            raise FairauditError(f"unknown attacked features '{features}'; use {' or '.join(FEATURES)}.")
+        if labels not in LABELS:
+            raise FairauditError(f"unknown attack labels '{labels}'; use {' or '.join(LABELS)}.")
+        self.features, self.labels, self.name = features, labels, name
+
+    @classmethod
+    def from_threat_model(cls, threat: ThreatModel, attacks: str | Sequence[str] = ATTACKS, *, n_boot: int = 0,
+                          seed: int = 0, device="auto", batch_size: int | None = None) -> "RobustnessAuditor":
+        """An auditor that attacks exactly within ``threat`` (its ``samples`` = ``max_samples``; must not be 0)."""
+        if threat.samples == 0:
+            raise FairauditError("the threat model attacks no rows (samples = 0).")
+        return cls(attacks, eps=threat.eps, norm=threat.norm, steps=threat.steps, step_size=threat.step_size,
+                   random_start=threat.random_start, max_samples=threat.samples, clip=threat.clip, n_boot=n_boot,
+                   seed=seed, device=device, batch_size=batch_size, features=threat.features, labels=threat.labels,
+                   name=threat.name)
+
+    def threat_model(self, kind: str, samples: int | None = None) -> ThreatModel:
+        """The :class:`ThreatModel` this auditor attacks within on data of ``kind`` (``samples``: rows attacked)."""
+        return ThreatModel(eps=self.eps, norm=self.norm, features=self.features, labels=self.labels,
+                           steps=int(self.steps), random_start=self.random_start,
+                           samples=self.max_samples if samples is None else int(samples), clip=self.clip,
+                           step_size=self.step_size, name=self.name).resolved(kind)
+
+    def _labels(self, clean: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The labels the attack targets and adversarial points are scored against (see :class:`ThreatModel`)."""
+        if self.labels == "true":
+            return y
+        return (clean[:, 1] >= 0.5).long() if clean.shape[1] == 2 else clean.argmax(1)
 
     def _configs(self, kind: str, attacks: str | Sequence[str] | None = None) -> dict[str, AttackConfig]:
         eps = default_eps(kind) if self.eps is None else float(self.eps)
@@ -338,7 +491,7 @@ class RobustnessAuditor:
                                    self.random_start)
                 for name in parse_attacks(self.attacks if attacks is None else attacks)}
 
-    def _attack(self, config: AttackConfig, forward: nn.Module, x, y, threat: ThreatModel,
+    def _attack(self, config: AttackConfig, forward: nn.Module, x, y, threat: AttackSurface,
                 generator: torch.Generator) -> torch.Tensor:
         mask = None if threat.feature_mask is None else threat.feature_mask.to(x.device)
         clip = None if threat.clip is None else tuple(torch.as_tensor(b, dtype=x.dtype, device=x.device)
@@ -357,7 +510,7 @@ class RobustnessAuditor:
         """
         (config,) = self._configs(dataset.kind, [attack]).values()
         device = resolve_device(self.device)
-        threat = threat_model(dataset, self.clip)
+        threat = attack_surface(dataset, self.clip, self.features)
         dataset = sample_rows(dataset, self.max_samples, self.seed)
         forward = _AmpForward(model.to(device).eval(), device)
         generator = torch.Generator(device=device).manual_seed(int(self.seed))
@@ -365,6 +518,9 @@ class RobustnessAuditor:
         for x, y, _, _ in iterate_batches(dataset, self.batch_size or default_batch_size(device, dataset.kind),
                                           device):
             x, y = x.to(device).float(), y.to(device)
+            if self.labels == "predicted":
+                with torch.no_grad():
+                    y = self._labels(torch.softmax(forward(x), dim=1), y)
             adversarial.append(self._attack(config, forward, x, y, threat, generator).cpu())
             clean.append(x.cpu())
         return torch.cat(clean), torch.cat(adversarial)
@@ -386,7 +542,7 @@ class RobustnessAuditor:
         device = resolve_device(self.device)
         if len(dataset) == 0:
             raise FairauditError(f"split '{dataset.split}' of dataset '{dataset.name}' is empty.")
-        threat = threat_model(dataset, self.clip)
+        threat = attack_surface(dataset, self.clip, self.features)
         full, dataset = dataset, sample_rows(dataset, self.max_samples, self.seed)
         rows = getattr(dataset, "source_rows", None) if dataset is not full else None  # Predictions keep split indices
         num_classes = getattr(model, "num_classes", dataset.num_classes)
@@ -399,22 +555,24 @@ class RobustnessAuditor:
         generator = torch.Generator(device=device).manual_seed(int(self.seed))
         decide = self._decider(forward, dataset, postprocess)
         clean_probs, probs = [], {name: [] for name in configs}
-        labels, sensitive, order = [], [], []
+        labels, attacked_labels, sensitive, order = [], [], [], []
         done = 0
         for x, y, s, idx in iterate_batches(dataset, batch_size, device):
             x, y = x.to(device).float(), y.to(device)
             idx = torch.as_tensor(idx)
             clean = decide(x, idx)
-            worst, robust = clean.clone(), _correct(clean, y)
+            target = self._labels(clean, y)
+            worst, robust = clean.clone(), _correct(clean, target)
             for name, config in configs.items():
-                current = decide(self._attack(config, forward, x, y, threat, generator), idx)
-                ok = _correct(current, y)
+                current = decide(self._attack(config, forward, x, target, threat, generator), idx)
+                ok = _correct(current, target)
                 # Keep, per sample, the first wrong prediction found in the ball (see the module docstring).
                 worst = torch.where((robust & ~ok)[:, None], current, worst)
                 robust = robust & ok
                 probs[name].append(torch.where(robust[:, None], current, worst).cpu())
             clean_probs.append(clean.cpu())
             labels.append(y.cpu())
+            attacked_labels.append(target.cpu())
             sensitive.append(torch.as_tensor(s).view(len(y), -1))
             order.append(idx.cpu() if rows is None else torch.as_tensor(rows)[idx.cpu()])
             done += len(y)
@@ -422,7 +580,8 @@ class RobustnessAuditor:
                 progress(done, len(dataset))
 
         def predictions(chunks: list[torch.Tensor], condition: str) -> Predictions:
-            return Predictions(labels=torch.cat(labels).numpy().astype(np.int64),
+            truth = labels if condition == "clean" else attacked_labels
+            return Predictions(labels=torch.cat(truth).numpy().astype(np.int64),
                                probs=torch.cat(chunks).numpy().astype(np.float32),
                                sensitive=torch.cat(sensitive).numpy().astype(np.int64),
                                indices=torch.cat(order).numpy().astype(np.int64),
@@ -443,7 +602,11 @@ class RobustnessAuditor:
                 "subsampled": len(dataset) < len(full), "seed": self.seed, "device": str(device),
                 "worst_case_over": ["clean", *configs], "postprocessed": postprocess is not None,
                 "model": getattr(model, "arch", type(model).__name__), "seconds": time.perf_counter() - start}
-        return RobustnessReport(clean_report, adversarial, configs, threat.description, meta)
+        named = self.threat_model(dataset.kind, samples=len(dataset)).to_dict()
+        surface = {k: v for k, v in threat.description.items() if k != "clip"}
+        if dataset.kind == "image":
+            surface["clip_range"] = [0.0, 1.0]
+        return RobustnessReport(clean_report, adversarial, configs, {**named, **surface}, meta)
 
     @staticmethod
     def _decider(forward: nn.Module, dataset: FairDataset, postprocess: Postprocess | None):
