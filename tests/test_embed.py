@@ -264,3 +264,27 @@ def test_behaviour_table_shows_an_undefined_gap_empty_with_its_reason():
     table = embed.behaviour_table(result).set_index("Stage")
     assert table.loc["before", "Note"] == f"DEO n/a: {reason}" and pd.isna(table.loc["before", "DEO"])
     assert table.loc["after", "Note"] == "" and table.loc["after", "DEO"] == 0.05
+
+
+def test_map_groups_get_distinct_colour_blind_safe_palette_colours():
+    from fairaudit.ui.palette import PALETTE
+
+    rng = np.random.default_rng(0)
+    n = 60
+    sensitive = np.stack([rng.integers(0, 2, n), rng.integers(0, 2, n)], 1)  # four intersectional groups
+    labels = rng.integers(0, 2, n)
+    emb = runs_module.RunEmbedding(
+        run_id="r", method="tsne", settings={}, kind="perturbation", axes="joint",
+        coords={"before": rng.normal(size=(n, 2)), "after": rng.normal(size=(n, 2))}, indices=np.arange(n),
+        labels=labels, sensitive=sensitive, predictions={"before": labels, "after": 1 - labels},
+        sensitive_names=["Male", "Young"], value_names={"Male": ["female", "male"], "Young": ["old", "young"]},
+        class_names=["no", "yes"])
+    for color, n_values in (("sensitive", 4), ("target", 2), ("correct", 2)):
+        fig = emb.figure(color)
+        colours = {}
+        for trace in fig.data:  # one trace per value and stage; a value keeps its colour in both maps
+            colours.setdefault(trace.name, set()).add(trace.marker.color)
+        assert len(colours) == n_values and all(len(c) == 1 for c in colours.values())
+        used = [next(iter(c)) for c in colours.values()]
+        assert len(set(used)) == n_values  # distinct colours, not shades of one
+        assert used == list(PALETTE[:n_values])  # the palette's first colours, in the legend's order

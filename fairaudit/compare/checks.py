@@ -343,7 +343,10 @@ def composition_figure(groups: pd.DataFrame, *, height: int = 360):
     """Grouped bars of each group's share of its split, with the group's base rate in the hover."""
     import plotly.express as px
 
+    from fairaudit.ui.palette import PALETTE
+
     fig = px.bar(groups, x="group", y="share", color="split", barmode="group", height=height,
+                 color_discrete_sequence=PALETTE,
                  hover_data={"n": True, "base_rate": ":.3f", "share": ":.3f"},
                  labels={"share": "share of the split", "group": "group", "base_rate": "base rate"})
     fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Group sizes per split")

@@ -19,11 +19,12 @@ import plotly.graph_objects as go
 
 from fairaudit.compare.table import BASELINE, LABELS, LOWER_IS_BETTER, done_runs, seed_summary, undefined_text
 from fairaudit.errors import FairauditError
+from fairaudit.ui.palette import PALETTE_NO_BLACK
 
 FAIRNESS_CHOICES = ("deo", "spd", "eod", "aaod", "aed", "worst_group_accuracy", "leakage")
 RADAR_METRICS = ("accuracy", "balanced_accuracy", "worst_group_accuracy", "spd", "deo", "eod", "aed", "s_r")
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "triangle-down", "pentagon", "hexagon", "cross")
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+COLORS = PALETTE_NO_BLACK  # method colours; black marks the baseline
 BASE_SIZE, SIZE_RANGE = 9.0, 16.0
 
 
@@ -279,7 +280,8 @@ def radar_figure(table: pd.DataFrame, run_ids: Sequence[str], metrics: Sequence[
         values = [1 - row[m] if lower_is_better(m) else row[m] for m in metrics]
         label = row["method"] if row["kind"] == BASELINE else f"{row['method']} · {row['run_id']}"
         fig.add_trace(go.Scatterpolar(r=values + values[:1], theta=axes + axes[:1], name=label,
-                                      fill="toself", opacity=0.55))
+                                      fill="toself", opacity=0.55,
+                                      line={"color": COLORS[len(fig.data) % len(COLORS)]}))
     fig.update_layout(height=height, polar={"radialaxis": {"range": [0, 1]}},
                       margin={"l": 30, "r": 30, "t": 40, "b": 30}, title="Selected runs (outward is better)")
     return fig

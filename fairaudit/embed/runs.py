@@ -37,6 +37,7 @@ from fairaudit.embed.leakage import probe_leakage
 from fairaudit.embed.projection import METHODS, project_pair
 from fairaudit.errors import FairauditError
 from fairaudit.metrics.groups import describe
+from fairaudit.ui.palette import PALETTE
 
 LEAKAGE_FILE = "leakage.json"
 LEAKAGE_SAMPLE = 5000
@@ -292,7 +293,8 @@ class RunEmbedding:
                          "stage": list(STAGES)}, hover_data={"sample": True, "sensitive": True, "target": True,
                                                              "prediction": True, "x": False, "y": False,
                                                              "stage": False},
-                         labels={color: label}, height=height, render_mode="webgl")
+                         labels={color: label}, height=height, render_mode="webgl",
+                         color_discrete_sequence=PALETTE)
         fig.update_traces(marker={"size": point_size, "opacity": 0.75})
         names = {"tsne": "t-SNE", "umap": "UMAP"}
         fig.for_each_annotation(lambda a: a.update(text=f"{a.text.split('=')[-1]} mitigation"))

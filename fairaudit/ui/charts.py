@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-# Okabe–Ito (colour-blind safe) followed by Paul Tol's muted colours: 12 distinct groups before a repeat.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
-           "#882255", "#44AA99", "#999933", "#888888")
+from fairaudit.ui.palette import PALETTE, colour  # noqa: F401  (re-exported: the pages' and reports' group colours)
+
 FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
 
 
@@ -32,7 +31,7 @@ def metric_bars(table: pd.DataFrame, *, title: str | None = None, height: int = 
     for i, (group, rows) in enumerate(table.groupby("group", sort=False)):
         lo, hi = rows["value"] - rows["err_minus"], rows["value"] + rows["err_plus"]
         fig.add_trace(go.Bar(
-            name=group, x=rows["metric"], y=rows["value"], marker_color=PALETTE[i % len(PALETTE)],
+            name=group, x=rows["metric"], y=rows["value"], marker_color=colour(i),
             error_y=dict(type="data", symmetric=False, array=rows["err_plus"], arrayminus=rows["err_minus"],
                          color="#374151", thickness=1.2, width=4, visible=has_ci),
             customdata=np.stack([rows["n"], lo, hi], 1),
