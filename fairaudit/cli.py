@@ -335,9 +335,11 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
     p.add_argument("--robustness-samples", type=int, default=None,
-                   help="test samples attacked (FGSM, PGD) before and after; 0: off (default 128 on CPU, 500 on CUDA)")
+                   help="test samples attacked (FGSM, PGD) before and after; 0: off (default: the method's threat "
+                        "model's, e.g. all rows for the FRoC methods, else 128 on CPU, 500 on CUDA)")
     p.add_argument("--robustness-eps", type=float, default=None,
-                   help="attack radius of that check (default 8/255 for images, 0.1 for tabular features)")
+                   help="attack radius of that check (default: the method's threat model's, else 8/255 for images, "
+                        "0.1 for tabular features)")
     p.add_argument("--split-samples", type=int, default=2000,
                    help="rows of the train and validation splits audited before and after; 0: off")
 
@@ -689,6 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)
     __import__("fairaudit.gate.cli", fromlist=["add_parser"]).add_parser(sub)  # check: the CI gate
+    __import__("fairaudit.slices.cli", fromlist=["add_parser"]).add_parser(sub)  # slices: slice discovery
     return parser
 
 
