@@ -12,6 +12,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
 from fairaudit.ui import charts, gallery
 from fairaudit.ui.runner import AuditRun, load_setup_model, regroup
+from fairaudit.ui.slices_view import slices_tab
 from fairaudit.ui.tables import (DEFAULT_TOLERANCES, METRIC_LABELS, disparity_checks, group_table,
                                  intersection_matrix, metric_with_errors)
 
@@ -271,7 +272,8 @@ def main() -> None:
     failing = [c.label for c in checks if c.passes is False]
     st.caption(("Outside tolerance: " + ", ".join(failing)) if failing else "Every disparity is within tolerance.")
 
-    tabs = st.tabs(["Groups", "Confusion matrices", "Intersections", "Misclassified samples", "Robustness"])
+    tabs = st.tabs(["Groups", "Confusion matrices", "Intersections", "Misclassified samples", "Robustness",
+                    "Slices"])
     with tabs[0]:
         groups_tab(report, run_key)
     with tabs[1]:
@@ -285,6 +287,8 @@ def main() -> None:
         errors_tab(run, threshold)
     with tabs[4]:
         robustness_tab(run)
+    with tabs[5]:
+        slices_tab(run, threshold, run_key, n_boot)
 
 
 main()
