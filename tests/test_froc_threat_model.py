@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 import torch
 
+from fairaudit.errors import FairauditError
 from fairaudit.jobs import JobSpec, run_job
+from fairaudit.mitigation import get_method, make_config
 from fairaudit.mitigation.froc import released_threat_model
 from fairaudit.models import build_model
 from fairaudit.robustness import RobustnessAuditor, ThreatModel, describe_threat_model, sample_rows
@@ -90,3 +92,17 @@ def test_old_results_without_a_threat_model_still_read():
     assert describe_threat_model(old) == describe_threat_model(None) == "threat model not recorded (an older result)"
     threat = released_threat_model().resolved("tabular")
     assert ThreatModel.from_dict({**threat.to_dict(), "perturbed": ["age"]}) == threat
+
+
+def test_the_s_r_threat_model_follows_the_sr_settings():
+    method = get_method("froc_in")
+    default = method().threat_model(make_config(method, {}))
+    assert default == released_threat_model()
+    unclipped = method().threat_model(make_config(method, {"sr_clip": "none", "sr_labels": "true", "sr_eps": "0.2",
+                                                           "sr_features": "numeric"}))
+    assert (unclipped.clip, unclipped.labels, unclipped.eps, unclipped.features) == (None, "true", 0.2, "numeric")
+    assert method().threat_model(make_config(method, {"eval_robustness": "false"})).samples == 0
+    for name in ("rbf", "fbr", "froc_pre"):
+        assert get_method(name)().threat_model(make_config(get_method(name), {})).name == "froc_released_code"
+    with pytest.raises(FairauditError, match="sr_clip"):
+        make_config(method, {"sr_clip": "range"})
