@@ -12,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from appkit.state import current_setup, start_run, use_setup
+from appkit.widgets import guard_page
 from fairaudit.ui.setup import demo_setup
 
 st.set_page_config(page_title="fairaudit", page_icon=":material/balance:", layout="wide",
@@ -76,4 +77,4 @@ navigation = st.navigation([
     st.Page(EMBEDDINGS_PAGE, title="Embeddings", icon=":material/scatter_plot:", url_path="embeddings"),
     st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 ])
-navigation.run()
+guard_page(navigation.run)

@@ -15,7 +15,7 @@ import streamlit as st
 
 from appkit.runs import format_seconds, poll_interval, run_page_link
 from appkit.state import current_setup
-from appkit.widgets import show_error
+from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import benchmark, compare, jobs
 from fairaudit.compare.checks import composition_figure, split_display
 from fairaudit.compare.leaderboard import benchmark_figure, comparisons_frame, leaderboard_frame
@@ -180,7 +180,7 @@ def sweep_launcher() -> None:
                             settings=settings, device=device,
                             n_boot=n_boot)
         sweep = compare.launch_sweep(base, grid, seeds if seeds > 1 else None)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     st.session_state[SWEEP] = sweep.sweep_id
@@ -282,7 +282,7 @@ def benchmark_launcher() -> None:
             data_options=setup.option_dict if same else {}, data_dir=setup.data_dir if same else None,
             settings=settings, quick=quick, command="python -m fairaudit " + shlex.join(argv))
         manifest = benchmark.launch_benchmark(plan)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     st.session_state[BENCH] = st.session_state["compare-bench-shown"] = manifest["id"]
@@ -373,7 +373,7 @@ def gerrymandering_check(records: list[dict]) -> None:
         if not attributes:
             return
         result = compare.gerrymandering(run, attributes)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     meta = (run.get("before") or {}).get("meta") or {}
@@ -409,7 +409,7 @@ def composition_check(records: list[dict]) -> None:
     try:
         result = compare.data_composition(spec["dataset"], spec.get("target"), spec.get("sensitive"),
                                           spec.get("data_dir"), **(spec.get("data_options") or {}))
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     _warnings(result.warnings)

@@ -8,11 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from appkit.state import current_setup, setup_dataset, start_run, use_setup
-from appkit.widgets import image_grid, show_error
+from appkit.widgets import USER_ERRORS, image_grid, show_error
 from fairaudit.audit.external import predictions_from_frame
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.data.base import FairDataset
-from fairaudit.errors import FairauditError
 from fairaudit.models.checkpoint_files import TORCHSCRIPT_CHECKBOX
 from fairaudit.ui import gallery
 from fairaudit.ui.runner import load_setup_model, read_table
@@ -278,14 +277,14 @@ def main() -> None:
             if selected is not None:
                 st.subheader("Model")
                 candidate = model_choice(setup, selected)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         candidate = None
 
     if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=candidate is None):
         try:
             validate(candidate, dataset)
-        except FairauditError as exc:
+        except USER_ERRORS as exc:
             show_error(exc)
         else:
             use_setup(candidate)
@@ -296,7 +295,7 @@ def main() -> None:
         st.subheader("Samples per group")
         try:
             preview_dataset(dataset, selected)
-        except FairauditError as exc:
+        except USER_ERRORS as exc:
             show_error(exc)
 
 

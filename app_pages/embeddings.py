@@ -12,9 +12,8 @@ from typing import Any, Mapping
 import streamlit as st
 
 from appkit.runs import choose_run, run_page_link
-from appkit.widgets import show_error
+from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import embed, jobs
-from fairaudit.errors import FairauditError
 
 QUERY = "run"
 SELECTED = "embeddings-run"
@@ -96,7 +95,7 @@ def main() -> None:
                                  default="sensitive", key="embeddings-color") or "sensitive"
     try:
         ready = embed.embedding_cached(run_id, **settings)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     if not ready and not st.button("Compute", type="primary", icon=":material/scatter_plot:",
@@ -106,7 +105,7 @@ def main() -> None:
         return
     try:
         result = compute_with_progress(run_id, settings)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     st.plotly_chart(result.figure(color), key="embeddings-figure")

@@ -13,9 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from appkit.runs import RUN_PAGE, choose_run
-from appkit.widgets import show_error
+from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
-from fairaudit.errors import FairauditError
 from fairaudit.explain import METHODS, RULES, ExplanationGrid, explain_bias, explain_run
 
 QUERY = "run"
@@ -72,7 +71,7 @@ def bias_section(run_id: str, settings: dict) -> None:
         with st.spinner("Scoring attributions by region…"):
             table = cached_bias(run_id, settings["method"], per_group, settings["baseline"], settings["n_steps"],
                                 settings["seed"])
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     if table is None:
@@ -104,7 +103,7 @@ def main() -> None:
     try:
         with st.spinner("Computing attributions…"):
             grid = cached_explanation(run["id"], **grid_settings)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     if grid.note:

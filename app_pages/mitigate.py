@@ -16,7 +16,7 @@ import streamlit as st
 from appkit.runs import (before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
                          status_line)
 from appkit.state import current_setup
-from appkit.widgets import show_error
+from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
 from fairaudit.benchmark.published import published_effects
 from fairaudit.compare.table import LABELS
@@ -197,7 +197,7 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                            settings=changed_settings(fields, values), device=device, seed=seed, arch=arch,
                            n_boot=n_boot)
         run_id = jobs.submit(job)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     st.session_state[SELECTED] = run_id
@@ -241,7 +241,7 @@ def jobs_panel() -> None:
     st.query_params["run"] = run_id  # a reload shows the same run
     try:
         run = jobs.get_run(run_id)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     status_line(run)
@@ -266,7 +266,7 @@ def main() -> None:
         with right:
             dataset = dataset_choice(method, setup)
         launch_form(method, dataset, setup)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
 
     st.subheader("Runs")

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from appkit.runs import MITIGATE_PAGE, before_after_card, choose_run, curves_chart, run_controls, status_line
-from appkit.widgets import image_grid, show_error
+from appkit.widgets import USER_ERRORS, image_grid, show_error
 from fairaudit import jobs
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
@@ -171,7 +171,7 @@ def main() -> None:
         return
     try:
         run = jobs.get_run(run_id)
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
         return
     header(run)

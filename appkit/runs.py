@@ -12,9 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
-from appkit.widgets import show_error
+from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
-from fairaudit.errors import FairauditError
 from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration, run_label,
                                     training_curves)
 
@@ -70,7 +69,7 @@ def run_controls(run: Mapping[str, Any], key: str) -> bool:
                 jobs.resume(run["id"])
                 st.toast(f"Run {run['id']} queued to resume.")
                 return True
-    except FairauditError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
     return False
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import streamlit as st
 
 from appkit.state import start_run, task_key
+from fairaudit import workspace
 from fairaudit.errors import FairauditError
 from fairaudit.ui import background
 from fairaudit.ui.runner import AuditRun
@@ -18,15 +25,75 @@ from fairaudit.ui.tables import DisparityCheck
 POLL_SECONDS = 0.3
 
 
-def show_error(exc: BaseException, trace: str = "") -> None:
-    """A user error shows its one-sentence message; anything else also offers the traceback."""
+# Errors a page expects and explains in one sentence: the user's input (FairauditError), an optional
+# package that cannot be imported, a file that cannot be read or written.
+USER_ERRORS = (FairauditError, ImportError, OSError)
+# Import name -> what to pip install, for the optional paths whose import name differs.
+DISTRIBUTIONS = {"umap": "umap-learn", "sklearn": "scikit-learn", "PIL": "pillow", "cv2": "opencv-python"}
+APP_LOG = "app.log"
+# Set (to 1) by the test suite so that an unexpected error fails an in-process app test instead of
+# becoming a sentence on the page.
+RAISE_ENV = "FAIRAUDIT_RAISE_APP_ERRORS"
+UNEXPECTED_PREFIX = "Something went wrong"
+_LOG = logging.getLogger("fairaudit.app")
+
+
+def error_sentence(exc: BaseException) -> str | None:
+    """The one sentence, with what to do, for an expected error; ``None`` for an unexpected one."""
     if isinstance(exc, FairauditError):
-        st.error(str(exc), icon=":material/error:")
+        return str(exc)
+    if isinstance(exc, ImportError):
+        module = (getattr(exc, "name", None) or "").split(".")[0]
+        package = DISTRIBUTIONS.get(module, module)
+        what = f"the Python package '{package}', which" if package else "a Python package that"
+        return (f"This view needs {what} cannot be imported here: install the app's requirements with "
+                "`pip install -r requirements.txt` in the app's environment and restart the app.")
+    if isinstance(exc, OSError):
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        reason = exc.strerror or type(exc).__name__
+        return (f"A file{where} cannot be read or written ({reason}): check that the path exists and that "
+                "the app may use it, then try again.")
+    return None
+
+
+def log_unexpected(exc: BaseException, trace: str = "") -> Path:
+    """Append the error's traceback to ``$FAIRAUDIT_HOME/logs/app.log`` (the system's temporary folder when the
+    workspace cannot be written) and return that file."""
+    text = trace or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    _LOG.error("unexpected error in the app:\n%s", text)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for folder in (lambda: workspace.subdir("logs"), lambda: Path(tempfile.gettempdir())):
+        try:
+            path = folder() / APP_LOG
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(f"--- {stamp}\n{text.rstrip()}\n")
+            return path
+        except (OSError, FairauditError):
+            continue
+    return Path(tempfile.gettempdir()) / APP_LOG
+
+
+def show_error(exc: BaseException, trace: str = "") -> None:
+    """An expected error shows its one sentence with what to do; anything else one sentence naming the log that
+    holds its details. A page never shows a traceback."""
+    sentence = error_sentence(exc)
+    if sentence is not None:
+        st.error(sentence, icon=":material/error:")
         return
-    st.error(f"Unexpected error ({type(exc).__name__}): {exc}", icon=":material/bug_report:")
-    if trace:
-        with st.expander("Details"):
-            st.code(trace, language="text")
+    log = log_unexpected(exc, trace)
+    st.error(f"{UNEXPECTED_PREFIX} ({type(exc).__name__}): the details are in the log `{log}`; try again, and "
+             "report the problem with that log if it persists.", icon=":material/bug_report:")
+
+
+def guard_page(run) -> None:
+    """Run a page (``st.navigation(...).run``) so that any error it lets through is shown by :func:`show_error`
+    rather than as a traceback (unless :data:`RAISE_ENV` is set)."""
+    try:
+        run()
+    except Exception as exc:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
+        if os.environ.get(RAISE_ENV) == "1":
+            raise
+        show_error(exc, traceback.format_exc())
 
 
 def await_run(setup: AuditSetup) -> AuditRun | None:

@@ -8,6 +8,10 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+# An unexpected error in an in-process app test (AppTest) fails the test instead of becoming the page's
+# one-sentence error (the served app in the browser tests runs without it).
+os.environ.setdefault("FAIRAUDIT_RAISE_APP_ERRORS", "1")
+
 
 @contextmanager
 def workspace_at(path):

@@ -25,6 +25,7 @@ from scipy.linalg import orthogonal_procrustes
 from sklearn.decomposition import PCA
 
 from fairaudit.errors import FairauditError
+from fairaudit.optional import require
 
 METHODS = ("tsne", "umap")
 PCA_DIMS = 50
@@ -51,7 +52,7 @@ def reduce_dims(latents: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.
 
 
 def tsne(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
-    """t-SNE with openTSNE (FFT-accelerated gradients).
+    """t-SNE with openTSNE (FFT-accelerated gradients); scikit-learn's Barnes-Hut TSNE when openTSNE is missing.
 
     ``n_jobs`` defaults to all cores from :data:`PARALLEL_FROM` samples on and
     to one thread below (where thread start-up costs more than it saves).
@@ -63,8 +64,14 @@ def tsne(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: i
         raise FairauditError(f"the perplexity must be > 0, got {perplexity}.")
     # Both libraries need 3·perplexity < n; cap it for small samples instead of failing.
     perplexity = float(min(perplexity, (len(x) - 1) / 3.0))
-    from openTSNE import TSNE
+    try:
+        from openTSNE import TSNE
+    except ImportError:  # scikit-learn's Barnes-Hut t-SNE: slower, same objective
+        from sklearn.manifold import TSNE as SklearnTSNE
 
+        embedding = SklearnTSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                                n_jobs=n_jobs).fit_transform(x)
+        return np.asarray(embedding, dtype=np.float32)
     embedding = TSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
                      n_jobs=n_jobs, verbose=False).fit(x)
     return np.asarray(embedding, dtype=np.float32)
@@ -78,7 +85,7 @@ def umap(latents: np.ndarray, n_neighbors: int = 15, seed: int = 0, min_dist: fl
     n_neighbors = int(min(n_neighbors, len(x) - 1))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*")  # "overridden to 1 by setting random_state"
-        from umap import UMAP
+        UMAP = require("umap", "UMAP maps").UMAP
 
         return UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
                     init="spectral" if len(x) > n_neighbors + 2 else "random").fit_transform(x).astype(np.float32)

@@ -29,6 +29,7 @@ from torch import nn
 
 from fairaudit.device import autocast
 from fairaudit.errors import FairauditError
+from fairaudit.optional import require
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
@@ -134,7 +135,7 @@ class GradCam:
             self._resolve(self.input_shape)
 
     def _resolve(self, shape) -> None:
-        from captum.attr import LayerGradCam
+        LayerGradCam = require("captum.attr", "Grad-CAM maps").LayerGradCam
 
         self.input_shape = _input_shape(self.model, shape)
         self.layer = find_target_layer(self.model, self._layer_name, self.input_shape)
@@ -142,7 +143,7 @@ class GradCam:
 
     def attribute(self, x: torch.Tensor, target, progress: ProgressFn | None = None) -> torch.Tensor:
         """``(N, H, W)`` non-negative maps (ReLU of the channel-weighted activations, Eq. 2 of Grad-CAM)."""
-        from captum.attr import LayerAttribution
+        LayerAttribution = require("captum.attr", "Grad-CAM maps").LayerAttribution
 
         if self.layer is None:  # a model without a declared input shape: found on the first batch
             self._resolve(tuple(x.shape[1:]))
@@ -194,7 +195,7 @@ class IntegratedGradientsExplainer:
     def __init__(self, model: nn.Module, baseline: str = "black", n_steps: int = 32,
                  internal_batch_size: int | None = None, batch_size: int | None = None,
                  blur_sigma: float | None = None):
-        from captum.attr import IntegratedGradients
+        IntegratedGradients = require("captum.attr", "Integrated Gradients maps").IntegratedGradients
 
         if baseline not in BASELINES:
             raise FairauditError(f"unknown baseline '{baseline}'; choose one of {', '.join(BASELINES)}.")
