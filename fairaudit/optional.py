@@ -11,9 +11,9 @@ from types import ModuleType
 
 from fairaudit.errors import FairauditError
 
-# Import name -> the distribution to install, for every optional path the README names.
+# Import name -> the distribution to install, where the two differ or the package backs an optional path.
 PACKAGES = {"umap": "umap-learn", "openTSNE": "openTSNE", "captum": "captum", "fairlearn": "fairlearn",
-            "plotly": "plotly", "ray": "ray", "playwright": "playwright"}
+            "ray": "ray"}
 
 
 class MissingPackageError(FairauditError):
