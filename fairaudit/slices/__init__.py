@@ -74,8 +74,10 @@ METHODS = ("cells", "rows")
 MAX_LEVELS = 12
 """A column with more distinct values is binned (numeric) or keeps its most frequent values plus "other"."""
 NUMERIC_BINS = 4
-BLOCK_ELEMENTS = 1 << 24
-"""Most membership-matrix entries (rows × slices) or replicate entries held at once."""
+BLOCK_ELEMENTS = 1 << 25
+"""Most membership-matrix entries (rows × slices) or replicate entries held at once (128 MiB as float32)."""
+WEIGHT_ELEMENTS = 1 << 26
+"""Most per-row Poisson weights held at once by ``method="rows"`` (256 MiB as float32)."""
 
 
 @dataclass
@@ -134,18 +136,25 @@ def encode_attributes(attributes: pd.DataFrame, max_levels: int = MAX_LEVELS,
         series = attributes[column]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) \
                 and series.nunique(dropna=True) > max_levels:
-            series = pd.qcut(series, numeric_bins, duplicates="drop").astype(str)
+            series = pd.qcut(series, numeric_bins, duplicates="drop")
+            raw, labels = series.cat.codes.to_numpy(dtype=np.int64), [str(c) for c in series.cat.categories]
         else:
-            series = series.astype(object).where(series.notna(), "missing").map(str)
-            if series.nunique() > max_levels:
-                keep = series.value_counts().index[: max_levels - 1]
-                series = series.where(series.isin(keep), "other")
-        series = series.where(series != "nan", "missing")
-        levels = sorted(series.unique().tolist(), key=_natural)
+            raw, uniques = pd.factorize(series, use_na_sentinel=True)
+            raw, labels = raw.astype(np.int64), [str(u) for u in uniques]
+        if (raw < 0).any():
+            raw = np.where(raw < 0, len(labels), raw)
+            labels.append("missing")
+        if len(labels) > max_levels:
+            keep = np.argsort(-np.bincount(raw, minlength=len(labels)), kind="stable")[: max_levels - 1]
+            labels = [labels[k] for k in keep] + ["other"]
+            remap = np.full(int(raw.max()) + 1, len(keep), dtype=np.int64)
+            remap[keep] = np.arange(len(keep))
+            raw = remap[raw]
+        levels = sorted(set(labels), key=_natural)
         if len(levels) < 2:
             continue
-        lookup = {v: i for i, v in enumerate(levels)}
-        codes.append(series.map(lookup).to_numpy(dtype=np.int64))
+        lookup = np.array([levels.index(label) for label in labels], dtype=np.int64)
+        codes.append(lookup[raw])
         names.append(str(column))
         values.append(levels)
     if not codes:
@@ -226,10 +235,11 @@ def _indicators(y: np.ndarray, yhat: np.ndarray, metric: str) -> tuple[np.ndarra
     return d, d & pick[event]
 
 
-def _membership(x: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-    m = x[:, cand[:, 0]]
+def _membership(xt: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Transposed membership matrix ``[slices, rows]``: products of rows of the one-hot matrix ``[values, rows]``."""
+    m = xt[cand[:, 0]]
     for j in range(1, cand.shape[1]):
-        m = m * x[:, cand[:, j]]
+        m = m * xt[cand[:, j]]
     return m
 
 
@@ -277,20 +287,21 @@ def _boot_rows(x: torch.Tensor, cand_blocks: list[torch.Tensor], d: torch.Tensor
     """Gap replicates ``[B, S]`` from per-row Poisson(1) weights and membership-matrix products."""
     n = len(d)
     dtype = torch.float32 if n < (1 << 23) else torch.float64
-    per_boot = max(1, min(n_boot, BLOCK_ELEMENTS // max(n, 1)))
+    per_boot = max(1, min(n_boot, WEIGHT_ELEMENTS // max(n, 1)))
     n_slices = sum(len(c) for c in cand_blocks)
     out = torch.empty(n_boot, n_slices, dtype=torch.float32, device=x.device)
     de = torch.stack([d, e]).to(dtype)  # [2, N]
+    all_rows = bool(d.all())
     for b0 in range(0, n_boot, per_boot):
         b = min(per_boot, n_boot - b0)
         w = torch.poisson(torch.ones(b, n, dtype=dtype, device=x.device), generator=gen)
-        wd, we = w * de[0], w * de[1]
+        wd, we = (w if all_rows else w * de[0]), w * de[1]
         tot_d, tot_e = wd.sum(1, keepdim=True).double(), we.sum(1, keepdim=True).double()
         s0 = 0
         for cand in cand_blocks:
             per = max(1, BLOCK_ELEMENTS // max(n, 1))
             for c0 in range(0, len(cand), per):
-                m = _membership(x, cand[c0:c0 + per]).to(dtype)
+                m = _membership(x, cand[c0:c0 + per]).to(dtype).T
                 sd, se_ = (wd @ m).double(), (we @ m).double()
                 gap = se_ / sd - (tot_e - se_) / (tot_d - sd)
                 out[b0:b0 + b, s0:s0 + m.shape[1]] = gap.float()
@@ -349,8 +360,8 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
     col_attr = np.repeat(np.arange(n_attr), [len(v) for v in values])
     offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])[:-1]])
     n_values = len(col_attr)
-    x = torch.zeros(len(y), n_values, dtype=torch.float32, device=dev)
-    x.scatter_(1, torch.as_tensor(codes + offsets, device=dev), 1.0)
+    x = torch.zeros(n_values, len(y), dtype=torch.float32, device=dev)  # one-hot values, transposed
+    x.scatter_(0, torch.as_tensor((codes + offsets).T.copy(), device=dev), 1.0)
     d_np, e_np = _indicators(y, yhat, metric)
     d = torch.as_tensor(d_np, device=dev)
     e = torch.as_tensor(e_np, device=dev)
@@ -368,7 +379,7 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
         if len(cand) == 0:
             break
         cand_t = torch.as_tensor(cand, device=dev)
-        counts = torch.cat([(ones_de @ _membership(x, cand_t[i:i + per])).double().T
+        counts = torch.cat([(_membership(x, cand_t[i:i + per]) @ ones_de.T).double()
                             for i in range(0, len(cand), per)])  # [S, 3]: n, d, e
         n_candidates += len(cand)
         large = (counts[:, 0] >= min_size).cpu().numpy()
