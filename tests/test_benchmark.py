@@ -512,3 +512,18 @@ def test_a_run_made_under_other_defaults_is_not_reused(home, tiny_model):
     assert runner._twins([spec]) == {}  # same spec ("defaults"), another experiment
     current = JobRegistry().create_run(spec, config=resolved_config(spec), status="done")
     assert runner._twins([spec])[key]["id"] == current
+
+
+def test_a_control_measures_s_r_under_its_methods_threat_model(home, tiny_model):
+    from fairaudit.benchmark import plan_benchmark
+    from fairaudit.jobs.execute import _threat_model
+    from fairaudit.mitigation.base import get_method
+
+    plan = plan_benchmark("adult", "rbf", controls=True, seeds=1, model=tiny_model, device="cpu")
+    rbf, reweight = plan.specs[("rbf", 0)], plan.specs[("reweight", 0)]
+    own = _threat_model(get_method("rbf"), rbf.config(), rbf, torch.device("cpu"))
+    as_control = _threat_model(get_method("reweight"), reweight.config(), reweight, torch.device("cpu"))
+    assert own.features == "all" and own.labels == "predicted"  # the FRoC authors' released threat model
+    assert as_control == own
+    alone = plan_benchmark("adult", "reweight", seeds=1, model=tiny_model, device="cpu").specs[("reweight", 0)]
+    assert _threat_model(get_method("reweight"), alone.config(), alone, torch.device("cpu")).features == "numeric"

@@ -50,6 +50,18 @@ def _quick_options(dataset_spec, options: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in QUICK_DATA.items() if k in dataset_spec.options}, **dict(options)}
 
 
+def _parent_threat_model(parent, plain, scoped, quick) -> dict | None:
+    """The threat model of the method a control row belongs to (``None`` for a method row, or a method
+    without its own): a control's S_R is measured as its method's, or the two would not compare."""
+    if parent is None:
+        return None
+    from fairaudit.mitigation.base import get_method, make_config
+
+    method = get_method(parent.method)
+    threat = method().threat_model(make_config(method, row_settings(parent, method, plain, scoped, quick)))
+    return None if threat is None else threat.to_dict()
+
+
 def plan_benchmark(dataset: str, methods: str | Sequence[str], *, controls: bool | str | Sequence[str] = False,
                    seeds: int = 3, model: str = "demo", target: str | None = None,
                    sensitive: str | Sequence[str] | None = None, data_options: Mapping[str, Any] | None = None,
@@ -92,11 +104,14 @@ def plan_benchmark(dataset: str, methods: str | Sequence[str], *, controls: bool
     specs: dict[tuple[str, int], Any] = {}
     resolved_model = str(model)
     placeholder = "bench-pending"
+    by_name = {row.name: row for row in rows}
     for row in rows:
+        threat = _parent_threat_model(by_name.get(row.control_of), plain, scoped, quick)
         base = JobSpec(method=row.method, dataset=dataset, model=str(model), target=target,
                        sensitive=list(sensitive) if sensitive else None, data_options=options, data_dir=data_dir,
                        settings=row_settings(row, get_method(row.method), plain, scoped, quick), device=device,
-                       arch=arch, robustness_eps=robustness_eps, **job, **dict(job_fields or {}))
+                       arch=arch, robustness_eps=robustness_eps, threat_model=threat, **job,
+                       **dict(job_fields or {}))
         resolved_model = base.model
         row.settings = dict(base.settings)  # coerced to the settings' types
         sweep = sweep_specs(base, None, seed_list, sweep_id=placeholder)
@@ -159,8 +174,10 @@ def list_benchmarks() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- launching
 
 def spec_key(spec: Mapping[str, Any]) -> str:
-    """What makes two jobs the same run: the whole spec except its tags."""
-    return json.dumps({k: v for k, v in spec.items() if k != "tags"}, sort_keys=True, default=str)
+    """What makes two jobs the same run: the whole spec except its tags (a field left at ``None`` counts as
+    absent, so runs recorded before the field existed still match)."""
+    return json.dumps({k: v for k, v in spec.items() if k != "tags" and v is not None}, sort_keys=True,
+                      default=str)
 
 
 def _twins(specs: Sequence[Any]) -> dict[str, dict]:

@@ -310,12 +310,12 @@ ROBUSTNESS_SAMPLES = {"cuda": 500, "cpu": 128}  # attacked test samples when the
 
 
 def _threat_model(method_cls, config, spec: JobSpec, device):
-    """The threat model of the job's S_R: the method's own (or the default, PGD-10 with a random start on the
-    numeric features against the true labels, on 500 / 128 rows on CUDA / CPU), with the job's
-    ``robustness_eps`` and ``robustness_samples`` where set."""
+    """The threat model of the job's S_R: the spec's, else the method's own (or the default, PGD-10 with a
+    random start on the numeric features against the true labels, on 500 / 128 rows on CUDA / CPU), with the
+    job's ``robustness_eps`` and ``robustness_samples`` where set."""
     from fairaudit.robustness import ThreatModel
 
-    threat = method_cls().threat_model(config)
+    threat = ThreatModel.from_dict(spec.threat_model) if spec.threat_model else method_cls().threat_model(config)
     if threat is None:
         threat = ThreatModel(samples=ROBUSTNESS_SAMPLES.get(device.type, ROBUSTNESS_SAMPLES["cpu"]))
     changes = {}

@@ -49,6 +49,8 @@ class JobSpec:
     tabular features) before and after the method, and the train and validation splits are audited on at most
     ``split_samples`` rows each (0: off), see :func:`fairaudit.jobs.execute.execute`.
     A TorchScript model file is refused unless ``allow_torchscript`` is true.
+    ``threat_model`` (a :meth:`fairaudit.robustness.ThreatModel.to_dict`) replaces the method's own threat
+    model for the S_R; the benchmark gives a method's controls the method's, so their S_R compare.
     """
 
     method: str
@@ -68,6 +70,7 @@ class JobSpec:
     robustness_eps: float | None = None
     split_samples: int = 2000
     allow_torchscript: bool = False
+    threat_model: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from fairaudit.data.registry import get_spec, parse_options
@@ -90,6 +93,13 @@ class JobSpec:
             raise FairauditError(f"the seed must be an integer, got {self.seed!r}.")
         if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
             raise FairauditError(f"the number of bootstrap resamples must be an integer ≥ 0, got {self.n_boot!r}.")
+        if self.threat_model is not None:
+            from fairaudit.robustness import ThreatModel
+
+            if not isinstance(self.threat_model, dict):
+                raise FairauditError(f"a job's threat model must be a mapping of its fields, got "
+                                     f"{self.threat_model!r}.")
+            self.threat_model = ThreatModel.from_dict(self.threat_model).to_dict()
         if not isinstance(self.tags or {}, dict):
             raise FairauditError(f"job tags must be a mapping of names to values, got {self.tags!r}.")
         self.tags = dict(self.tags or {})
