@@ -141,3 +141,19 @@ def test_cli_bad_column_exits_2(predictions_csv, tmp_path, fairaudit_home, capsy
     err = capsys.readouterr().err
     assert "no column 'nope'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_on_a_model_and_dataset_slices_every_attribute(tiny_model, tmp_path, fairaudit_home, capsys):
+    out = tmp_path / "adult.json"
+    rc = main(["slices", "--dataset", "adult", "--model", tiny_model, "--max-depth", "1", "--min-size", "30",
+               "--bootstrap", "50", "--metric", "tpr", "--device", "cpu", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads(out.read_text())
+    columns = set(data["meta"]["attributes"])
+    # The attribute table, the categorical inputs and the binned numeric inputs.
+    assert {"sex", "race", "age_group", "education", "occupation", "age", "hours_per_week"} <= columns, columns
+    ages = {s["slice"]["age"] for s in data["slices"] if "age" in s["slice"]}
+    assert ages == {"q1 (lowest)", "q2", "q3", "q4 (highest)"}
+    rc = main(["slices", "--dataset", "adult", "--model", tiny_model, "--attributes", "sex,nope", "--device", "cpu",
+               "--json", str(tmp_path / "bad.json")])
+    assert rc == 2 and "no attribute 'nope'" in capsys.readouterr().err
