@@ -21,7 +21,7 @@ removes that shortcut.
   ``random`` order;
 * Eq. 5, the loss: ``Ĵ_α = α·J(M(x), y) + (1 − α)·J(M(x′), y)``.
 
-Choices where the paper is silent or ambiguous (spec §9):
+Choices where the paper is silent or ambiguous:
 
 * **How the order is used (§9.2).** Sorting the items of a batch changes
   nothing in one mean-loss step, and the shared trainer takes one optimiser

@@ -63,7 +63,7 @@ as ``stats.training_attack``).
 job, before and after the method, under the method's named threat model
 (:meth:`threat_model`, recorded as ``robustness.threat_model``); the method's
 own stats carry no S_R. The FRoC family's default is the threat model of the
-authors' released code (spec §8), :func:`released_threat_model`: L∞ ε = 0.1
+authors' released code, :func:`released_threat_model`: L∞ ε = 0.1
 (``sr_eps``) on *all* input columns, one-hot blocks included
 (``sr_features``), 10 PGD steps of ε/10 from the clean input (``sr_steps``),
 scored against the model's *predicted* labels (``sr_labels``), on every test
@@ -80,7 +80,7 @@ are all classified correctly; with predicted labels, S_R is the fraction of
 test rows whose prediction the attack cannot change. ``eval_robustness=false``
 turns the job's attack off for the run.
 
-Choices where the paper is silent (spec §7), made here:
+Choices where the paper is silent, made here:
 
 1. Training attack: ξ = 0.3 is the L∞ radius (as in Madry et al., whom the
    paper follows); PGD takes 10 steps of ξ/10 from the clean input (no random
@@ -191,7 +191,7 @@ RELEASED_THREAT_MODEL = "froc_released_code"
 
 def released_threat_model(eps: float = 0.1, features: str = "all", labels: str = "predicted", steps: int = 10,
                           samples: int | None = None, clip: str | None = "observed") -> ThreatModel:
-    """The S_R threat model of the FRoC authors' released code (spec §8): L∞ ``eps`` = 0.1 on all input columns
+    """The S_R threat model of the FRoC authors' released code: L∞ ``eps`` = 0.1 on all input columns
     (one-hot blocks included), ``steps`` PGD steps of ``eps / steps`` from the clean input, scored against the
     model's predicted labels, on all test rows (``samples=None``); by default clipped to the observed range (a
     deviation: the released code does not clip; ``clip=None`` follows it)."""

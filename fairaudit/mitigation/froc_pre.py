@@ -529,7 +529,7 @@ def _augment_step(surrogate, config, xd, yd, x0, y0, labels, has_adv, mask, x_ro
 @register_method
 class FrocPre(MitigationMethod):
     name = "froc_pre"
-    summary = ("FRoC-PRE (seed 004, Alg. 1): flip the training labels whose influence most lowers the bias and add "
+    summary = ("FRoC-PRE (FRoC Alg. 1): flip the training labels whose influence most lowers the bias and add "
                "the adversarial examples whose influence most lowers the surrogate's adversarial loss until it is "
                "δ_F-fair and δ_R-robust, then train the model on the edited data.")
     Config = FrocPreConfig
