@@ -243,6 +243,30 @@ def _membership(xt: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     return m
 
 
+def _slice_counts(xt: torch.Tensor, cand: torch.Tensor, weighted_x: torch.Tensor) -> torch.Tensor:
+    """Counts ``[S, 3]`` (rows, denominator, event) of the slices ``cand`` (column tuples of one depth).
+
+    Slices sharing their first ``k − 1`` conditions share one prefix membership row: the product
+    ``prefix · [X ⊙ 1, X ⊙ d, X ⊙ e]ᵀ`` gives the counts of the prefix crossed with every value at
+    once, so the cost is one matrix product per block of prefixes instead of one membership row
+    per slice.
+    """
+    n_values, n = xt.shape
+    if cand.shape[1] == 1:
+        prefix, inverse = torch.zeros(1, 0, dtype=cand.dtype, device=cand.device), torch.zeros_like(cand[:, 0])
+    else:
+        prefix, inverse = torch.unique(cand[:, :-1], dim=0, return_inverse=True)
+    out = torch.empty(len(cand), 3, dtype=torch.float64, device=xt.device)
+    per = max(1, BLOCK_ELEMENTS // max(n, 1))
+    for start in range(0, len(prefix), per):
+        block = prefix[start:start + per]
+        pm = _membership(xt, block) if block.shape[1] else torch.ones(1, n, device=xt.device)
+        crossed = (pm @ weighted_x.T).double().view(len(block), 3, n_values)  # [p, 3, V]
+        sel = torch.nonzero((inverse >= start) & (inverse < start + len(block))).squeeze(1)
+        out[sel] = crossed[inverse[sel] - start, :, cand[sel, -1]]
+    return out
+
+
 def _z_pvalue(e1, d1, e2, d2) -> torch.Tensor:
     """Two-sided pooled two-proportion z-test of ``e1/d1`` against ``e2/d2`` (float64 tensors)."""
     pooled = (e1 + e2) / (d1 + d2)
@@ -250,6 +274,13 @@ def _z_pvalue(e1, d1, e2, d2) -> torch.Tensor:
     z = (e1 / d1 - e2 / d2) / se
     p = torch.special.erfc(z.abs() / math.sqrt(2.0))
     return torch.where(se > 0, p, torch.ones_like(p))
+
+
+def _z_pvalue_scalar(e1: float, d1: float, e2: float, d2: float) -> float:
+    """:func:`_z_pvalue` of one pair of proportions, in plain floats."""
+    pooled = (e1 + e2) / (d1 + d2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / d1 + 1 / d2))
+    return math.erfc(abs(e1 / d1 - e2 / d2) / se / math.sqrt(2.0)) if se > 0 else 1.0
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -366,6 +397,7 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
     d = torch.as_tensor(d_np, device=dev)
     e = torch.as_tensor(e_np, device=dev)
     ones_de = torch.stack([torch.ones(len(y), device=dev), d.float(), e.float()])  # [3, N]
+    weighted_x = (x.unsqueeze(0) * ones_de.unsqueeze(1)).reshape(3 * n_values, len(y))  # [3V, N]
     totals = torch.stack([d.sum(), e.sum()]).double()
 
     # Counts of every candidate slice, depth by depth (apriori: a slice smaller than min_size has no child tested).
@@ -373,14 +405,12 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
     parents = np.arange(n_values)[:, None]
     base = n_values + 1
     n_candidates = 0
-    per = max(1, BLOCK_ELEMENTS // max(len(y), 1))
     for depth in range(1, min(max_depth, n_attr) + 1):
         cand = parents if depth == 1 else _extend(parents, col_attr, large_keys, base)
         if len(cand) == 0:
             break
         cand_t = torch.as_tensor(cand, device=dev)
-        counts = torch.cat([(_membership(x, cand_t[i:i + per]) @ ones_de.T).double()
-                            for i in range(0, len(cand), per)])  # [S, 3]: n, d, e
+        counts = _slice_counts(x, cand_t, weighted_x)  # [S, 3]: n, d, e
         n_candidates += len(cand)
         large = (counts[:, 0] >= min_size).cpu().numpy()
         depth_cands.append(cand_t)
@@ -447,9 +477,7 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
                 if rest_d <= 0:
                     same = True
                 else:
-                    pz = _z_pvalue(*(torch.tensor(float(v), dtype=torch.float64)
-                                     for v in (e_h[i], d_h[i], rest_e, rest_d)))
-                    same = float(pz) > alpha
+                    same = _z_pvalue_scalar(e_h[i], d_h[i], rest_e, rest_d) > alpha
                 if same:
                     implied[j] = conditions(np.array(sub))
                     break
