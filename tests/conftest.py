@@ -8,8 +8,9 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-# An unexpected error in an in-process app test (AppTest) fails the test instead of becoming the page's
-# one-sentence error (the served app in the browser tests runs without it).
+# An unexpected error in an app test fails it instead of becoming the page's one-sentence error: AppTest
+# reports it in ``at.exception``, the served app of the browser tests (which inherits this) as an
+# ``stException`` element.
 os.environ.setdefault("FAIRAUDIT_RAISE_APP_ERRORS", "1")
 
 
