@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from fairaudit.slices import find_slices
 from fairaudit.ui import background
 from fairaudit.ui.slices_view import slice_attributes
-
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-AUDIT = "app_pages/audit.py"
-TIMEOUT = 180
-
-
-@pytest.fixture()
-def app(demo_home) -> AppTest:
-    yield AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for key in background.keys():
-        background.wait(key, timeout=TIMEOUT)
-
-
-def _open_audit(at: AppTest) -> AppTest:
-    at.run()
-    at.switch_page(AUDIT)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.test_app import AUDIT, app, open_page  # noqa: F401  (app: the demo AppTest fixture)
 
 
 def test_slices_tab_renders_the_top_slices(app):
-    at = _open_audit(app)
+    at = open_page(app, AUDIT)
     assert "Slices" in [t.label for t in at.tabs]
     charts = [c for c in at.get("plotly_chart") if "slice-bars" in c.proto.id]
     assert len(charts) == 1

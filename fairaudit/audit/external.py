@@ -67,10 +67,7 @@ def predictions_from_frame(frame: pd.DataFrame, label: str, pred: str | None, se
     if pred is None and not score:
         raise FairauditError("name the prediction column (--pred) or a score column (--score) to audit.")
     needed = [label, *([pred] if pred else []), *sensitive] + ([score] if score else [])
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise FairauditError(f"{source} has no column {', '.join(map(repr, missing))}; "
-                             f"columns: {', '.join(map(str, frame.columns))}.")
+    require_columns(frame, needed, source)
     if not sensitive:
         raise FairauditError("name at least one sensitive column with --sensitive.")
     if frame.empty:
@@ -113,14 +110,27 @@ def predictions_from_frame(frame: pd.DataFrame, label: str, pred: str | None, se
                        meta=meta)
 
 
-def read_predictions_csv(path: str | Path, label: str, pred: str | None, sensitive, score: str | None = None,
-                         threshold: float = 0.5) -> Predictions:
-    """:func:`predictions_from_frame` of a CSV file; unreadable files get one clear sentence."""
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    """Refuse a table that lacks any of ``columns``, naming them and the columns it has."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FairauditError(f"{source} has no column {', '.join(map(repr, missing))}; "
+                             f"columns: {', '.join(map(str, frame.columns))}.")
+
+
+def read_csv_frame(path: str | Path) -> pd.DataFrame:
+    """A predictions CSV as a table; a missing or unreadable file gets one clear sentence."""
     path = Path(path)
     if not path.is_file():
         raise FairauditError(f"predictions file '{path}' does not exist.")
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise FairauditError(f"cannot read '{path}' as CSV: {str(exc).splitlines()[0].rstrip('.')}.") from None
-    return predictions_from_frame(frame, label, pred, sensitive, score, source=path.name, threshold=threshold)
+
+
+def read_predictions_csv(path: str | Path, label: str, pred: str | None, sensitive, score: str | None = None,
+                         threshold: float = 0.5) -> Predictions:
+    """:func:`predictions_from_frame` of a CSV file; unreadable files get one clear sentence."""
+    return predictions_from_frame(read_csv_frame(path), label, pred, sensitive, score, source=Path(path).name,
+                                  threshold=threshold)

@@ -44,22 +44,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _csv_inputs(args):
-    import pandas as pd
+    from pathlib import Path
 
-    from fairaudit.audit.external import read_predictions_csv
+    from fairaudit.audit.external import predictions_from_frame, read_csv_frame, require_columns
 
     if not args.label:
         raise FairauditError("slices on a CSV needs --label (and --pred or --score).")
     path = args.file
-    preds = read_predictions_csv(path, args.label, args.pred, [args.label], args.score, threshold=args.threshold)
-    frame = pd.read_csv(path)
+    frame = read_csv_frame(path)
+    preds = predictions_from_frame(frame, args.label, args.pred, [args.label], args.score, source=Path(path).name,
+                                   threshold=args.threshold)
     used = {args.label, args.pred, args.score}
     columns = ([c.strip() for c in args.attributes.split(",") if c.strip()] if args.attributes
                else [c for c in frame.columns if c not in used])
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise FairauditError(f"{path} has no column {', '.join(map(repr, missing))}; "
-                             f"columns: {', '.join(map(str, frame.columns))}.")
+    require_columns(frame, columns, str(path))
     if not columns:
         raise FairauditError("name the columns to slice on with --attributes.")
     return preds, frame[columns]
