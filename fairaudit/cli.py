@@ -94,18 +94,26 @@ def _train_progress(desc: str):
     return bar, update
 
 
-def cmd_audit(args) -> int:
-    from fairaudit.audit import run_audit
+def dataset_and_model(args, progress=None):
+    """``(dataset, model, description, data_options)`` of a command's ``--dataset/--split/--model`` arguments
+    (:func:`_add_data_args`, :func:`_add_model_args`): the split loaded, the model resolved on it."""
     from fairaudit.data import load_dataset
     from fairaudit.loading import resolve_model
 
     options = _data_options(args.data_opt)
     dataset = load_dataset(args.dataset, args.split, args.target, args.sensitive, args.data_dir, **options)
+    model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head, data_options=options,
+                                       data_dir=args.data_dir, device=args.device, progress=progress,
+                                       allow_torchscript=args.allow_torchscript)
+    return dataset, model, description, options
+
+
+def cmd_audit(args) -> int:
+    from fairaudit.audit import run_audit
+
     bar, train_update = _train_progress("training demo model")
     with bar:
-        model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head,
-                                           data_options=options, data_dir=args.data_dir, device=args.device,
-                                           progress=train_update, allow_torchscript=args.allow_torchscript)
+        dataset, model, description, options = dataset_and_model(args, progress=train_update)
     with _progress_bar(len(dataset), f"auditing {args.dataset}/{args.split}") as pbar:
         report, _ = run_audit(dataset, model, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed,
                               device=args.device, batch_size=args.batch_size,

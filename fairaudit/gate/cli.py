@@ -94,15 +94,9 @@ def _audit(args, policy) -> tuple[dict, float | None, dict]:
         return report.to_dict(), None, {"predictions": str(args.predictions)}
     if args.dataset:
         from fairaudit.audit import run_audit
-        from fairaudit.cli import _data_options
-        from fairaudit.data import load_dataset
-        from fairaudit.loading import resolve_model
+        from fairaudit.cli import dataset_and_model
 
-        options = _data_options(args.data_opt)
-        dataset = load_dataset(args.dataset, args.split, args.target, args.sensitive, args.data_dir, **options)
-        model, description = resolve_model(args.model, dataset, arch=args.arch, head=args.head,
-                                           data_options=options, data_dir=args.data_dir, device=args.device,
-                                           allow_torchscript=args.allow_torchscript)
+        dataset, model, description, _ = dataset_and_model(args)
         report, _ = run_audit(dataset, model, threshold=args.threshold, n_boot=policy.bootstrap, seed=policy.seed,
                               device=args.device, batch_size=args.batch_size, meta={"model": description})
         return report.to_dict(), None, {"dataset": args.dataset, "split": args.split, "model": description}

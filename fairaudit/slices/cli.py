@@ -64,16 +64,11 @@ def _csv_inputs(args):
 
 
 def _dataset_inputs(args):
-    from fairaudit import cli as main_cli
     from fairaudit.audit import run_audit
-    from fairaudit.data import load_dataset
-    from fairaudit.loading import resolve_model
+    from fairaudit.cli import dataset_and_model
     from fairaudit.slices import dataset_attributes
 
-    options = main_cli._data_options(args.data_opt)
-    dataset = load_dataset(args.dataset, args.split, args.target, args.sensitive, args.data_dir, **options)
-    model, _ = resolve_model(args.model, dataset, arch=args.arch, head=args.head, data_options=options,
-                             data_dir=args.data_dir, device=args.device, allow_torchscript=args.allow_torchscript)
+    dataset, model, _, _ = dataset_and_model(args)
     _, preds = run_audit(dataset, model, threshold=args.threshold, n_boot=0, seed=args.seed, device=args.device,
                          batch_size=args.batch_size)
     table = dataset_attributes(dataset, preds.indices)
