@@ -284,16 +284,11 @@ def _z_pvalue_scalar(e1: float, d1: float, e2: float, d2: float) -> float:
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """BH-adjusted p-values (q-values), Benjamini & Hochberg (1995)."""
-    m = len(p)
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(q, 1.0)
-    return out
+    """BH-adjusted p-values (q-values), Benjamini & Hochberg (1995), by scipy's ``false_discovery_control``."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(p, dtype=np.float64)
+    return p.copy() if len(p) == 0 else false_discovery_control(p, method="bh")
 
 
 # -- bootstrap ------------------------------------------------------------------------------------------------------
