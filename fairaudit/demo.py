@@ -24,7 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +48,11 @@ ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
 SHIPPED = ("synthetic-faces", "adult", "colored-digits")  # datasets whose default demo model is in ASSET_DIR
 EVAL_ONLY_OPTIONS = frozenset({"val_bias", "test_bias", "n_val", "n_test"})  # they leave the train split as is
 RECIPE_THREADS = 1  # CPU threads of recipe training: float sums in one fixed order, on any machine
+# PyTorch, oneDNN and MKL pick their x86 kernels at start-up from the CPU's instruction set, and AVX-512 kernels sum
+# in another order than AVX2 ones: the same recipe on one thread trained weights 0.24 apart on two x86 hosts. The
+# shipped models are trained with the AVX2 kernels, which every x86-64 CPU since 2013 runs, in a process started
+# with these variables (they cannot be changed once torch is loaded).
+RECIPE_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 
 DEMO_RECIPES: dict[str, dict[str, Any]] = {
     # Three epochs at batch 32: on the 0.9-biased faces the model learns part of the smile and leans on gender
@@ -97,7 +105,7 @@ def train_recipe(dataset: str, target: str | None = None, data_options: dict | N
     """Train the demo recipe and save it to ``out`` (sidecar: the recipe and its digest, no timings).
 
     On the CPU it trains on :data:`RECIPE_THREADS` threads, so the weights are the same bit for bit on every
-    run and machine count of cores.
+    run and count of cores; :func:`rebuild_shipped_models` also pins the kernels, for every x86 machine.
     """
     import torch
 
@@ -159,18 +167,70 @@ def cache_lock(path: Path):
 
 def rebuild_shipped_models(datasets: tuple[str, ...] = SHIPPED, out_dir: Path | None = None,
                            progress: Callable[[str, dict], None] | None = None) -> list[Path]:
-    """Retrain the default recipe of each of ``datasets`` on the CPU into ``out_dir`` (default ``assets/demo/``)."""
+    """Retrain the default recipe of each of ``datasets`` on the CPU into ``out_dir`` (default ``assets/demo/``).
+
+    On x86 the training runs in a child process started with :data:`RECIPE_CPU_ENV` (AVX2 kernels on one thread),
+    so the weights are the same bit for bit on every x86-64 machine, whichever vector unit it has.
+    """
     out_dir = Path(out_dir) if out_dir is not None else ASSET_DIR
     unknown = [d for d in datasets if d not in SHIPPED]
     if unknown:
         raise FairauditError(f"no demo model of '{unknown[0]}' is shipped; shipped: {', '.join(SHIPPED)}.")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if _kernels_pinned():
+        return _rebuild_here(tuple(datasets), out_dir, progress)
+    return _rebuild_in_pinned_process(tuple(datasets), out_dir, progress)
+
+
+def _kernels_pinned() -> bool:
+    """True where this process already runs the recipe's kernels (or on a CPU without the x86 kernel choice)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True
+    return all(os.environ.get(name) == value for name, value in RECIPE_CPU_ENV.items())
+
+
+def _rebuild_here(datasets: tuple[str, ...], out_dir: Path, progress) -> list[Path]:
     paths = []
     for dataset in datasets:
         target = get_spec(dataset).default_target
         paths.append(train_recipe(dataset, target, None, device="cpu",
                                   out=out_dir / f"demo-{dataset}-{target}.safetensors",
                                   progress=(lambda event, d=dataset: progress(d, event)) if progress else None))
+    return paths
+
+
+_CHILD = """
+import json, sys
+from pathlib import Path
+from fairaudit.demo import _rebuild_here
+datasets, out_dir = json.loads(sys.argv[1])
+def report(dataset, event):
+    print(json.dumps({"dataset": dataset, "event": event}, default=float), flush=True)
+for path in _rebuild_here(tuple(datasets), Path(out_dir), report):
+    print(json.dumps({"path": str(path)}), flush=True)
+"""
+
+
+def _rebuild_in_pinned_process(datasets: tuple[str, ...], out_dir: Path, progress) -> list[Path]:
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, **RECIPE_CPU_ENV,
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    paths = []
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child cannot block on it
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps([list(datasets), str(out_dir)])],
+                                 env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        for line in child.stdout:
+            message = json.loads(line)
+            if "path" in message:
+                paths.append(Path(message["path"]))
+            elif progress:
+                progress(message["dataset"], message["event"])
+        code = child.wait()
+        stderr.seek(0)
+        errors = stderr.read()
+    if code != 0 or len(paths) != len(datasets):
+        last = (errors.strip().splitlines() or ["no message"])[-1]
+        raise FairauditError(f"training the demo recipes failed in their pinned-kernel process: {last}")
     return paths
 
 

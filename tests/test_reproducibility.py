@@ -260,3 +260,17 @@ def test_the_demo_audit_a_new_user_sees_is_the_readmes(tmp_path, capsys):
             "spd": report["disparities"]["spd"]}
     assert {k: f"{v:.4f}" for k, v in seen.items()} == _readme_demo_figures()
     assert report["overall"]["n"] == 2000 and report["meta"]["deterministic"] is True
+
+
+def test_recipe_kernels_are_the_avx2_ones_on_any_x86_cpu():
+    """The shipped weights depend on the kernels' summation order, which the CPU's vector unit picks at start-up."""
+    import platform
+
+    from fairaudit.demo import RECIPE_CPU_ENV
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the kernel choice by instruction set is x86's")
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **RECIPE_CPU_ENV}, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "AVX2"
