@@ -1,6 +1,7 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
-Commands: ``audit``, ``robustness``, ``audit-predictions``, ``train``, ``datasets``, ``models``, ``mitigate``,
+Commands: ``audit``, ``robustness``, ``audit-predictions``, ``slices`` (which subgroups drive a gap),
+``check`` (a CI gate: exit 0 pass, 1 fail, 3 inconclusive), ``train``, ``datasets``, ``models``, ``mitigate``,
 ``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``, ``demo``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
