@@ -73,6 +73,25 @@ def test_threshold_recomputation_needs_no_inference(tmp_path):
     assert report.meta["inference_seconds"] >= 0 and report.meta["dataset"] == "toy"
 
 
+def test_the_audit_pass_counts_its_metrics_batch_by_batch_and_equals_the_stored_predictions_audit(monkeypatch):
+    from fairaudit.metrics import GroupMetrics
+
+    ds = _tabular()
+    torch.manual_seed(0)
+    model = build_model("mlp", 2, (6,))
+    batches = []
+    update = GroupMetrics.update
+    monkeypatch.setattr(GroupMetrics, "update", lambda self, *a: (batches.append(len(a[1])), update(self, *a))[1])
+    report, preds = run_audit(ds, model, n_boot=200, seed=3, device="cpu", batch_size=128)
+    assert batches == [128, 128, 128, 128, 88]  # counted inside the inference pass, not after it
+    again = audit_predictions(preds, n_boot=200, seed=3, device="cpu")
+    assert report.meta["bootstrap"] == again.meta["bootstrap"] == "streamed-rows"
+    assert report.ci == again.ci and report.disparities.keys() == again.disparities.keys()
+    for name, value in report.disparities.items():
+        assert again.disparities[name] == value or (np.isnan(value) and np.isnan(again.disparities[name]))
+    assert report.overall == again.overall
+
+
 def test_class_count_mismatch_is_refused():
     ds = _tabular()
     with pytest.raises(FairauditError, match="3 output classes"):

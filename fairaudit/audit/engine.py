@@ -1,4 +1,10 @@
-"""Audit = one inference pass + the metrics engine, with timings and metadata."""
+"""Audit = one inference pass + the metrics engine, with timings and metadata.
+
+Both entry points count with :class:`~fairaudit.metrics.GroupMetrics`: :func:`run_audit` feeds it batch by batch
+during the inference pass, :func:`audit_predictions` feeds it the stored predictions in one go. The Poisson
+bootstrap weight of a row depends only on the seed and the row's position, so the two give the same report,
+intervals included, and moving the threshold slider re-audits exactly what the first pass measured.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +13,37 @@ import time
 from fairaudit.audit.inference import Predictions, ProgressFn, predict
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
-from fairaudit.metrics import AuditReport, audit_metrics
-from fairaudit.seeding import run_metadata
+from fairaudit.metrics import AuditReport, GroupMetrics
+
+
+def group_metrics_for(preds_or_dataset, *, threshold: float = 0.5, n_boot: int = 1000, ci_level: float = 0.95,
+                      seed: int = 0, device="auto", min_group_size: int = 1) -> GroupMetrics:
+    """An empty :class:`GroupMetrics` for the classes and sensitive attributes of a dataset or of predictions."""
+    value_names = preds_or_dataset.value_names
+    names = preds_or_dataset.sensitive_names if isinstance(preds_or_dataset, Predictions) \
+        else list(preds_or_dataset.sensitive)
+    class_names = preds_or_dataset.class_names
+    return GroupMetrics(len(class_names), {name: value_names[name] for name in names}, device=device,
+                        threshold=threshold, class_names=class_names, n_boot=n_boot, ci_level=ci_level, seed=seed,
+                        min_group_size=min_group_size)
 
 
 def audit_predictions(preds: Predictions, *, threshold: float = 0.5, n_boot: int = 1000, ci_level: float = 0.95,
                       seed: int = 0, device="auto", min_group_size: int = 1, meta: dict | None = None) -> AuditReport:
     """Metrics for stored predictions: changing ``threshold`` needs no new inference."""
     start = time.perf_counter()
-    report = audit_metrics(preds.labels, scores=preds.scores, sensitive=preds.sensitive,
-                           sensitive_names=preds.sensitive_names, value_names=preds.value_names,
-                           class_names=preds.class_names, threshold=threshold, n_boot=n_boot, ci_level=ci_level,
-                           seed=seed, device=device, min_group_size=min_group_size)
-    report.meta.update(run_metadata(seed, report.meta["device"]))
+    metrics = group_metrics_for(preds, threshold=threshold, n_boot=n_boot, ci_level=ci_level, seed=seed,
+                                device=device, min_group_size=min_group_size)
+    metrics.update(preds.scores, preds.labels, preds.sensitive)
+    report = _finish(metrics, preds, meta)
+    report.meta["metrics_seconds"] = time.perf_counter() - start
+    return report
+
+
+def _finish(metrics: GroupMetrics, preds: Predictions, meta: dict | None) -> AuditReport:
+    report = metrics.compute()
     report.meta.update(preds.meta)
     report.meta.update(meta or {})
-    report.meta["metrics_seconds"] = time.perf_counter() - start
     return report
 
 
@@ -30,15 +51,24 @@ def run_audit(dataset: FairDataset, model, *, threshold: float = 0.5, n_boot: in
               device="auto", batch_size: int | None = None, num_workers: int | None = None,
               with_latents: bool = False, progress: ProgressFn | None = None,
               meta: dict | None = None) -> tuple[AuditReport, Predictions]:
-    """Audit ``model`` on ``dataset``; returns the report and the reusable predictions."""
+    """Audit ``model`` on ``dataset`` in one pass; returns the report and the reusable predictions.
+
+    The metrics are counted batch by batch while the model runs (binary targets: positive when
+    ``P(y=1) >= threshold``; multiclass: argmax), so the report equals ``audit_predictions`` on the returned
+    predictions.
+    """
     device = resolve_device(device)
     start = time.perf_counter()
+    metrics = group_metrics_for(dataset, threshold=threshold, n_boot=n_boot, seed=seed, device=device)
+    binary = dataset.num_classes == 2
+
+    def count(probs, labels, sensitive):
+        metrics.update(probs[:, 1] if binary else probs, labels, sensitive)
+
     preds = predict(model, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
-                    with_latents=with_latents, progress=progress)
-    inference_seconds = time.perf_counter() - start
-    report = audit_predictions(preds, threshold=threshold, n_boot=n_boot, seed=seed, device=device,
-                               meta={"model": getattr(model, "arch", type(model).__name__),
-                                     "sensitive": list(dataset.sensitive), **(meta or {})})
-    report.meta["inference_seconds"] = inference_seconds
+                    with_latents=with_latents, progress=progress, on_batch=count)
+    report = _finish(metrics, preds, {"model": getattr(model, "arch", type(model).__name__),
+                                      "sensitive": list(dataset.sensitive), **(meta or {})})
     report.meta["seconds"] = time.perf_counter() - start
+    report.meta["inference_seconds"] = report.meta["seconds"]  # metrics are counted inside the pass
     return report, preds

@@ -79,8 +79,8 @@ class Predictions:
 
 def _tensor_batches(ds: TensorFairDataset, batch_size: int) -> Iterator[tuple]:
     # In-memory tabular data: slicing beats per-row __getitem__ by orders of magnitude.
-    y = torch.as_tensor(ds.targets)
-    s = torch.as_tensor(ds.sensitive_codes)
+    y = torch.as_tensor(np.array(ds.targets))  # a copy: the dataset's arrays may be read-only views
+    s = torch.as_tensor(np.array(ds.sensitive_codes))
     for start in range(0, len(ds), batch_size):
         sl = slice(start, start + batch_size)
         yield ds.x[sl], y[sl], s[sl], torch.arange(start, min(start + batch_size, len(ds)))
@@ -101,8 +101,13 @@ def iterate_batches(dataset: FairDataset, batch_size: int, device: torch.device,
 
 def predict(model: torch.nn.Module, dataset: FairDataset, *, device="auto", batch_size: int | None = None,
             num_workers: int | None = None, with_latents: bool = False,
-            progress: ProgressFn | None = None) -> Predictions:
-    """Run ``model`` over ``dataset`` once and collect :class:`Predictions`."""
+            progress: ProgressFn | None = None,
+            on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> Predictions:
+    """Run ``model`` over ``dataset`` once and collect :class:`Predictions`.
+
+    ``on_batch(probs, labels, sensitive)`` sees every batch in order while the pass runs, with the class
+    probabilities still on the device (e.g. :meth:`fairaudit.metrics.GroupMetrics.update`).
+    """
     device = resolve_device(device)
     batch_size = batch_size or default_batch_size(device, dataset.kind)
     num_classes = getattr(model, "num_classes", dataset.num_classes)
@@ -128,7 +133,10 @@ def predict(model: torch.nn.Module, dataset: FairDataset, *, device="auto", batc
                     outs["latents"].append(z.float().cpu())
                 else:
                     logits = model(x)
-            outs["probs"].append(torch.softmax(logits.float(), dim=1).cpu())
+            probs = torch.softmax(logits.float(), dim=1)
+            if on_batch is not None:
+                on_batch(probs, y, s)
+            outs["probs"].append(probs.cpu())
             outs["labels"].append(y)
             outs["sensitive"].append(s)
             outs["indices"].append(torch.as_tensor(idx))
