@@ -10,6 +10,7 @@ from appkit.state import cached_report, current_setup, remember_in_url
 from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary, show_error
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
+from fairaudit.metrics.guardrails import FLAG_RULE, WHY_FLAGGED, describe_flag
 from fairaudit.ui import charts, gallery
 from fairaudit.ui.runner import AuditRun, load_setup_model, regroup
 from fairaudit.ui.slices_view import slices_tab
@@ -56,6 +57,22 @@ def overall_cards(report: AuditReport) -> None:
     cols[2].metric("Samples", f"{int(report.overall['n']):,}", border=True)
     cols[3].metric("Groups", f"{len(report.groups)}", border=True,
                    help="Several sensitive attributes are crossed into intersectional groups.")
+
+
+def _markdown_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "\\`*_[]<>$~|#" else c for c in text)
+
+
+def small_group_warning(report: AuditReport) -> None:
+    """A badge per flagged group (the engine's guardrails decide which), with its size, interval width and why
+    the flag matters."""
+    flagged = report.flagged_groups()
+    if not flagged:
+        return
+    lines = [f":orange-badge[:material/group: Small or uncertain group] "
+             f"{describe_flag({**flag, 'group': _markdown_escape(flag['group'])})}" for flag in flagged]
+    lines.append(f"{WHY_FLAGGED} {FLAG_RULE}")
+    st.warning("\n\n".join(lines), icon=":material/warning:")
 
 
 def groups_tab(report: AuditReport, run_key: str) -> None:
@@ -266,6 +283,7 @@ def main() -> None:
         return
 
     overall_cards(report)
+    small_group_warning(report)
     st.subheader("Disparities between groups")
     checks = disparity_checks(report.disparities, tolerances, report.undefined)
     disparity_cards(checks)

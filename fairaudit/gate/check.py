@@ -39,6 +39,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fairaudit.gate.policy import GROUP_PREFIX, Policy, Rule
+from fairaudit.metrics import guardrails
+from fairaudit.metrics.guardrails import finite as _finite
+from fairaudit.metrics.guardrails import finite_interval as _interval
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -88,21 +91,6 @@ class GateResult:
                               "settings": self.settings, "source": self.source})
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _interval(ci: Any) -> list[float] | None:
-    if not ci or len(ci) != 2:
-        return None
-    lo, hi = _finite(ci[0]), _finite(ci[1])
-    return None if lo is None or hi is None else [lo, hi]
-
-
 def _decide(kind: str, t: float, ci: list[float]) -> str:
     lo, hi = ci
     if kind == "max":
@@ -135,19 +123,9 @@ def _needed(n: int, factor: float | None) -> int | None:
 
 
 def flag_groups(report: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
-    """Groups under ``min_group_size`` rows or with an accuracy interval wider than ``max_ci_width``."""
-    flagged = []
-    for g in report["groups"]:
-        reasons = []
-        if g["n"] < policy.min_group_size:
-            reasons.append(f"{g['n']} rows, fewer than min_group_size {policy.min_group_size}")
-        ci = _interval((g.get("ci") or {}).get("accuracy"))
-        if ci and ci[1] - ci[0] > policy.max_ci_width:
-            reasons.append(f"accuracy interval {ci[1] - ci[0]:.3f} wide, more than max_ci_width "
-                           f"{policy.max_ci_width:g}")
-        if reasons:
-            flagged.append({"group": g["group"], "n": g["n"], "reasons": reasons})
-    return flagged
+    """Groups under ``min_group_size`` rows or with an accuracy interval wider than ``max_ci_width``
+    (:func:`fairaudit.metrics.guardrails.flag_groups` with the policy's limits)."""
+    return guardrails.flag_groups(report["groups"], policy.min_group_size, policy.max_ci_width)
 
 
 def _size_factor(flagged: list[dict[str, Any]], report: dict[str, Any], policy: Policy) -> float:

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fairaudit.errors import FairauditError
+from fairaudit.metrics.guardrails import MAX_CI_WIDTH, MIN_GROUP_SIZE
 from fairaudit.metrics.rates import DISPARITY_NAMES, OVERALL_METRICS, PER_GROUP_METRICS
 
-DEFAULTS = {"min_group_size": 30, "max_ci_width": 0.2, "bootstrap": 1000, "seed": 0}
+DEFAULTS = {"min_group_size": MIN_GROUP_SIZE, "max_ci_width": MAX_CI_WIDTH, "bootstrap": 1000, "seed": 0}
 GROUP_PREFIX = "group."
 S_R = "s_r"
 

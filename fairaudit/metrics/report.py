@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairaudit.metrics.guardrails import MAX_CI_WIDTH, MIN_GROUP_SIZE, flag_groups
 from fairaudit.metrics.rates import DISPARITY_NAMES, OVERALL_METRICS, PER_GROUP_METRICS
 
 PER_CLASS_COLUMNS = ("base_rate", "selection_rate")
@@ -87,6 +88,9 @@ class AuditReport:
         ``{disparity: reason}`` for every undefined disparity, e.g.
         ``{"eod": "only group 'color=red' defines the true-positive rate of
         class '3' (no other group has samples of class '3')"}``.
+
+    The JSON adds ``flagged_groups`` (:meth:`flagged_groups`: groups under 30 rows or with an accuracy
+    interval wider than 0.2, see :mod:`fairaudit.metrics.guardrails`) and ``guardrails``, the two limits used.
     """
 
     overall: dict[str, Any]
@@ -103,8 +107,15 @@ class AuditReport:
         return to_json_types({
             "overall": self.overall, "groups": self.groups, "disparities": self.disparities, "ci": self.ci,
             "marginal": self.marginal, "per_class": self.per_class, "meta": self.meta,
-            "undefined": self.undefined,
+            "undefined": self.undefined, "flagged_groups": self.flagged_groups(),
+            "guardrails": {"min_group_size": MIN_GROUP_SIZE, "max_ci_width": MAX_CI_WIDTH},
         })
+
+    def flagged_groups(self, min_group_size: int = MIN_GROUP_SIZE,
+                       max_ci_width: float = MAX_CI_WIDTH) -> list[dict[str, Any]]:
+        """The groups too small or too uncertain to be read on their own
+        (:func:`fairaudit.metrics.guardrails.flag_groups`): ``group``, ``n``, ``ci_width``, ``reasons``."""
+        return flag_groups(self.groups, min_group_size, max_ci_width)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The report as JSON text; also written to ``path`` when given."""

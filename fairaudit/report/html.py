@@ -44,6 +44,8 @@ th { background: #f3f4f6; }
 td.pass { background: #dcfce7; color: #166534; font-weight: 600; }
 td.fail { background: #fee2e2; color: #991b1b; font-weight: 600; }
 .note { color: #6b7280; font-style: italic; }
+.flag { background: #fef3c7; border-left: 4px solid #d97706; color: #78350f; padding: 6px 12px; margin: 6px 0 12px; }
+.flag ul, .flag p { margin: 4px 0; }
 .meta { color: #4b5563; font-size: 0.92em; }
 pre { background: #f3f4f6; padding: 8px; white-space: pre-wrap; word-break: break-all; font-size: 0.85em; }
 .image-grid { display: grid; gap: 6px; justify-content: start; }

@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
+from fairaudit.metrics.guardrails import FLAG_RULE, WHY_FLAGGED, describe_flag
 from fairaudit.robustness.audit import describe_threat_model
 from fairaudit.ui import charts
 from fairaudit.ui.jobs_view import (before_after_long, cli_command, comparison_table, comparison_text, config_table,
@@ -297,8 +298,20 @@ def before_groups(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list((run.get("before") or {}).get("groups") or [])
 
 
+def flagged_html(flagged: Sequence[Mapping[str, Any]]) -> str:
+    """A warning naming each flagged group (:func:`fairaudit.metrics.guardrails.flag_groups`) with its size and
+    interval width, and why the flag matters."""
+    items = "".join(f"<li>{esc(describe_flag(f))}</li>" for f in flagged)
+    return (f'<div class="flag"><b>Small or uncertain group{"s" if len(flagged) > 1 else ""}</b><ul>{items}</ul>'
+            f"<p>{esc(WHY_FLAGGED)} {esc(FLAG_RULE)}</p></div>")
+
+
 def metrics_section(runs: Sequence[Mapping[str, Any]]) -> Section:
-    """Overall scores and disparities before/after with their 95 % intervals, and per-group metrics."""
+    """Overall scores and disparities before/after with their 95 % intervals, and per-group metrics; groups the
+    small-group guardrails flag (:mod:`fairaudit.metrics.guardrails`) are named under their stage's table and
+    listed in ``flagged_groups``."""
+    from fairaudit.report.slices import slices_part
+
     section = Section("metrics", "Metrics with 95 % confidence intervals")
     section.blocks.append(paragraph(
         "Before: the deployed model; after: the outcome of the mitigation method. Intervals are percentile "
@@ -310,17 +323,22 @@ def metrics_section(runs: Sequence[Mapping[str, Any]]) -> Section:
         section.blocks += [run_heading(run), table_html(comparison_text(table)),
                            charts.metric_bars(before_after_long(before, after), title="Before and after",
                                               height=320)]
-        groups = {}
+        groups, flagged = {}, {}
         for stage in ("before", "after"):
-            frame = AuditReport.from_dict(run[stage]).groups_frame()
-            per_group = group_table(frame, GROUP_METRICS)
+            report = AuditReport.from_dict(run[stage])
+            per_group = group_table(report.groups_frame(), GROUP_METRICS)
             section.blocks += [f"<h4>Per group, {stage}</h4>", table_html(per_group)]
             groups[stage] = records(per_group)
-        data[run["run_id"]] = {"comparison": records(table), "groups": groups,
+            flagged[stage] = report.flagged_groups()
+            if flagged[stage]:
+                section.blocks.append(flagged_html(flagged[stage]))
+        data[run["run_id"]] = {"comparison": records(table), "groups": groups, "flagged_groups": flagged,
                                "before": {"overall": before.get("overall"), "disparities": before.get("disparities"),
                                           "ci": before.get("ci"), "undefined": before.get("undefined") or {}},
                                "after": {"overall": after.get("overall"), "disparities": after.get("disparities"),
                                          "ci": after.get("ci"), "undefined": after.get("undefined") or {}}}
+        slice_blocks, data[run["run_id"]]["slices"] = slices_part(run)  # the worst slice before, and after
+        section.blocks += slice_blocks
     section.data = {"runs": data}
     return section
 
