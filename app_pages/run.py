@@ -1,4 +1,5 @@
-"""Run: one mitigation run — status, configuration, timings, before/after audits, artefacts, FAAP samples.
+"""Run: one mitigation run — status, configuration, timings, before/after audits, slices, artefacts, FAAP
+samples.
 
 The run is named in the URL (``/run?run=<id>``), so the page can be
 bookmarked, reloaded or opened in a second tab.
@@ -6,6 +7,7 @@ bookmarked, reloaded or opened in a second tab.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -149,6 +151,50 @@ def faap_tab(run: Mapping[str, Any]) -> None:
         image_grid(images, captions, per_row=3 * len(rows))
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def recorded_slices(path: str, modified: float) -> dict | None:
+    """The ``slices`` block of a run's ``result.json`` (``modified`` keys the cache: a resumed run rewrites it)."""
+    return json.loads(Path(path).read_text()).get("slices")
+
+
+def slices_section(run: Mapping[str, Any]) -> None:
+    """The worst slice before with its gap before and after, and the top slices after: did the harm move?"""
+    from fairaudit.ui.slices_compare import available, metric_label, slices_chart, slices_summary, slices_table
+
+    st.subheader("Slices before → after")
+    name = (run.get("artifacts") or {}).get("result") or run.get("result_path")
+    block = None
+    if name and Path(name).is_file():
+        try:
+            block = recorded_slices(str(name), Path(name).stat().st_mtime)
+        except (OSError, ValueError):  # unreadable or half-written: the rest of the page still shows
+            block = None
+    if block is None:
+        st.caption("This run recorded no slices (its result file has none).")
+        return
+    if not available(block):
+        st.info(slices_summary(block), icon=":material/info:")
+        return
+    st.markdown(slices_summary(block))
+    table = slices_table(block)
+    if table.empty:
+        return
+    st.plotly_chart(slices_chart(table, block), key="run-slices-chart")
+    st.dataframe(table, hide_index=True, key="run-slices-table",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("Before", "After")}
+                 | {c: st.column_config.NumberColumn(c, format="%+.3f")
+                    for c in ("Gap before", "Gap after", "Gap change")}
+                 | {c: st.column_config.NumberColumn(c, format="%.2e") for c in ("q before", "q after")})
+    left_out = ", ".join(block.get("left_out") or []) or "none"
+    st.caption(f"{metric_label(block)} of every slice of up to {block['max_depth']} attribute values with at least "
+               f"{block['min_size']:,} of the {block['n_rows']:,} test rows, against the rest of the rows "
+               f"({block['direction']}); {block['n_slices_tested']['before']:,} slices tested, "
+               f"{block['n_significant']['before']:,} significant before and {block['n_significant']['after']:,} "
+               f"after (Benjamini–Hochberg, FDR {block['alpha']:g}). Gaps: slice − rest; q: Benjamini–Hochberg "
+               f"q-value of the two-proportion z-test. Same rows and attributes before and after, from the audits' "
+               f"predictions; not sliced on: {left_out}.")
+
+
 REPORT_SAMPLES = 1000  # embedding points in the downloaded report: a few seconds on a CPU
 
 
@@ -224,6 +270,7 @@ def main() -> None:
         with st.expander("Traceback"):
             st.code(run["traceback"], language="text")
     if done:
+        slices_section(run)
         st.page_link("app_pages/embeddings.py", label="Embeddings of this run", icon=":material/scatter_plot:",
                      query_params={"run": run["id"]})
     st.page_link(MITIGATE_PAGE, label="Back to the Mitigate page", icon=":material/healing:")

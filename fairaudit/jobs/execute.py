@@ -156,7 +156,11 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     the result, named by ``summary.<stage>.s_r_threat_model``) and ``splits``
     ``{"train", "val", "test": {"before", "after"}}``: audits without
     bootstrap of the splits the dataset has, on at most ``spec.split_samples``
-    rows each, so a gap that closes on train but not on test shows.
+    rows each, so a gap that closes on train but not on test shows. ``slices``
+    holds the top slices of the before and after decisions on the same test rows
+    and what became of the worst slice before (see :mod:`fairaudit.slices.compare`;
+    metric accuracy, depth 2, 200 resamples, every attribute but the target, seeded
+    by ``spec.seed``, from the audits' predictions), or ``reason`` where they could not be computed.
     """
     from fairaudit.audit import audit_predictions, run_audit
     from fairaudit.data import load_dataset
@@ -193,6 +197,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     check_stop()
 
     t = time.perf_counter()
+    before_preds = None
     if before is None:
         emit({"phase": BEFORE, "fraction": 0.0})
         report, preds = run_audit(test_ds, model, n_boot=spec.n_boot, seed=spec.seed, device=device,
@@ -200,6 +205,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
                                                                      "fraction": BEFORE_END * done / total}),
                                   meta={**meta, "stage": "before"})
         before = report.to_dict()
+        before_preds = preds
         artifacts["before_predictions"] = str(_publish(workdir, "before_predictions", preds.save, fence))
         emit({"event": "before_audit", "phase": BEFORE, "fraction": BEFORE_END, "report": before})
     timings["before_audit"] = time.perf_counter() - t
@@ -255,6 +261,10 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
     after = report.to_dict()
     artifacts["after_predictions"] = str(_publish(workdir, "after_predictions", preds.save, fence))
     timings["after_audit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    slices = _slices(test_ds, before_preds, preds, workdir, spec, device)
+    timings["slices"] = time.perf_counter() - t
+    check_stop()
     t_extras = time.perf_counter()
     if attacked_samples:
         # A post-processor (e.g. group thresholds) is attacked through the model whose scores it reads.
@@ -288,7 +298,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
                                "s_r_threat_model": threat.name},
                     "after": {**_summary(after), "s_r": _s_r(robustness["after"]),
                               "s_r_threat_model": threat.name}},
-        "robustness": robustness, "splits": splits,
+        "robustness": robustness, "splits": splits, "slices": slices,
         "artifacts": artifacts, "stats": result.stats, "history": result.history,
         "seconds": timings["total"], "timings": timings, "resumed": bool(resume),
     })
@@ -296,6 +306,31 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
              fence)
     emit({"phase": "done", "fraction": 1.0})
     return output
+
+
+def _slices(test_ds, before_preds, after_preds, workdir: Path, spec: JobSpec, device) -> dict:
+    """The top slices before and after on the test rows (:func:`fairaudit.slices.compare.before_after_slices`).
+
+    They reuse the predictions of the two test audits (no model runs again): a resumed run reads its
+    stored *before* predictions. Slices are over every attribute the test split has
+    (:func:`fairaudit.slices.dataset_attributes`) but the target, seeded by the run's seed. When they cannot be computed
+    the block is :func:`~fairaudit.slices.compare.unavailable` with the reason.
+    """
+    from fairaudit.audit.inference import Predictions
+    from fairaudit.slices import dataset_attributes
+    from fairaudit.slices.compare import before_after_slices, unavailable
+
+    if before_preds is None:
+        stored = workdir / "before_predictions.npz"
+        if not stored.is_file():
+            return unavailable("the stored before audit of this resumed run has no predictions file to slice.")
+        before_preds = Predictions.load(stored)
+    try:
+        attributes = dataset_attributes(test_ds, before_preds.indices)
+        return before_after_slices(before_preds, after_preds, attributes, seed=spec.seed, device=device,
+                                   left_out=[test_ds.target])
+    except FairauditError as exc:
+        return unavailable(str(exc))
 
 
 def _splits_used(ctx, attacked: bool) -> dict[str, str]:
