@@ -309,7 +309,8 @@ def flagged_html(flagged: Sequence[Mapping[str, Any]]) -> str:
 def metrics_section(runs: Sequence[Mapping[str, Any]]) -> Section:
     """Overall scores and disparities before/after with their 95 % intervals, and per-group metrics; groups the
     small-group guardrails flag (:mod:`fairaudit.metrics.guardrails`) are named under their stage's table and
-    listed in ``flagged_groups``."""
+    listed in ``flagged_groups``; each run's recorded slices before → after (:mod:`fairaudit.report.slices`)
+    close its part, in ``slices``."""
     from fairaudit.report.slices import slices_part
 
     section = Section("metrics", "Metrics with 95 % confidence intervals")
