@@ -193,3 +193,32 @@ def test_report_holds_the_slices_table(run, tmp_path):
     blocks, none = slices_part({"run_id": "r1", "slices": unavailable("no attribute column has two or more "
                                                                        "values, so there is nothing to slice.")})
     assert none["available"] is False and "nothing to slice" in "".join(blocks)
+
+
+def test_summary_says_whether_the_harm_moved():
+    from fairaudit.ui.slices_compare import slices_summary, slices_table
+
+    def entry(gap, q, significant, **slice_):
+        return {"slice": slice_, "n": 80, "value": 0.8 + gap, "complement": 0.8, "gap": gap, "ci": [gap, gap],
+                "p_value": q, "q_value": q, "significant": significant, "implied_by": None}
+
+    worst, other = entry(-0.3, 1e-6, True, sex="F"), entry(-0.2, 1e-4, True, race="B")
+    block = {"metric": "accuracy", "alpha": 0.05, "before": [worst], "reason": None,
+             "worst_before_after": {"slice": {"sex": "F"}, "n": 80, "before": worst,
+                                    "after": entry(-0.01, 0.7, False, sex="F"), "rank_after": None,
+                                    "still_significant": False},
+             "after": [other], "after_top_before": [entry(-0.05, 0.3, False, race="B")]}
+    assert slices_summary(block) == ("The worst slice before, sex = F (gap -0.300, q = 1e-06), is no longer "
+                                     "significantly worse off after mitigation (gap -0.010, q = 0.7). The worst "
+                                     "slice after is race = B (gap -0.200, q = 0.0001): the harm moved there.")
+    table = slices_table(block)
+    assert table["Role"].tolist() == ["worst before", "#1 after"]
+    assert table["Gap change"].round(12).tolist() == [0.29, -0.15]
+    still = {**block, "after": [entry(-0.25, 1e-5, True, sex="F")], "after_top_before": [worst],
+             "worst_before_after": {**block["worst_before_after"], "after": entry(-0.25, 1e-5, True, sex="F"),
+                                    "rank_after": 1, "still_significant": True}}
+    assert slices_summary(still) == ("The worst slice before, sex = F (gap -0.300, q = 1e-06), is still the worst "
+                                     "slice after mitigation (gap -0.250, q = 1e-05).")
+    assert slices_table(still)["Role"].tolist() == ["worst before, #1 after"]
+    assert slices_summary(unavailable("no attribute column has two or more values, so there is nothing to "
+                                      "slice.")).startswith("Slices were not computed: no attribute column")

@@ -85,7 +85,9 @@ def slices_summary(block: Mapping[str, Any] | None) -> str:
     elif worst.get("still_significant"):
         rank = worst.get("rank_after")
         place = "still the worst slice" if rank == 1 else "still significantly worse off"
-        where = f"; #{rank} of the harmful slices" if rank and rank > 1 else ""
+        implied = (after or {}).get("implied_by")
+        where = (f"; #{rank} of the harmful slices" if rank and rank > 1
+                 else f"; implied by {describe(implied)}" if implied and not rank else "")
         text = (f"The worst slice before, {name} ({_gap_text(before)}), is {place} after mitigation "
                 f"({_gap_text(after)}{where}).")
     else:
