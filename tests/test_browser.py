@@ -169,3 +169,19 @@ def test_compare_page_shows_a_stored_benchmark(server, page):
     expect(page.get_by_text("mean ± std over seeds", exact=False).first).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name="Download Markdown")).to_have_count(1, timeout=30_000)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_slices_tab_of_the_demo_audit_shows_its_chart_and_table(server, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/audit")
+    _card(page, "Accuracy")  # the demo audit has finished
+    page.get_by_role("tab", name="Slices").click()
+    panel = page.get_by_role("tabpanel", name="Slices")
+    expect(panel.locator(".st-key-slice-bars .js-plotly-plot")).to_be_visible(timeout=AUDIT_SECONDS * 1000)
+    table = panel.get_by_test_id("stDataFrame").first
+    expect(table).to_be_visible(timeout=60_000)
+    expect(table.locator("[role=columnheader]").first).to_have_text("Slice", timeout=60_000)
+    expect(table.locator("[role=gridcell]").first).to_contain_text(" = ")  # a slice such as "Male = Male ∧ …"
+    expect(panel.get_by_text("slices tested differ significantly", exact=False)).to_be_visible()
+    assert page.get_by_test_id("stException").count() == 0
