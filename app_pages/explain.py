@@ -15,7 +15,7 @@ import streamlit as st
 from appkit.runs import RUN_PAGE, choose_run
 from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
-from fairaudit.explain import METHODS, RULES, ExplanationGrid, explain_bias, explain_run
+from fairaudit.explain import EXPLAINERS, RULES, ExplanationGrid, explain_bias, explain_run
 
 QUERY = "run"
 SELECTED = "explain-page-run"
@@ -45,7 +45,7 @@ def group_names(run: Mapping[str, Any]) -> list[str]:
 
 def controls(run: Mapping[str, Any]) -> dict:
     left, middle, right = st.columns([2, 3, 2])
-    method = left.segmented_control("Method", list(METHODS), format_func=METHODS.get, default="gradcam",
+    method = left.segmented_control("Method", list(EXPLAINERS), format_func=lambda name: EXPLAINERS[name].label, default="gradcam",
                                     key="explain-method") or "gradcam"
     selection = middle.selectbox("Images", list(RULES), format_func=RULES.get, key="explain-selection")
     group = right.selectbox("Group", [ALL_GROUPS, *group_names(run)], key="explain-group")

@@ -505,7 +505,7 @@ def test_architecture_of_the_other_kind_is_refused(tmp_path):
 def test_unknown_architecture_suggests_a_close_name(tmp_path):
     torch.save(trained_like("mlp").state_dict(), tmp_path / "m.pt")
     message = load_error(tmp_path / "m.pt", arch="resnet19", input_shape=(10,))
-    assert "unknown architecture 'resnet19'" in message and "(closest: 'resnet18')" in message
+    assert "unknown architecture 'resnet19'" in message and "(did you mean 'resnet18'?)" in message
 
 
 def test_size_limit_from_argument_and_environment(tmp_path, monkeypatch):

@@ -9,11 +9,11 @@ runs, with a suggestion for a misspelt one.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from fairaudit.errors import FairauditError
+from fairaudit.registry import did_you_mean
 
 BASELINE = "baseline"
 
@@ -52,12 +52,6 @@ class Row:
         return cls(name=data["name"], method=data["method"], settings=dict(data.get("settings") or {}),
                    control_of=data.get("control_of"), controls=list(data.get("controls") or []),
                    target_metrics=tuple(data.get("target_metrics") or ("deo",)))
-
-
-def did_you_mean(name: str, choices: Sequence[str]) -> str:
-    """`` (did you mean 'faap'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def split_names(value: str | Sequence[str] | None, what: str) -> list[str]:

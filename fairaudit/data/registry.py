@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import DatasetError
 from fairaudit.options import coerce_like
+from fairaudit.registry import Registry
 
 
 @dataclass
@@ -29,28 +30,24 @@ class DatasetSpec:
     splits: tuple[str, ...] = ("train", "test")
 
 
-DATASETS: dict[str, DatasetSpec] = {}
-
-
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    DATASETS[spec.name] = spec
-    return spec
-
-
 def _ensure_loaded() -> None:
     # Importing the loader modules registers them.
     from fairaudit.data import embedded, folders  # noqa: F401
 
 
+DATASETS: Registry[DatasetSpec] = Registry("dataset", error=DatasetError, load=_ensure_loaded)
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset; a different dataset under a taken name is refused."""
+    return DATASETS.register(spec.name, spec)
+
+
 def list_datasets() -> list[DatasetSpec]:
-    _ensure_loaded()
     return list(DATASETS.values())
 
 
 def get_spec(name: str) -> DatasetSpec:
-    _ensure_loaded()
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset '{name}'; available: {', '.join(sorted(DATASETS))}.")
     return DATASETS[name]
 
 

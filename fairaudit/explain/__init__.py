@@ -10,13 +10,13 @@
   finished mitigation run, as an :class:`ExplanationGrid`.
 """
 
-from fairaudit.explain.attribution import (METHODS, GradCam, IntegratedGradientsExplainer, find_target_layer,
+from fairaudit.explain.attribution import (EXPLAINERS, GradCam, IntegratedGradientsExplainer, find_target_layer,
                                            make_explainer)
 from fairaudit.explain.bias import ATTRIBUTE_REGIONS, attribute_regions, attribution_bias, region_share
 from fairaudit.explain.runs import ExplanationGrid, explain_bias, explain_run, overlay
 from fairaudit.explain.selection import RULES, count_by_rule, paired_predictions, select_samples
 
-__all__ = ["METHODS", "RULES", "ATTRIBUTE_REGIONS", "GradCam", "IntegratedGradientsExplainer",
+__all__ = ["EXPLAINERS", "RULES", "ATTRIBUTE_REGIONS", "GradCam", "IntegratedGradientsExplainer",
            "ExplanationGrid", "explain_run", "explain_bias", "find_target_layer", "make_explainer",
            "attribute_regions", "attribution_bias", "region_share", "paired_predictions", "select_samples",
            "count_by_rule", "overlay"]

@@ -22,7 +22,8 @@ precision on CUDA for Grad-CAM); there is no per-image loop.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from torch import nn
 from fairaudit.device import autocast
 from fairaudit.errors import FairauditError
 from fairaudit.optional import require
+from fairaudit.registry import Registry
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
@@ -238,18 +240,28 @@ class IntegratedGradientsExplainer:
         return result
 
 
-METHODS = {"gradcam": "Grad-CAM", "ig": "Integrated Gradients"}
+@dataclass(frozen=True)
+class ExplainerEntry:
+    """A registered attribution method: its display ``label`` and ``build(model, **options)``."""
+
+    label: str
+    build: Callable[..., Any]
+
+
+EXPLAINERS: Registry[ExplainerEntry] = Registry("attribution method")
+EXPLAINERS.register("gradcam", ExplainerEntry("Grad-CAM",
+                                              lambda model, *, layer=None, **_: GradCam(model, layer=layer)))
+EXPLAINERS.register("ig", ExplainerEntry("Integrated Gradients", lambda model, *, baseline="black", n_steps=32,
+                                         internal_batch_size=None, **_: IntegratedGradientsExplainer(
+                                             model, baseline=baseline, n_steps=n_steps,
+                                             internal_batch_size=internal_batch_size)))
 
 
 def make_explainer(model: nn.Module, method: str = "gradcam", *, layer: str | None = None,
                    baseline: str = "black", n_steps: int = 32, internal_batch_size: int | None = None):
-    """The explainer for ``method`` (``"gradcam"`` or ``"ig"``) with its options."""
-    if method == "gradcam":
-        return GradCam(model, layer=layer)
-    if method == "ig":
-        return IntegratedGradientsExplainer(model, baseline=baseline, n_steps=n_steps,
-                                            internal_batch_size=internal_batch_size)
-    raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
+    """The explainer for ``method`` (``"gradcam"`` or ``"ig"``) with its options (each reads its own)."""
+    return EXPLAINERS[method].build(model, layer=layer, baseline=baseline, n_steps=n_steps,
+                                    internal_batch_size=internal_batch_size)
 
 
 def normalise_maps(maps, signed: bool = False) -> torch.Tensor:

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from fairaudit.errors import FairauditError
-from fairaudit.explain.attribution import METHODS, make_explainer, normalise_maps
+from fairaudit.explain.attribution import EXPLAINERS, make_explainer, normalise_maps
 from fairaudit.explain.bias import attribute_regions, attribution_bias, dataset_masks, supplied_masks
 from fairaudit.explain.selection import RULES, paired_predictions, select_samples
 
@@ -96,9 +96,9 @@ class ExplanationGrid:
 
     @property
     def columns(self) -> list[str]:
-        names = ["Original", f"{METHODS[self.method]} before"]
+        names = ["Original", f"{EXPLAINERS[self.method].label} before"]
         if self.after is not None:
-            names.append(f"{METHODS[self.method]} after")
+            names.append(f"{EXPLAINERS[self.method].label} after")
         if self.perturbed is not None:
             names.append(f"Perturbation ×{PERTURBATION_AMPLIFY:g}")
         return names
@@ -214,8 +214,7 @@ def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong
     progress:
         Called with ``(what, fraction)`` as the work advances.
     """
-    if method not in METHODS:
-        raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
+    EXPLAINERS[method]  # an unknown name: one sentence with the closest one
     if selection not in RULES:
         raise FairauditError(f"unknown selection rule '{selection}'; choose one of {', '.join(RULES)}.")
     report = progress or (lambda what, fraction: None)
@@ -265,8 +264,7 @@ def explain_bias(run_id: str, *, method: str = "gradcam", per_group: int = 64, d
     sensitive attributes and no ``masks`` are given. The region names used
     are in ``table.attrs["regions"]``.
     """
-    if method not in METHODS:
-        raise FairauditError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}.")
+    EXPLAINERS[method]  # an unknown name: one sentence with the closest one
     if per_group < 1:
         raise FairauditError(f"per_group must be at least 1, got {per_group}.")
     models, dataset, pairs = _image_run(run_id, device)

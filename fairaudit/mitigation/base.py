@@ -23,6 +23,7 @@ from fairaudit.audit.inference import Predictions
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
 from fairaudit.options import coerce_like
+from fairaudit.registry import Registry
 
 
 @dataclass
@@ -117,23 +118,18 @@ class MitigationMethod:
         return None
 
 
-METHODS: dict[str, type[MitigationMethod]] = {}
+def _load_methods() -> None:
+    from fairaudit import mitigation  # noqa: F401  (importing the package registers the built-in methods)
+
+
+METHODS: Registry[type[MitigationMethod]] = Registry("mitigation method", load=_load_methods)
 RENAMES: dict[str, Callable[[Mapping[str, Any]], "str | None"]] = {}
 """Method names whose meaning changed: ``name → resolve(recorded settings)`` (see :func:`register_rename`)."""
 
 
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def register_method(cls: type[MitigationMethod]) -> type[MitigationMethod]:
     """Add ``cls`` to the registry under ``cls.name``; a second, different class of the same name is refused."""
-    existing = METHODS.get(cls.name)
-    if existing is not None and _qualname(existing) != _qualname(cls):
-        raise FairauditError(f"two mitigation methods are named '{cls.name}': {_qualname(existing)} and "
-                             f"{_qualname(cls)}.")
-    METHODS[cls.name] = cls
-    return cls
+    return METHODS.register(cls.name, cls)
 
 
 def register_rename(name: str, resolve: Callable[[Mapping[str, Any]], "str | None"]) -> None:
@@ -158,10 +154,6 @@ def recorded_method(name: str, recorded: Mapping[str, Any] | None) -> str:
 
 
 def get_method(name: str) -> type[MitigationMethod]:
-    from fairaudit import mitigation  # noqa: F401  (registers the built-in methods)
-
-    if name not in METHODS:
-        raise FairauditError(f"unknown mitigation method '{name}'; available: {', '.join(sorted(METHODS))}.")
     return METHODS[name]
 
 

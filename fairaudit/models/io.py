@@ -63,7 +63,6 @@ also embed the same information (minus the hash) in their header.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -84,6 +83,7 @@ from fairaudit.models.checkpoint_files import (EMBEDDED_KEY, atomic_write, check
                                                read_safetensors, read_sidecar, read_torch_state, sha256,
                                                sidecar_path, torchscript_refusal)
 from fairaudit.models.registry import MODEL_BUILDERS, check_input_shape, check_kind
+from fairaudit.registry import did_you_mean
 from fairaudit.models.split import _HEAD_NAMES, SplitModel, _Flattened, split_torchvision
 
 __all__ = ["ScriptedModel", "features_available", "head_name", "load_checkpoint_file", "load_model",
@@ -457,9 +457,7 @@ def _builders(arch: str, head: str | None) -> list[Callable[[int, tuple[int, ...
     if arch in tv_names:
         builders.append(_torchvision_builder(arch, head))
     if not builders:
-        known = sorted(MODEL_BUILDERS) + tv_names
-        close = difflib.get_close_matches(arch, known, n=1)
-        hint = f" (closest: '{close[0]}')" if close else ""
+        hint = did_you_mean(arch, sorted(MODEL_BUILDERS) + tv_names)
         raise ModelLoadError(f"unknown architecture '{arch}'{hint}; use one of {', '.join(sorted(MODEL_BUILDERS))} "
                              "or a torchvision classification model name such as mobilenet_v3_small.")
     return builders

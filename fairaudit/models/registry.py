@@ -10,14 +10,17 @@ from torch import nn
 
 from fairaudit.errors import ModelLoadError
 from fairaudit.models.split import SplitModel, split_torchvision
+from fairaudit.registry import Registry
 
-MODEL_BUILDERS: dict[str, Callable[[int, Sequence[int]], SplitModel]] = {}
-MODEL_KINDS: dict[str, str] = {}
+MODEL_BUILDERS: Registry[Callable[[int, Sequence[int]], SplitModel]] = Registry("architecture",
+                                                                                error=ModelLoadError)
+MODEL_KINDS: dict[str, str] = {}  # architecture -> "image" | "tabular", filled by register_model
 
 
 def register_model(name: str, kind: str = "image"):
+    """Decorator: register ``fn(num_classes, input_shape) -> SplitModel`` as architecture ``name``."""
     def wrap(fn):
-        MODEL_BUILDERS[name] = fn
+        MODEL_BUILDERS.register(name, fn)
         MODEL_KINDS[name] = kind
         return fn
     return wrap
@@ -28,12 +31,11 @@ def list_models(kind: str | None = None) -> list[str]:
 
 
 def build_model(arch: str, num_classes: int, input_shape: Sequence[int]) -> SplitModel:
-    if arch not in MODEL_BUILDERS:
-        raise ModelLoadError(f"unknown architecture '{arch}'; available: {', '.join(sorted(MODEL_BUILDERS))}.")
+    builder = MODEL_BUILDERS[arch]  # an unknown name: one sentence with the closest one
     if num_classes < 2:
         raise ModelLoadError(f"a classifier needs at least 2 classes, got {num_classes}.")
     check_kind(arch, input_shape)
-    return MODEL_BUILDERS[arch](int(num_classes), tuple(input_shape))
+    return builder(int(num_classes), tuple(input_shape))
 
 
 _KIND_SHAPES = {"image": (3, "images (inputs of shape (C, H, W))"), "tabular": (1, "tabular features (inputs of "
