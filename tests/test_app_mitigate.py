@@ -102,6 +102,10 @@ def test_mitigate_page_states_only_the_effects_the_shipped_benchmark_measured(ap
     for effect in published_effects("faap"):
         assert f"- {effect.sentence()}" in shown
     assert "DEO vs faap[only_task]: −0.005 [−0.017, +0.006] over 3 seeds" in shown
+    # The benchmarks on other deployed models name their target and data options.
+    assert ("DEO vs the deployed model: +0.229 [−0.200, +0.658] over 3 seeds on synthetic-faces (Smiling, "
+            "bias=0.7) with epochs=4 ✗") in shown
+    assert "on synthetic-faces (Blond_Hair) with epochs=4" in shown
     # reweight beat its erm control on SPD over 3 seeds on Adult.
     at.selectbox(key="mitigate-method").set_value("reweight").run()
     expander = next(e for e in at.expander if e.label.startswith("Measured effect of reweight"))

@@ -36,6 +36,9 @@ class PublishedEffect:
     command: str
     settings: str = ""
     """The method's settings in that benchmark other than its defaults (``p=0.3``); empty for the defaults."""
+    setup: str = ""
+    """The deployed model's target and data options where they are not the dataset's defaults
+    (``Blond_Hair``, ``Smiling, bias=0.7``); empty for the default setup."""
 
     def sentence(self) -> str:
         """``SPD vs erm: −0.080 [−0.094, −0.066] over 3 seeds on adult ✓ (lower is better)``."""
@@ -44,7 +47,7 @@ class PublishedEffect:
             diff = "no value"
         else:
             diff = _signed(self.mean_diff) + (f" [{_signed(self.ci[0])}, {_signed(self.ci[1])}]" if self.ci else "")
-        where = f"{self.dataset}{' (quick settings)' if self.quick else ''}" + (
+        where = f"{self.dataset}{f' ({self.setup})' if self.setup else ''}{' (quick settings)' if self.quick else ''}" + (
             f" with {self.settings}" if self.settings else "")
         mark = "✓" if self.holds else "✗"
         against = "the deployed model" if self.against == "baseline" else self.against
@@ -78,5 +81,24 @@ def published_effects(method: str, directory: Path | None = None) -> list[Publis
                 mean_diff=comp.get("mean_diff"), ci=tuple(ci) if ci else None, holds=bool(comp.get("holds")),
                 n_seeds=int(comp.get("n") or 0), dataset=str(setup.get("dataset")), quick=bool(setup.get("quick")),
                 command=str(setup.get("command", "")),
-                settings=", ".join(f"{k}={v}" for k, v in sorted(row_settings.get(method, {}).items()))))
+                settings=", ".join(f"{k}={v}" for k, v in sorted(row_settings.get(method, {}).items())),
+                setup=_setup_text(setup)))
     return effects
+
+
+def _setup_text(setup: dict) -> str:
+    """The target when it is not the dataset's default, and data options other than split sizes."""
+    from fairaudit.data import get_spec
+    from fairaudit.errors import FairauditError
+
+    parts = []
+    try:
+        default_target = get_spec(str(setup.get("dataset"))).default_target
+    except FairauditError:
+        default_target = None
+    target = setup.get("target")
+    options = {k: v for k, v in (setup.get("data_options") or {}).items() if not k.startswith("n_")}
+    if target and (target != default_target or options):
+        parts.append(str(target))
+    parts += [f"{k}={v}" for k, v in sorted(options.items())]
+    return ", ".join(parts)
