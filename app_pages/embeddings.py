@@ -43,19 +43,22 @@ def settings_panel() -> dict[str, Any]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def compute(run_id: str, settings: Mapping[str, Any], _progress=None) -> embed.RunEmbedding:
-    """``embed_run`` (a finished run never changes, so run id + settings key the cache)."""
-    return embed.embed_run(run_id, **settings, **({"progress": _progress} if _progress else {}))
+def cached(run_id: str, settings: Mapping[str, Any]) -> embed.RunEmbedding:
+    """``embed_run`` of maps already stored with the run (a finished run never changes, so run id + settings key
+    the cache). No element is drawn in here: a cached result replays the elements its first call drew, and a
+    progress bar made outside it cannot be replayed."""
+    return embed.embed_run(run_id, **settings)
 
 
 def compute_with_progress(run_id: str, settings: Mapping[str, Any]) -> embed.RunEmbedding:
+    """``embed_run`` with a progress bar (it stores the maps with the run, so later reruns use :func:`cached`)."""
     bar = st.progress(0.0, text="Starting…")
 
     def progress(message: str, fraction: float) -> None:
         bar.progress(min(1.0, max(0.0, fraction)), text=message)
 
     try:
-        return compute(run_id, settings, progress)
+        return embed.embed_run(run_id, **settings, progress=progress)
     finally:
         bar.empty()
 
@@ -104,7 +107,7 @@ def main() -> None:
                    "from seconds (GPU) to a few minutes (CPU); the result is kept with the run.")
         return
     try:
-        result = compute_with_progress(run_id, settings)
+        result = cached(run_id, settings) if ready else compute_with_progress(run_id, settings)
     except USER_ERRORS as exc:
         show_error(exc)
         return
