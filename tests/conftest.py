@@ -82,6 +82,22 @@ def tiny_model(tmp_path_factory):
     return str(path)
 
 
+@contextmanager
+def registered_methods_workspace(folder):
+    """A module-private workspace under ``folder`` with the test methods registered (for module fixtures)."""
+    from fairaudit.jobs import testing
+    from fairaudit.mitigation import METHODS
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAIRAUDIT_HOME", str(folder / "home"))
+        mp.setenv("FAIRAUDIT_TEST_METHODS", "1")
+        testing.register()
+        try:
+            yield folder / "home"
+        finally:
+            METHODS.pop("noop_finetune", None)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A workspace of its own, the test method registered here and in workers, workers that quit quickly."""

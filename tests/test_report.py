@@ -29,16 +29,13 @@ EXTERNAL = re.compile(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}", re.I)
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model):
     """``{"adult": result, "faces": result}`` of two finished runs in a module-private workspace."""
-    from fairaudit.jobs import JobSpec, run_job, testing
-    from fairaudit.mitigation import METHODS
+    from fairaudit.jobs import JobSpec, run_job
     from fairaudit.train import TrainConfig
     from fairaudit.train.deployed import train_deployed_model
+    from tests.conftest import registered_methods_workspace
 
     folder = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FAIRAUDIT_HOME", str(folder / "home"))
-        mp.setenv("FAIRAUDIT_TEST_METHODS", "1")
-        testing.register()
+    with registered_methods_workspace(folder):
         torch.manual_seed(0)
         faces_model = folder / "faces.safetensors"
         train_deployed_model("synthetic-faces", arch="small_cnn", data_options=FACES, device="cpu",
@@ -51,7 +48,6 @@ def runs(tmp_path_factory, tiny_model):
                                 settings={"epochs": 1, "generator_width": 4, "generator_blocks": 1}, n_boot=50,
                                 robustness_samples=0, split_samples=300))
         yield {"adult": adult, "faces": faces}
-        METHODS.pop("noop_finetune", None)
 
 
 PROGRESS: list[tuple[int, int, str]] = []

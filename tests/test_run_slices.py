@@ -25,19 +25,13 @@ SEED = 3
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_model):
     """The result JSON of one finished run in a module-private workspace."""
-    from fairaudit.jobs import JobSpec, run_job, testing
-    from fairaudit.mitigation import METHODS
+    from fairaudit.jobs import JobSpec, run_job
+    from tests.conftest import registered_methods_workspace
 
-    folder = tmp_path_factory.mktemp("run_slices")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FAIRAUDIT_HOME", str(folder / "home"))
-        mp.setenv("FAIRAUDIT_TEST_METHODS", "1")
-        testing.register()
-        result = run_job(JobSpec("noop_finetune", "adult", model=tiny_model, device="cpu", seed=SEED,
-                                 settings={"epochs": 1, "steps": 3, "lr": 0.05}, n_boot=0, robustness_samples=0,
-                                 split_samples=0))
-        yield result
-        METHODS.pop("noop_finetune", None)
+    with registered_methods_workspace(tmp_path_factory.mktemp("run_slices")):
+        yield run_job(JobSpec("noop_finetune", "adult", model=tiny_model, device="cpu", seed=SEED,
+                              settings={"epochs": 1, "steps": 3, "lr": 0.05}, n_boot=0, robustness_samples=0,
+                              split_samples=0))
 
 
 @pytest.fixture(scope="module")
