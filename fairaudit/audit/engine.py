@@ -16,24 +16,18 @@ from fairaudit.device import resolve_device
 from fairaudit.metrics import AuditReport, GroupMetrics
 
 
-def group_metrics_for(preds_or_dataset, *, threshold: float = 0.5, n_boot: int = 1000, ci_level: float = 0.95,
-                      seed: int = 0, device="auto", min_group_size: int = 1) -> GroupMetrics:
-    """An empty :class:`GroupMetrics` for the classes and sensitive attributes of a dataset or of predictions."""
-    value_names = preds_or_dataset.value_names
-    names = preds_or_dataset.sensitive_names if isinstance(preds_or_dataset, Predictions) \
-        else list(preds_or_dataset.sensitive)
-    class_names = preds_or_dataset.class_names
-    return GroupMetrics(len(class_names), {name: value_names[name] for name in names}, device=device,
-                        threshold=threshold, class_names=class_names, n_boot=n_boot, ci_level=ci_level, seed=seed,
-                        min_group_size=min_group_size)
+def _group_metrics(sensitive: list[str], value_names: dict, class_names: list[str], **settings) -> GroupMetrics:
+    """An empty :class:`GroupMetrics` over the ``sensitive`` attributes (every value each can take)."""
+    return GroupMetrics(len(class_names), {name: value_names[name] for name in sensitive},
+                        class_names=class_names, **settings)
 
 
 def audit_predictions(preds: Predictions, *, threshold: float = 0.5, n_boot: int = 1000, ci_level: float = 0.95,
                       seed: int = 0, device="auto", min_group_size: int = 1, meta: dict | None = None) -> AuditReport:
     """Metrics for stored predictions: changing ``threshold`` needs no new inference."""
     start = time.perf_counter()
-    metrics = group_metrics_for(preds, threshold=threshold, n_boot=n_boot, ci_level=ci_level, seed=seed,
-                                device=device, min_group_size=min_group_size)
+    metrics = _group_metrics(preds.sensitive_names, preds.value_names, preds.class_names, threshold=threshold,
+                             n_boot=n_boot, ci_level=ci_level, seed=seed, device=device, min_group_size=min_group_size)
     metrics.update(preds.scores, preds.labels, preds.sensitive)
     report = _finish(metrics, preds, meta)
     report.meta["metrics_seconds"] = time.perf_counter() - start
@@ -59,7 +53,8 @@ def run_audit(dataset: FairDataset, model, *, threshold: float = 0.5, n_boot: in
     """
     device = resolve_device(device)
     start = time.perf_counter()
-    metrics = group_metrics_for(dataset, threshold=threshold, n_boot=n_boot, seed=seed, device=device)
+    metrics = _group_metrics(list(dataset.sensitive), dataset.value_names, dataset.class_names,
+                             threshold=threshold, n_boot=n_boot, seed=seed, device=device)
     binary = dataset.num_classes == 2
 
     def count(probs, labels, sensitive):
