@@ -1,3 +1,3 @@
 """Registers the datasets that ship with fairaudit (no download needed)."""
 
-from fairaudit.data import adult, colored_digits, synthetic_faces  # noqa: F401
+from fairaudit.data import adult, colored_digits, synthetic_faces, synthetic_identities  # noqa: F401

@@ -70,6 +70,10 @@ IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.25, 0.45, 0.65], [0.30, 0.50, 0.
                         np.float32)
 
 _N_DRAWS = 64  # uniform numbers drawn per face before the noise field
+# Which of them describe the person rather than the photo: skin and hair colour, greying, iris, face and jaw
+# shape, eye and mouth placement, lip thickness, hair length and style, hairline, beard style and extent. The
+# others are the photo's: pose, background, clothes, frame colour, expression, lighting and noise level.
+IDENTITY_DRAWS = (*range(11, 23), 26, *range(31, 38), *range(39, 51))
 _TRIANGULAR_STD = math.sqrt(2 * (256 ** 2 - 1) / 12)  # of the sum of two uniform bytes
 
 
@@ -227,7 +231,7 @@ def _ring(u, v, cx, cy, radius, half_thick, px):
 
 
 def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_size: int = 64,
-                masks: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                masks: bool = True, draws: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Draw one face.
 
     Parameters
@@ -247,6 +251,11 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     masks:
         Whether to compute the region masks (skip for speed when only the
         image is needed).
+    draws:
+        The face's uniform numbers in ``[0, 1)`` (:data:`IDENTITY_DRAWS` of
+        them fix the person, the others the photo), given instead of drawn
+        from ``rng_seed``; the noise field still comes from ``rng_seed``.
+        ``synthetic-identities`` uses it to draw one person in many photos.
 
     Returns
     -------
@@ -261,7 +270,8 @@ def render_face(attrs: Mapping[str, int], rng_seed: int | Sequence[int], image_s
     size = int(image_size)
     factor = max(1, math.ceil(64 / size))
     rng = np.random.default_rng(rng_seed)
-    d = _Draws(rng.random(_N_DRAWS))
+    values = rng.random(_N_DRAWS)
+    d = _Draws(values if draws is None else np.asarray(draws, np.float64))
     male = bool(attrs.get("Male", 0))
     smiling = bool(attrs.get("Smiling", 0))
     blond = bool(attrs.get("Blond_Hair", 0))
