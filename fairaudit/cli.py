@@ -1,8 +1,9 @@
 """Command-line interface: ``python -m fairaudit <command>`` (also installed as ``fairaudit``).
 
 Commands: ``audit``, ``robustness``, ``audit-predictions``, ``slices`` (which subgroups drive a gap),
-``check`` (a CI gate: exit 0 pass, 1 fail, 3 inconclusive), ``train``, ``datasets``, ``models``, ``mitigate``,
-``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``, ``demo``.
+``check`` (a CI gate: exit 0 pass, 1 fail, 3 inconclusive), ``identify`` (face recognition per group),
+``train``, ``datasets``, ``models``, ``mitigate``, ``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``,
+``demo``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
@@ -701,6 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)
     __import__("fairaudit.gate.cli", fromlist=["add_parser"]).add_parser(sub)  # check: the CI gate
     __import__("fairaudit.slices.cli", fromlist=["add_parser"]).add_parser(sub)  # slices: slice discovery
+    __import__("fairaudit.faces.cli", fromlist=["add_parser"]).add_parser(sub)  # identify: face recognition
     return parser
 
 
