@@ -473,7 +473,7 @@ def gallery_sweep(emb: Embeddings, kind: str = "ids", group: str | None = None,
            "galleries": [{"ids": {"varied": a, "others": b}, "images_per_id": {"varied": pa, "others": pb}}
                          for a, b, pa, pb in plan],
            "rank1": {n: [_num(x) for x in np.nanmean(r, 1)] for n, r in results.items() if np.isfinite(r).any()},
-           "rank1_std": {n: [_num(x) for x in np.nanstd(r, 1, ddof=1)] for n, r in results.items()
+           "rank1_std": {n: [_num(x) for x in np.nanstd(r, 1, ddof=1 if len(seeds) > 1 else 0)] for n, r in results.items()
                          if np.isfinite(r).any()},
            "rank1_by_seed": {n: r.tolist() for n, r in results.items() if np.isfinite(r).any()}}
     return out
