@@ -301,6 +301,7 @@ def execute(spec: JobSpec, run_id: str, workdir: Path, *, resume: bool = False, 
         "robustness": robustness, "splits": splits, "slices": slices,
         "artifacts": artifacts, "stats": result.stats, "history": result.history,
         "seconds": timings["total"], "timings": timings, "resumed": bool(resume),
+        "resumed_from": ctx.resumed_from,
     })
     _publish(workdir, "result.json", lambda path: path.write_text(json.dumps(output, indent=2, allow_nan=False)),
              fence)

@@ -40,10 +40,105 @@ class MethodContext:
     workdir: Path  # artefacts of this run go here
     progress: Callable[[dict], None] = lambda event: None  # same events as fit(); "fraction" in [0, 1]
     should_stop: Callable[[], bool] = lambda: False
-    checkpoint_path: Path | None = None  # pass to TrainConfig(checkpoint_path=...) to allow resuming
+    checkpoint_path: Path | None = None  # where stage checkpoints go (see fit); None: no checkpoints
     resume: bool = False
     seed: int = 0
     splits_used: dict[str, str] = field(default_factory=dict)  # stage -> split, filled by load_split
+    resumed_from: dict[str, int] | None = None  # {"stage", "epoch"} a resumed run continued from, set by fit
+
+    # ------------------------------------------------------------------ training
+
+    def stage_checkpoint(self, stage: tuple[int, int] = (0, 1), name: str | None = None) -> Path | None:
+        """The checkpoint file of training stage ``stage = (k, n)``: the run's ``checkpoint.pt`` for a
+        one-stage method, ``checkpoint.stage<k+1>.pt`` beside it otherwise, or ``checkpoint.<name>.pt``."""
+        if self.checkpoint_path is None:
+            return None
+        path = Path(self.checkpoint_path)
+        if name is None and stage[1] <= 1:
+            return path
+        tag = name if name is not None else f"stage{stage[0] + 1}"
+        return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+
+    def checkpoint_epoch(self, stage: tuple[int, int] = (0, 1), name: str | None = None) -> int:
+        """The number of epochs of ``stage`` a resumed run already holds in its checkpoint (0 when the run is
+        not resumed or the stage has no checkpoint yet)."""
+        path = self.stage_checkpoint(stage, name)
+        if not (self.resume and path is not None and path.exists()):
+            return 0
+        import torch
+
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", 0))
+
+    def fit(self, model: nn.Module, data, step_fn: Callable | None = None, *, settings: Any = None,
+            stage: tuple[int, int] = (0, 1), span: tuple[float, float] | None = None,
+            state: Mapping[str, Any] | None = None, params=None, val_fn=None, checkpoint: bool | str = True,
+            resume: bool | None = None, prefix: str = "", **overrides) -> list[dict]:
+        """Train ``model`` on ``data`` with the one training loop (:func:`fairaudit.train.fit`), wired to this
+        run; returns the per-epoch history.
+
+        The loop's configuration is read from the method's ``settings`` (its
+        ``epochs``, ``batch_size``, ``lr`` and ``weight_decay`` where it has
+        them) and then from ``overrides`` (any :class:`~fairaudit.train.TrainConfig`
+        field, e.g. ``epochs=config.bias_epochs`` or ``sampler_weights``); the
+        seed is the run's unless overridden. This call always wires the
+        device, cancellation (``should_stop``), progress and checkpoints:
+
+        * ``stage = (k, n)``: this is training stage ``k`` (from 0) of ``n``; its
+          progress ``fraction`` is mapped into ``[k/n, (k+1)/n]`` of the method's
+          (or into ``span``) and its events carry ``stage`` (from 1) and ``stages``;
+        * every stage checkpoints after each epoch into its own file
+          (:meth:`stage_checkpoint`; ``checkpoint=name`` picks a named file,
+          ``checkpoint=False`` none, for a small helper network a resumed run simply
+          trains again), together with ``state``: the objects with
+          ``state_dict()`` / ``load_state_dict()`` the step updates itself (a
+          discriminator, its optimiser, an adversary, a probe);
+        * a resumed run (``ctx.resume``, or ``resume=True`` to continue a stage's own
+          checkpoint across rounds) restores model, optimiser, ``state`` and the random
+          streams from the stage's checkpoint and trains only the missing epochs; a
+          stage that had finished returns at once. The furthest ``(stage, epoch)``
+          continued from is recorded in :attr:`resumed_from` (the run JSON's
+          ``resumed_from``).
+
+        ``prefix`` renames the events (``bias_step``, ``bias_loss``) so that a
+        helper network's training is not recorded as the target model's epochs.
+        """
+        from fairaudit.train import TrainConfig, cross_entropy_step
+        from fairaudit.train import fit as train_fit
+
+        values: dict[str, Any] = {name: getattr(settings, name) for name in ("epochs", "batch_size", "lr",
+                                                                            "weight_decay")
+                                  if settings is not None and hasattr(settings, name)}
+        values["seed"] = self.seed
+        values.update(overrides)
+        path = None if checkpoint is False else self.stage_checkpoint(
+            stage, checkpoint if isinstance(checkpoint, str) else None)
+        config = TrainConfig(**values, checkpoint_path=str(path) if path is not None else None)
+        resume = self.resume if resume is None else resume
+        resume_from = path if resume and path is not None and path.exists() else None
+        if resume_from is not None and self.resume:
+            import torch
+
+            epoch = int(torch.load(resume_from, map_location="cpu", weights_only=True).get("epoch", 0))
+            here = {"stage": stage[0] + 1, "epoch": epoch}
+            if epoch and (self.resumed_from is None
+                          or (here["stage"], epoch) >= (self.resumed_from["stage"], self.resumed_from["epoch"])):
+                self.resumed_from = here
+        low, high = span if span is not None else (stage[0] / stage[1], (stage[0] + 1) / stage[1])
+        progress = self.progress
+
+        def report(event: dict) -> None:
+            event = {**event, "fraction": low + (high - low) * min(1.0, max(0.0, float(event.get("fraction", 0.0))))}
+            if stage[1] > 1:
+                event.update(stage=stage[0] + 1, stages=stage[1])
+            if prefix:
+                event["event"] = prefix + str(event.get("event", ""))
+                if "loss" in event:
+                    event[prefix + "loss"] = event.pop("loss")
+            progress(event)
+
+        return train_fit(model, data, config, device=self.device, step_fn=step_fn or cross_entropy_step,
+                         params=params, val_fn=val_fn, progress=report, should_stop=self.should_stop,
+                         resume_from=resume_from, extra_state=dict(state or {}))
 
     def load_split(self, split: str, stage: str = "fit") -> FairDataset:
         """Split ``split`` of the job's dataset, recorded as what ``stage`` used (the run JSON's

@@ -207,6 +207,7 @@ def adversarial_step(model: nn.Module, ds: FairDataset, device, *, hide_group: b
         return projected_update(loss_y, ce(logits_z, z), params, adv_weight), scalars
 
     step.adversary = adversary  # exposed for inspection and tests
+    step.state = {"adversary": adversary, "adversary_optimizer": optimizer}  # checkpointed with the model
     return step
 
 

@@ -97,7 +97,8 @@ class AdvFair(MitigationMethod):
                                  adv_input=config.adversary_input, adv_update=config.update,
                                  adv_criterion=config.fairness)
         step = make_variant_step("fair", model, train_ds, device, seed=ctx.seed, options=options)
-        model, history = retrain(ctx, config, in_memory(train_ds, device), step_fn=step, model=model)
+        model, history = retrain(ctx, config, in_memory(train_ds, device), step_fn=step, model=model,
+                                 state=step.state)
         last = history[-1] if history else {}
         stats = {"train_samples": len(train_ds), "adv_weight": config.adv_weight,
                  "adversary_input": config.adversary_input, "update": config.update, "fairness": config.fairness,

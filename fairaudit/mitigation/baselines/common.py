@@ -27,7 +27,7 @@ from fairaudit.mitigation.base import MethodContext, setting  # noqa: F401  (re-
 from fairaudit.models.registry import MODEL_BUILDERS, build_model
 from fairaudit.models.split import SplitModel
 from fairaudit.seeding import seed_everything
-from fairaudit.train.loop import TrainConfig, cross_entropy_step, fit
+from fairaudit.train.loop import cross_entropy_step
 
 
 @dataclass
@@ -199,27 +199,17 @@ class RelabeledDataset(Dataset):
 
 # ---------------------------------------------------------------------------- training
 
-def train_config(ctx: MethodContext, config: RetrainConfig, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of a retraining baseline, checkpointing where the job runner says."""
-    values = dict(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                  weight_decay=config.weight_decay, seed=ctx.seed,
-                  checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
 def retrain(ctx: MethodContext, config: RetrainConfig, dataset: Dataset, *,
             step_fn: Callable = cross_entropy_step, sampler_weights: Sequence[float] | None = None,
-            model: SplitModel | None = None) -> tuple[SplitModel, list[dict]]:
+            model: SplitModel | None = None, state: dict | None = None) -> tuple[SplitModel, list[dict]]:
     """Train a fresh deployed-architecture model (or ``model``) on ``dataset``; returns it and its history.
 
-    Progress, cancellation and checkpoints are the job's; a resumed job
-    continues from its last checkpoint.
+    Training goes through :meth:`MethodContext.fit`: progress, cancellation
+    and checkpoints are the job's, a resumed job continues from its last
+    checkpoint, and ``state`` (objects the step updates itself, e.g. an
+    adversary and its optimiser) is checkpointed with the model.
     """
     model = model if model is not None else fresh_model(ctx.model, ctx.seed)
     weights = None if sampler_weights is None else [float(w) for w in sampler_weights]
-    tc = train_config(ctx, config, sampler_weights=weights)
-    history = fit(model, dataset, tc, device=ctx.device, step_fn=step_fn, progress=ctx.progress,
-                  should_stop=ctx.should_stop,
-                  resume_from=ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None)
+    history = ctx.fit(model, dataset, step_fn, settings=config, sampler_weights=weights, state=state)
     return model.eval(), history

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,9 +72,7 @@ from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split,
                                        register_method)
-from fairaudit.mitigation.baselines.common import (RetrainConfig, fresh_model, group_name, in_memory, retrain,
-                                                   setting, train_config)
-from fairaudit.train.loop import fit
+from fairaudit.mitigation.baselines.common import RetrainConfig, group_name, in_memory, retrain, setting
 
 __all__ = ["FairPenalty", "FairPenaltyConfig", "MinMax", "MinMaxConfig", "fairness_penalty", "group_means",
            "HeldOutBatches"]
@@ -169,11 +166,6 @@ def _cardinalities(ds: FairDataset) -> list[int]:
     return [len(ds.value_names[a]) for a in ds.sensitive]
 
 
-def _resumed_epoch(ctx: MethodContext) -> int:
-    if not (ctx.resume and ctx.checkpoint_path and Path(ctx.checkpoint_path).exists()):
-        return 0
-    return int(torch.load(ctx.checkpoint_path, map_location="cpu", weights_only=True).get("epoch", 0))
-
 
 @torch.no_grad()
 def _split_penalty(model: nn.Module, dataset: Dataset, kind: str, cards: list[int], n_groups: int, positive: int,
@@ -258,7 +250,7 @@ class FairPenalty(MitigationMethod):
                 train_data = Subset(train_data, np.sort(order[n_out:]).tolist())
                 held_out_from = f"train (a held-out {config.holdout_fraction:g} of it)"
         steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
-        batches = (HeldOutBatches(held_out, config.batch_size, ctx.seed, _resumed_epoch(ctx) * steps_per_epoch)
+        batches = (HeldOutBatches(held_out, config.batch_size, ctx.seed, ctx.checkpoint_epoch() * steps_per_epoch)
                    if held_out is not None else None)
 
         def step(model: nn.Module, batch: tuple):
@@ -356,14 +348,9 @@ class MinMax(MitigationMethod):
             kept = means.detach()[present]
             return loss, {"loss_mean": losses.mean().detach(), "group_loss_gap": kept.max() - kept.min()}
 
-        if config.update == "max":
-            model, history = retrain(ctx, config, in_memory(train_ds, ctx.device), step_fn=step)
-        else:  # retrain() keeps no state of the step's own, and the weights must survive a resume
-            model = fresh_model(ctx.model, ctx.seed)
-            history = fit(model, in_memory(train_ds, ctx.device), train_config(ctx, config), device=ctx.device,
-                          step_fn=step, progress=ctx.progress, should_stop=ctx.should_stop,
-                          resume_from=ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None,
-                          extra_state={"group_weights": weights})
+        # The group weights must survive a resume: they are checkpointed with the model.
+        model, history = retrain(ctx, config, in_memory(train_ds, ctx.device), step_fn=step,
+                                 state={"group_weights": weights} if config.update != "max" else None)
         stats = {"train_samples": len(train_ds), "update": config.update,
                  "step_size": config.step_size if config.update == "exp_grad" else None,
                  "group_weights": ({group_name(g, train_ds): float(w) for g, w in enumerate(weights.q)}

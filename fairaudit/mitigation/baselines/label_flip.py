@@ -38,7 +38,6 @@ targets only. Before ``massaging`` had its own name it was registered as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -145,11 +144,6 @@ def _group_accuracy(model, ds: FairDataset, device) -> dict[int, float]:
     return {g: float(correct[groups == g].mean()) for g in range(n_groups) if (groups == g).any()}
 
 
-def _resumed_epoch(ctx: MethodContext) -> int:
-    if not (ctx.resume and ctx.checkpoint_path and Path(ctx.checkpoint_path).exists()):
-        return 0
-    return int(torch.load(ctx.checkpoint_path, map_location="cpu", weights_only=True).get("epoch", 0))
-
 
 @register_method
 class LabelFlip(MitigationMethod):
@@ -178,7 +172,7 @@ class LabelFlip(MitigationMethod):
         if len(members) == 0:
             raise FairauditError(f"the group '{group_name(flip, train_ds)}' has no training samples to flip.")
         flips = EpochFlips(train_ds.targets, members, config.p, train_ds.num_classes, ctx.seed,
-                           epoch=_resumed_epoch(ctx))
+                           epoch=ctx.checkpoint_epoch())
 
         def step(model: nn.Module, batch: tuple):
             x, index = batch[0], batch[3]
