@@ -143,19 +143,23 @@ def test_bias_sum_is_the_sum_of_the_per_class_recall_gaps():
 
 # ---------------------------------------------------------------------------- the C-MNIST protocol
 
-def test_aeda_robust_raises_bias_conflicting_accuracy_over_erm(digits, tmp_path):
+@pytest.mark.parametrize("name", ["aeda_pre", "aeda_online", "aeda_robust"])
+def test_each_variant_raises_bias_conflicting_accuracy_over_erm(name, digits, tmp_path):
     train, test = digits
     epochs = 5
     erm = protocol_scores(_erm(train, epochs), test)
     # ERM learns the colour shortcut: digits on the colour they never had in training are mostly misread.
     assert erm["conflicting_accuracy"] < 0.3 and erm["bias"] > 6.0
-    result = _run("aeda_robust", _erm(train, 1), tmp_path, {"epochs": str(epochs), "batch_size": "64"})
-    robust = protocol_scores(result.after_model, test)
-    assert robust["conflicting_accuracy"] > erm["conflicting_accuracy"] + 0.2
-    assert robust["bias"] < erm["bias"] - 2.0
-    assert robust["bacc"] > erm["bacc"] + 0.1
-    last = result.stats["rounds"][-1]
-    assert last["attack_success"] > 0.5 and last["target_kept"] > 0.5
+    result = _run(name, _erm(train, 1), tmp_path, {"epochs": str(epochs), "batch_size": "64"})
+    scores = protocol_scores(result.after_model, test)
+    assert scores["conflicting_accuracy"] > erm["conflicting_accuracy"] + 0.2
+    assert scores["bias"] < erm["bias"] - 2.0
+    assert scores["bacc"] > erm["bacc"] + 0.1
+    last = result.stats["attack"] if name == "aeda_pre" else result.stats["rounds"][-1]
+    assert last["attack_success"] > 0.5
+    # aeda_pre attacks once, against the one-epoch deployed classifier, which keeps the target of only 12 % of
+    # its examples (measured); the online variants attack their own, better, target classifier.
+    assert name == "aeda_pre" or last["target_kept"] > 0.5
     assert last["perturbation_linf"] <= AedaConfig().epsilon + 1e-6 and last["bias_fooling_rate"] > 0.5
 
 

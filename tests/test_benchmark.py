@@ -117,7 +117,7 @@ def test_every_method_declares_the_controls_of_its_claim():
         assert declared[name] == {"erm": "erm"}, name
     assert declared["adv_fair"] == {"erm": "erm", "no_adversary": {"adv_weight": 0.0, "update": "reversal"}}
     assert declared["fair_penalty"] == {"erm": "erm", "no_penalty": {"alpha": 0.0}}
-    assert declared["rbf"] == declared["fbr"] == {"reweight": "reweight"}
+    assert declared["rbf"] == declared["fbr"] == {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
     for name, controls in declared.items():  # every declaration is a valid setting or a registered method
         for what in controls.values():
             if isinstance(what, str):

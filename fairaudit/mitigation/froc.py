@@ -24,8 +24,14 @@ of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
   the start of every epoch, from the parameters at the end of the previous
   one (§5: "derived from the parameters of the model in the previous epoch";
   the authors' released code trains full-batch, so there an epoch is one
-  step), within the threat model below, clipped to the range observed in the
-  training split. A sample and its adversarial example are in the same batch.
+  step). By default (``train_threat=sr``) they are made within the very
+  threat model the run's S_R is measured under (below): L∞ ε 0.1 on all
+  columns, one-hot blocks included, 10 steps of ε/10 from the clean input,
+  clipped to the range observed in the training split, so the model is
+  trained against the attack it is scored under (against the true labels,
+  which the loss L(x̃, y) needs). ``train_threat=numeric`` is the paper's ξ
+  instead: ``epsilon`` (0.3) on the numeric columns only, clipped the same
+  way. A sample and its adversarial example are in the same batch.
 
   - ``rbf``: every epoch, the training rows are first augmented with their
     adversarial examples (keeping ``a`` and ``y``), then the fairness
@@ -43,7 +49,8 @@ of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
   ``epochs``, ``batch_size`` and ``lr`` and ``optimizer=adam`` (the
   re-weighting baseline's optimiser) they take as many steps as the
   ``reweight`` control; ``lam = 0`` is the fairness pre-processor alone with
-  this trainer. The pre-processors (§7.1, both from
+  this trainer and budget (the ``no_adversarial`` control, which the benchmark
+  runs beside ``reweight`` with its own, shorter, defaults). The pre-processors (§7.1, both from
   AIF360 in the paper) are ``fairness=rw``, reweighing (Kamiran & Calders,
   :func:`fairaudit.mitigation.baselines.retraining.cell_weights`, scheme
   ``kamiran`` = AIF360's Reweighing), and ``fairness=dir``, Feldman et al.'s
@@ -56,7 +63,8 @@ of statistical parity (bias score S_B = |P(ŷ=1|a=0) − P(ŷ=1|a=1)|, Eq. 7;
 
 The training attacks are :func:`fairaudit.attacks.pgd_attack` /
 :func:`~fairaudit.attacks.fgsm_attack` within :func:`fairaudit.robustness.attack_surface`
-(settings ``attack``, ``epsilon``, ``steps``; ``rbf`` / ``fbr`` record theirs
+(settings ``attack``, ``epsilon``, ``steps``; ``rbf`` / ``fbr`` take the radius,
+columns, steps and clipping from :func:`training_threat_model` and record theirs
 as ``stats.training_attack``).
 
 **S_R, one per result.** The S_R (Eq. 8) of a run is measured once, by the
@@ -82,17 +90,20 @@ turns the job's attack off for the run.
 
 Choices where the paper is silent, made here:
 
-1. Training attack: ξ = 0.3 is the L∞ radius (as in Madry et al., whom the
-   paper follows); PGD takes 10 steps of ξ/10 from the clean input (no random
-   start), as the authors' released code does. FGSM uses the same radius.
-   This differs from the S_R threat model above (ε = 0.1, all columns), which
-   follows the released code's evaluation.
-2. Training attack on tabular data: only the standardised numeric features are
-   perturbed (``feature_mask``); one-hot categorical blocks stay unchanged.
-   FRoC-IN's training attack does not clip the perturbed values; ``rbf`` / ``fbr`` clip them to the
-   observed range, because unclipped examples that carry a label-dependent
-   shift out of that range can be learnt as such (label leaking) instead of
-   making the model robust. Images: every pixel, clipped to [0, 1].
+1. FRoC-IN's training attack: ξ = 0.3 is the L∞ radius (as in Madry et al.,
+   whom the paper follows); PGD takes 10 steps of ξ/10 from the clean input
+   (no random start), as the authors' released code does. FGSM uses the same
+   radius. This differs from the S_R threat model above (ε = 0.1, all
+   columns), which follows the released code's evaluation. ``rbf`` / ``fbr``
+   train within the S_R threat model by default (see above).
+2. FRoC-IN's training attack on tabular data: only the standardised numeric
+   features are perturbed (``feature_mask``); one-hot categorical blocks stay
+   unchanged, and the perturbed values are not clipped. ``rbf`` / ``fbr``
+   always clip to the observed range (unless ``sr_clip=none`` with
+   ``train_threat=sr``), because unclipped examples that carry a
+   label-dependent shift out of that range can be learnt as such (label
+   leaking) instead of making the model robust. Images: every pixel, clipped
+   to [0, 1].
 3. The protected attribute is excluded from the model input (the tabular
    loaders' default); it must be a single binary attribute (a = code 0 vs 1;
    F is symmetric, so which code is the protected group does not matter).
@@ -144,7 +155,7 @@ from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["Adversary", "EpochAdversarialStep", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF",
            "RbfConfig", "make_adversary", "numeric_feature_mask", "parity_constants", "positive_posterior",
-           "released_threat_model", "relaxed_statistical_parity"]
+           "released_threat_model", "relaxed_statistical_parity", "training_threat_model"]
 
 
 # ---------------------------------------------------------------------------- the fairness regulariser
@@ -414,6 +425,10 @@ class FrocInConfig(_FrocTraining):
 class _SequentialConfig(_FrocTraining):
     """Settings of the sequential baselines (§7.2)."""
 
+    epsilon: float = setting(0.3, "L∞ radius ξ of the training attack with train_threat=numeric (paper: 0.3, on "
+                                  "standardised numeric features); with train_threat=sr the radius is sr_eps")
+    steps: int = setting(10, "PGD steps of the training attack with train_threat=numeric (sr_steps with "
+                             "train_threat=sr)")
     lam: float = setting(0.1, "λ of adversarial training (Eq. 3), weight of the loss on the adversarial examples "
                               "(paper grid 0, 0.01, 0.05, 0.1, 0.5, 1)")
     fairness: str = setting("rw", "fairness pre-processor: 'rw' (reweighing, Kamiran & Calders) or 'dir' (Disparate "
@@ -422,9 +437,15 @@ class _SequentialConfig(_FrocTraining):
                                      "or 'balanced'")
     repair_level: float = setting(1.0, "λ of DIR's repair (fairness=dir): 0 keeps the features, 1 gives both groups "
                                        "the median distribution of each numeric feature")
+    train_threat: str = setting("sr", "threat model of the training attack: 'sr' (the one S_R is measured under: "
+                                      "sr_eps on sr_features in sr_steps steps, clipped as sr_clip; epsilon and "
+                                      "steps are then unused) or 'numeric' (the paper's ξ: epsilon on the numeric "
+                                      "columns, steps steps, clipped to the observed range)")
 
     def validate(self) -> None:
         super().validate()
+        if self.train_threat not in ("sr", "numeric"):
+            raise FairauditError(f"setting 'train_threat' must be 'sr' or 'numeric', got '{self.train_threat}'.")
         if not self.lam >= 0:
             raise FairauditError(f"setting 'lam' must be >= 0, got {self.lam}.")
         if self.fairness not in ("rw", "dir"):
@@ -498,7 +519,8 @@ def _threat_model(config: _FrocTraining) -> ThreatModel:
 
 
 def _attack_stats(config: _FrocTraining, adversary: Adversary) -> dict:
-    return {"attack": config.attack, "epsilon": config.epsilon, "steps": config.steps if config.attack == "pgd" else 1,
+    return {"attack": adversary.attack, "epsilon": adversary.epsilon,
+            "steps": adversary.steps if adversary.attack == "pgd" else 1,
             "perturbed_features": None if adversary.feature_mask is None else int(adversary.feature_mask.sum())}
 
 
@@ -543,12 +565,28 @@ def _reweighing(targets: np.ndarray, a: np.ndarray, scheme: str) -> np.ndarray:
     return cell_weights(np.asarray(targets, dtype=np.int64), np.asarray(a, dtype=np.int64), 2, 2, scheme)
 
 
+def training_threat_model(config: _SequentialConfig) -> ThreatModel:
+    """The threat model adversarial training (Eq. 3) defends against.
+
+    With ``train_threat=sr`` (the default) it is the run's S_R threat model (equal to what
+    :meth:`RbF.threat_model` returns), so the model is trained against the attack it is scored under: radius ``sr_eps``,
+    columns ``sr_features``, ``sr_steps`` steps of ``sr_eps / sr_steps`` from the clean input, clipping
+    ``sr_clip``. With ``train_threat=numeric`` it is the paper's ξ: ``epsilon`` on the numeric columns only,
+    ``steps`` steps, clipped to the observed range. Either way the attack targets the true labels (the loss
+    L(x̃, y) of Eq. 3 needs them), and the range a tabular column is clipped to is the one observed in the
+    training split."""
+    if config.train_threat == "sr":
+        return _threat_model(config)
+    return ThreatModel(eps=float(config.epsilon), norm="linf", features="numeric", labels="true",
+                       steps=int(config.steps), random_start=False, clip="observed", name="paper_xi")
+
+
 def _training_adversary(ds: FairDataset, config: _SequentialConfig) -> Adversary:
-    """The attack that adversarial training (Eq. 3) defends against: the configured FGSM / PGD on the numeric
-    features (all pixels of an image), clipped to the range observed in the training split (``[0, 1]`` for
-    images), as the robustness engine's job-level S_R clips to the range observed in the test split."""
-    threat = attack_surface(ds, clip="observed")
-    return Adversary(config.attack, float(config.epsilon), int(config.steps), threat.feature_mask, threat.clip)
+    """The configured FGSM / PGD of adversarial training within :func:`training_threat_model` on ``ds``
+    (all pixels of an image, within ``[0, 1]``)."""
+    threat = training_threat_model(config)
+    surface = attack_surface(ds, clip=threat.clip, features=threat.features)
+    return Adversary(config.attack, float(threat.eps), int(threat.steps), surface.feature_mask, surface.clip)
 
 
 def _attack_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adversary: Adversary,
@@ -616,10 +654,22 @@ class _SequentialRun:
         self.data = data
         self.x = data.x.float()
         self.y = torch.as_tensor(self.train.targets, dtype=torch.int64)
+        self.threat = training_threat_model(config)
         self.adversary = _training_adversary(self.train, config)
         self.batch = _batch_size(data, resolve_device(ctx.device), None)
         self.repair: QuantileRepair | None = None
         self.repaired_rows: tuple | None = None  # (before, after, groups) of the last repair
+
+    def training_attack(self) -> dict:
+        """What the training attack was: its threat model's fields, the attack and the number of moved columns."""
+        threat, adversary = self.threat, self.adversary
+        steps = adversary.steps if adversary.attack == "pgd" else 1
+        clip = threat.clip if self.train.kind == "tabular" else [0.0, 1.0]
+        return {"threat_model": threat.name, "same_as_s_r": self.config.train_threat == "sr",
+                "attack": adversary.attack, "epsilon": adversary.epsilon, "steps": steps,
+                "step_size": adversary.epsilon / steps, "random_start": False, "features": threat.features,
+                "perturbed_features": None if adversary.feature_mask is None else int(adversary.feature_mask.sum()),
+                "clip": "observed range (training split)" if clip == "observed" else clip, "labels": "true"}
 
     def attack(self, model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
         return _attack_rows(model, x, self.y.to(device), self.adversary, self.batch)
@@ -643,12 +693,7 @@ class _SequentialRun:
                  "adversarial_examples": "regenerated every epoch against the model being trained",
                  "regenerations": step.regenerations if config.lam > 0 else 0,
                  **_attack_stats(config, self.adversary),
-                 "training_attack": {"attack": config.attack, "epsilon": config.epsilon,
-                                  "steps": config.steps if config.attack == "pgd" else 1,
-                                  "step_size": config.epsilon / config.steps if config.attack == "pgd"
-                                  else config.epsilon, "random_start": False,
-                                  "clip": "observed range" if self.train.kind == "tabular" else [0.0, 1.0],
-                                  "labels": "true"}}
+                 "training_attack": self.training_attack()}
         if config.fairness == "rw":
             stats["scheme"] = config.scheme
             stats.update(_weight_stats(_reweighing(self.train.targets, self.a, config.scheme), self.train.targets,
@@ -673,7 +718,9 @@ class RbF(MitigationMethod):
                "examples of each epoch are added to the data before the fairness pre-processor (reweighing or "
                "DIR) is applied.")
     Config = RbfConfig
-    controls = {"reweight": "reweight"}  # its fairness step alone
+    # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
+    # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
+    controls = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
     target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: RbfConfig) -> MitigationResult:
@@ -707,7 +754,9 @@ class FbR(MitigationMethod):
     summary = ("Fairness before robustness (FRoC §7.2 baseline): apply the fairness pre-processor (reweighing or "
                "DIR) to the training data, then PGD adversarial training (Eq. 3) on it, with the same budget.")
     Config = FbrConfig
-    controls = {"reweight": "reweight"}  # its fairness step alone
+    # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
+    # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
+    controls = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
     target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: FbrConfig) -> MitigationResult:
