@@ -1,9 +1,11 @@
 """The demo face-recognition model: a CosFace embedding trained on ``synthetic-identities``' train identities.
 
 The recipe (:data:`FACE_RECIPE`) is ``face_small_cnn`` at 32 × 32 pixels, CosFace with scale 16 and margin
-0.35, 10 epochs of Adam at batch 64 on the 200 train identities (10 photos each). It is trained on first use,
-on one CPU thread so the weights are the same on every run, into ``$FAIRAUDIT_HOME/models/`` under a hash of
-the recipe and the train split's options (about half a minute on a laptop CPU); later uses load the file.
+0.35, 10 epochs of Adam at batch 64 on the 200 train identities (10 photos each). The model of the default
+options ships in ``assets/demo/`` (rebuilt by :func:`rebuild_shipped_face_model`); other train options train
+it on first use, on one CPU thread so the weights are the same on every run, into ``$FAIRAUDIT_HOME/models/``
+under a hash of the recipe and the train split's options (about half a minute on a laptop CPU); later uses
+load the file.
 Options that shape only the test split (``n_test_ids``, ``test_images``, ``test_male``) leave the model as is.
 Processes sharing a workspace train it once: the others wait on the same file lock as the classifier demos.
 """
@@ -21,12 +23,14 @@ from typing import Any, Callable
 from fairaudit import workspace
 from fairaudit.data import get_spec
 from fairaudit.data.registry import parse_options
-from fairaudit.demo import RECIPE_THREADS, cache_lock
+from fairaudit.demo import ASSET_DIR, RECIPE_THREADS, cache_lock
 from fairaudit.errors import FairauditError
+from fairaudit.models.checkpoint_files import sidecar_path
 from fairaudit.train.loop import TrainConfig
 
 DATASET = "synthetic-identities"
 RECIPE_VERSION = 1
+SHIPPED_PATH = ASSET_DIR / "demo-face-synthetic-identities.safetensors"
 TEST_ONLY_OPTIONS = frozenset({"n_test_ids", "test_images", "test_male"})
 FACE_RECIPE: dict[str, Any] = {"arch": "face_small_cnn", "loss": "cosface", "scale": 16.0, "margin": 0.35,
                                "balanced": False, "config": TrainConfig(epochs=10, batch_size=64, lr=2e-3)}
@@ -44,8 +48,28 @@ def _digest(recipe: dict[str, Any]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def shipped_face_path(data_options: dict | None = None) -> Path | None:
+    """The model in ``assets/demo/`` if it was trained with exactly this recipe, else None."""
+    path = SHIPPED_PATH
+    try:
+        info = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return path if path.is_file() and info.get("demo_recipe") == _digest(face_recipe(data_options)) else None
+
+
 def face_demo_path(data_options: dict | None = None) -> Path:
+    """The shipped model of this recipe, else where the workspace keeps (or will keep) it."""
+    shipped = shipped_face_path(data_options)
+    if shipped is not None:
+        return shipped
     return workspace.subdir("models") / f"demo-face-{_digest(face_recipe(data_options))}.safetensors"
+
+
+def rebuild_shipped_face_model() -> Path:
+    """Retrain the default recipe on the CPU into ``assets/demo/`` (run it in a process started with
+    :data:`fairaudit.demo.RECIPE_CPU_ENV` for the same weights on every x86 machine)."""
+    return train_face_demo(None, device="cpu", out=SHIPPED_PATH)
 
 
 def train_face_demo(data_options: dict | None = None, *, device="cpu", out: Path,
@@ -86,6 +110,8 @@ def get_face_demo_model(data_options: dict | None = None, *, device="cpu",
     from fairaudit.models.io import load_model
 
     path = face_demo_path(data_options)
+    if path == SHIPPED_PATH:
+        return load_model(path, device=device), path
     with cache_lock(path):
         if not path.exists():
             stage = Path(tempfile.mkdtemp(prefix=".training-", dir=path.parent))
