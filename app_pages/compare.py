@@ -20,7 +20,7 @@ from fairaudit import benchmark, compare, jobs
 from fairaudit.compare.checks import composition_figure, split_display
 from fairaudit.compare.leaderboard import benchmark_figure, comparisons_frame, leaderboard_frame
 from fairaudit.compare.sweeps import sweep_progress as progress_of
-from fairaudit.compare.table import LABELS, display_table, done_runs, filter_table
+from fairaudit.compare.table import LABELS, display_table, done_runs, filter_table, threat_model_caption
 from fairaudit.data import list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
@@ -452,6 +452,9 @@ def main() -> None:
                               help="One row per configuration repeated over seeds.")
         shown = filter_table(table, **chosen)
         selected = runs_panel(shown, aggregate)
+        mixed = threat_model_caption(shown)
+        if mixed:
+            st.caption(mixed)
         st.subheader("Trade-off")
         tradeoff_panel(shown, aggregate)
         st.subheader("Selected runs")

@@ -151,6 +151,46 @@ def _s_r(record: Mapping[str, Any], stage: str) -> float:
     return _number(s_r)
 
 
+def _threat_model(record: Mapping[str, Any]) -> dict | None:
+    """The recorded threat model of the run's S_R (``robustness.threat_model``), or ``None``."""
+    threat = (record.get("robustness") or {}).get("threat_model")
+    return dict(threat) if isinstance(threat, Mapping) else None
+
+
+def _threat_key(threat: Mapping[str, Any] | None) -> str:
+    """What makes two S_R comparable: every field of the threat model but the number of attacked rows (a
+    subsample estimates the same score)."""
+    return _json_key({k: v for k, v in (threat or {}).items() if k != "samples"}) if threat else ""
+
+
+def threat_model_caption(table: pd.DataFrame) -> str | None:
+    """One sentence when the S_R of the rows of ``table`` (from :func:`runs_table`) were measured under
+    different threat models, naming each and the rows measured under it; ``None`` when they share one.
+
+    Only rows with an S_R count (a run's before or after value, a baseline's). Runs recorded before threat
+    models were named form a group of their own ("threat model not recorded")."""
+    from fairaudit.robustness.audit import describe_threat_model
+
+    groups: dict[str, tuple[str, list[str]]] = {}
+    for _, row in table.iterrows():
+        values = [row.get("s_r"), row.get("before_s_r")] if row.get("kind") != BASELINE else [row.get("s_r")]
+        if not any(isinstance(v, float) and not math.isnan(v) for v in values):
+            continue
+        threat = row.get("threat_model") if isinstance(row.get("threat_model"), Mapping) else None
+        key = _threat_key(threat)
+        label = describe_threat_model(dict(threat, samples=None)).replace(", all rows", "") if threat else \
+            describe_threat_model(None)
+        name = f"baseline ({row.get('dataset')})" if row.get("kind") == BASELINE else str(row.get("method"))
+        names = groups.setdefault(key, (label, []))[1]
+        if name not in names:
+            names.append(name)
+    if len(groups) < 2:
+        return None
+    parts = [f"{label} — {', '.join(names)}" for label, names in groups.values()]
+    return ("S_R is not comparable across these rows: they were measured under different threat models. "
+            + "; ".join(parts) + ".")
+
+
 def audit_value(audit: Mapping[str, Any] | None, name: str) -> float:
     """A metric of an audit JSON: overall metrics first, then disparities; NaN when absent."""
     if not audit:
@@ -269,7 +309,9 @@ def runs_table(runs: Iterable[Mapping[str, Any]] | None = None, *, limit: int = 
     seed repeats), ``setup_key``, ``created``, ``seconds``, ``collapsed``), then for every name in
     :data:`METRICS` the after value, ``before_<name>`` and, for audit metrics, ``<name>_low``/``<name>_high``
     (95 % bootstrap interval), and ``undefined`` / ``before_undefined``: ``{metric: reason}`` of the
-    metrics the audit could not define (NaN in their columns). Runs that are not done have NaN metrics.
+    metrics the audit could not define (NaN in their columns), and ``threat_model``: the recorded threat model
+    of the run's S_R (``None`` when the run recorded none; a baseline row has its run's, see
+    :func:`threat_model_caption`). Runs that are not done have NaN metrics.
     """
     records = [full_record(r) for r in (_fetch_runs(limit) if runs is None else runs)]
     rows, baseline_rows = [], {}
@@ -293,7 +335,7 @@ def runs_table(runs: Iterable[Mapping[str, Any]] | None = None, *, limit: int = 
                **_row(record, after if done else None, before),
                "s_r": _s_r(record, "after") if done else math.nan, "before_s_r": _s_r(record, "before"),
                "leakage": leak_after if done else math.nan, "before_leakage": leak_before,
-               "config": config}
+               "config": config, "threat_model": _threat_model(record)}
         rows.append(row)
         if baselines and before and setup_key not in baseline_rows:
             baseline_rows[setup_key] = {
@@ -303,7 +345,7 @@ def runs_table(runs: Iterable[Mapping[str, Any]] | None = None, *, limit: int = 
                 **_row(record, before, before), "s_r": row["before_s_r"], "leakage": leak_before}
     columns = ID_COLUMNS + [c for name in METRICS for c in (name, f"before_{name}")] + [
         f"{n}_{side}" for n in OVERALL + DISPARITIES for side in ("low", "high")] + [
-        "undefined", "before_undefined", "config"]
+        "undefined", "before_undefined", "config", "threat_model"]
     frame = pd.DataFrame(rows + list(baseline_rows.values()), columns=columns)
     return frame.reset_index(drop=True)
 
