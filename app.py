@@ -25,6 +25,7 @@ RUN_PAGE = "app_pages/run.py"
 EXPLAIN_PAGE = "app_pages/explain.py"
 EMBEDDINGS_PAGE = "app_pages/embeddings.py"
 COMPARE_PAGE = "app_pages/compare.py"
+FACES_PAGE = "app_pages/faces.py"
 
 
 def home() -> None:
@@ -76,5 +77,6 @@ navigation = st.navigation([
     st.Page(EXPLAIN_PAGE, title="Explain", icon=":material/visibility:", url_path="explain"),
     st.Page(EMBEDDINGS_PAGE, title="Embeddings", icon=":material/scatter_plot:", url_path="embeddings"),
     st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(FACES_PAGE, title="Face recognition", icon=":material/face:", url_path="faces"),
 ])
 guard_page(navigation.run)
