@@ -78,6 +78,7 @@ for the single attack (pre) the full attack statistics.
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -96,7 +97,6 @@ from fairaudit.mitigation.baselines.common import (RelabeledDataset, cell_counts
                                                    group_attribute_codes, group_codes, in_memory, latent_dim,
                                                    setting)
 from fairaudit.models.split import SplitModel
-from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["AedaConfig", "AedaOnline", "AedaPre", "AedaRobust", "AdversarialSet", "AttackPlan", "SeparateModels",
            "TwoHeads", "balancing_plan", "composite_attack", "generate_examples"]
@@ -289,23 +289,14 @@ def generate_examples(data: Dataset, plan: AttackPlan, classifiers: nn.Module, c
 
 # ---------------------------------------------------------------------------- helpers
 
-def _rescaled(progress: Callable[[dict], None], start: float, end: float, prefix: str = "",
-              extra: dict | None = None, local: Callable[[dict], float] | None = None):
-    """Forward ``fit`` events with ``fraction`` mapped into ``[start, end]``.
-
-    A ``prefix`` renames the events and their loss (``bias_step``,
-    ``bias_loss``) so that a helper network's training is not recorded as the
-    target model's epochs.
-    """
+def _round_progress(progress: Callable[[dict], None], start: float, end: float, extra: dict,
+                    ) -> Callable[[dict], None]:
+    """Forward one round's training events with ``fraction`` mapped into ``[start, end]`` by the position
+    within the round's epoch; the epoch events carry the statistics of the examples trained on."""
     def emit(event: dict) -> None:
         event = dict(event)
-        frac = local(event) if local else float(event.get("fraction", 0.0))
-        event["fraction"] = start + (end - start) * min(1.0, max(0.0, frac))
-        if prefix:
-            event["event"] = prefix + str(event.get("event", ""))
-            if "loss" in event:
-                event[prefix + "loss"] = event.pop("loss")
-        elif extra and event.get("event") == "epoch":
+        event["fraction"] = start + (end - start) * min(1.0, max(0.0, _within_epoch(event)))
+        if event.get("event") == "epoch":
             event.update(extra)
         progress(event)
 
@@ -333,9 +324,8 @@ def _features(g: nn.Module, data: Dataset, device: torch.device, batch_size: int
 def _train_bias_head(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, config: AedaConfig,
                      ctx: MethodContext, seed: int, progress) -> float:
     """Eq. 5 / Eq. 6: fit ``h_b`` on frozen features; returns its accuracy on those training features."""
-    fit(head, TensorDataset(features, labels), TrainConfig(epochs=config.bias_epochs, lr=config.bias_lr,
-                                                           batch_size=config.batch_size, seed=seed),
-        device=ctx.device, progress=progress, should_stop=ctx.should_stop)
+    ctx.fit(head, TensorDataset(features, labels), settings=config, epochs=config.bias_epochs, lr=config.bias_lr,
+            seed=seed, checkpoint=False, **progress)
     device = next(head.parameters()).device
     with torch.no_grad():
         return float((head(features.to(device)).argmax(1).cpu() == labels).float().mean())
@@ -416,11 +406,7 @@ class AedaPre(MitigationMethod):
                                                setup.device)
             _save_atomic({"x_adv": x_adv, "stats": attack}, examples_path)
         model = _target_model(ctx)
-        tc = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=ctx.seed,
-                         checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
-        history = fit(model, setup.augmented(x_adv), tc, device=setup.device,
-                      progress=_rescaled(ctx.progress, 0.2, 1.0), should_stop=ctx.should_stop,
-                      resume_from=ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None)
+        history = ctx.fit(model, setup.augmented(x_adv), settings=config, span=(0.2, 1.0))
         return MitigationResult(after_model=model.eval(), history=history,
                                 stats={**setup.stats(), **_headline(attack, config), "attack": attack},
                                 artifacts={"adversarial_examples": str(examples_path)})
@@ -431,10 +417,8 @@ class AedaPre(MitigationMethod):
         body = _target_model(ctx)
         net = SplitModel(body.g, nn.Linear(latent_dim(body), setup.n_groups), body.arch, setup.n_groups,
                          body.input_shape)
-        fit(net, RelabeledDataset(setup.data, setup.groups),
-            TrainConfig(epochs=config.bias_epochs, lr=config.lr, batch_size=config.batch_size, seed=ctx.seed),
-            device=setup.device, progress=_rescaled(ctx.progress, 0.0, 0.15, prefix="bias_"),
-            should_stop=ctx.should_stop)
+        ctx.fit(net, RelabeledDataset(setup.data, setup.groups), settings=config, epochs=config.bias_epochs,
+                span=(0.0, 0.15), prefix="bias_", checkpoint=False)  # cheap: a resumed run trains it again
         return net.eval()
 
 
@@ -454,7 +438,10 @@ class _CoupledAeda(MitigationMethod):
         device = setup.device
         model = _target_model(ctx).to(device)  # {g; h_t}
         head = nn.Linear(latent_dim(model), setup.n_groups).to(device)  # h_b
-        checkpoint = Path(ctx.checkpoint_path or Path(ctx.workdir) / "aeda_checkpoint.pt")
+        # The rounds continue one optimiser through a checkpoint, so a run without a job's checkpoint keeps one
+        # in its own folder.
+        train_ctx = ctx if ctx.checkpoint_path else dataclasses.replace(
+            ctx, checkpoint_path=Path(ctx.workdir) / "aeda_checkpoint.pt")
         state_path = Path(ctx.workdir) / "aeda_state.pt"
         x_adv, attack, log, start = torch.zeros(0, *setup.ds.input_shape), {"adv_samples": 0}, [], 0
         state = _load(state_path) if ctx.resume else None
@@ -468,13 +455,10 @@ class _CoupledAeda(MitigationMethod):
             if ctx.should_stop():
                 break
             # Eq. 4: train g and h_t on X_ori ∪ X_adv^(m−1), continuing the optimiser state of the last epoch.
-            tc = TrainConfig(epochs=m + 1, lr=config.lr, batch_size=config.batch_size, seed=ctx.seed + m,
-                             checkpoint_path=str(checkpoint))
-            resume = checkpoint if (m > 0 or ctx.resume) else None
-            history = fit(model, setup.augmented(x_adv), tc, device=device,
-                          progress=_rescaled(ctx.progress, m / epochs, (m + 0.5) / epochs, extra=attack,
-                                             local=_within_epoch),
-                          should_stop=ctx.should_stop, resume_from=resume)
+            history = train_ctx.fit(model, setup.augmented(x_adv), settings=config, epochs=m + 1,
+                                    seed=ctx.seed + m, stage=(m, epochs), checkpoint="rounds",
+                                    resume=m > 0 or ctx.resume, span=(0.0, 1.0),
+                                    progress=_round_progress(ctx.progress, m / epochs, (m + 0.5) / epochs, attack))
             record = {"epoch": m + 1, **attack}  # statistics of the examples trained on in this epoch
             if m == epochs - 1 or ctx.should_stop():
                 log.append(record)
@@ -487,7 +471,7 @@ class _CoupledAeda(MitigationMethod):
                 labels = torch.cat([b_ori, b_ori[torch.as_tensor(setup.plan.sources)]])
             record["bias_head_accuracy"] = _train_bias_head(
                 head, features, labels, config, ctx, ctx.seed + m,
-                _rescaled(ctx.progress, (m + 0.5) / epochs, (m + 0.6) / epochs, prefix="bias_"))
+                {"span": ((m + 0.5) / epochs, (m + 0.6) / epochs), "prefix": "bias_"})
             # Eq. 3 through {g; h_b} and {g; h_t}: X_adv^(m) from the originals.
             ctx.progress({"event": "attack", "fraction": (m + 0.6) / epochs})
             x_adv, attack = generate_examples(setup.data, setup.plan, TwoHeads(model.g, model.f, head), config,

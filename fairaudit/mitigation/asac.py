@@ -597,10 +597,7 @@ class ASAC(MitigationMethod):
 
         model = copy.deepcopy(ctx.model).to(device)
         model.requires_grad_(True)
-        start = 0.0
-        resume_from = ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None
-        if resume_from is not None and Path(resume_from).exists():
-            start = int(torch.load(resume_from, map_location="cpu", weights_only=True)["epoch"]) / config.epochs
+        start = ctx.checkpoint_epoch() / config.epochs
         shared = config.classifier_features == "shared"
         attacked = classifier
         extra_state = None
@@ -617,13 +614,8 @@ class ASAC(MitigationMethod):
             ctx.progress(event)
 
         clock = CurriculumClock(start, forward=forward)
-        train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                                   seed=ctx.seed,
-                                   checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
-        history = fit(model, data, train_config, device=device,
-                      step_fn=asac_step(attacked, cardinalities, config, clock, seed=ctx.seed, bank=bank),
-                      progress=clock, should_stop=ctx.should_stop, resume_from=resume_from,
-                      extra_state=extra_state)
+        history = ctx.fit(model, data, asac_step(attacked, cardinalities, config, clock, seed=ctx.seed, bank=bank),
+                          settings=config, state=extra_state, progress=clock)
         bank.adversarial, bank.x = [], bank.x[:0]  # free the epoch's counterfactuals
         model.eval()
         after = counterfactual_stats(model, classifier, held_out, cardinalities, config, device,

@@ -45,6 +45,7 @@ class MethodContext:
     seed: int = 0
     splits_used: dict[str, str] = field(default_factory=dict)  # stage -> split, filled by load_split
     resumed_from: dict[str, int] | None = None  # {"stage", "epoch"} a resumed run continued from, set by fit
+    _written: set = field(default_factory=set, repr=False)  # checkpoints this process wrote (not resumed from)
 
     # ------------------------------------------------------------------ training
 
@@ -72,7 +73,8 @@ class MethodContext:
     def fit(self, model: nn.Module, data, step_fn: Callable | None = None, *, settings: Any = None,
             stage: tuple[int, int] = (0, 1), span: tuple[float, float] | None = None,
             state: Mapping[str, Any] | None = None, params=None, val_fn=None, checkpoint: bool | str = True,
-            resume: bool | None = None, prefix: str = "", **overrides) -> list[dict]:
+            resume: bool | None = None, prefix: str = "", progress: Callable[[dict], None] | None = None,
+            **overrides) -> list[dict]:
         """Train ``model`` on ``data`` with the one training loop (:func:`fairaudit.train.fit`), wired to this
         run; returns the per-epoch history.
 
@@ -100,7 +102,9 @@ class MethodContext:
           ``resumed_from``).
 
         ``prefix`` renames the events (``bias_step``, ``bias_loss``) so that a
-        helper network's training is not recorded as the target model's epochs.
+        helper network's training is not recorded as the target model's epochs;
+        ``progress`` receives the (mapped) events instead of the run's ``progress``,
+        for a method that watches its own training and forwards them.
         """
         from fairaudit.train import TrainConfig, cross_entropy_step
         from fairaudit.train import fit as train_fit
@@ -115,7 +119,7 @@ class MethodContext:
         config = TrainConfig(**values, checkpoint_path=str(path) if path is not None else None)
         resume = self.resume if resume is None else resume
         resume_from = path if resume and path is not None and path.exists() else None
-        if resume_from is not None and self.resume:
+        if resume_from is not None and self.resume and path not in self._written:
             import torch
 
             epoch = int(torch.load(resume_from, map_location="cpu", weights_only=True).get("epoch", 0))
@@ -124,10 +128,10 @@ class MethodContext:
                           or (here["stage"], epoch) >= (self.resumed_from["stage"], self.resumed_from["epoch"])):
                 self.resumed_from = here
         low, high = span if span is not None else (stage[0] / stage[1], (stage[0] + 1) / stage[1])
-        progress = self.progress
+        progress = progress or self.progress
 
-        def report(event: dict) -> None:
-            event = {**event, "fraction": low + (high - low) * min(1.0, max(0.0, float(event.get("fraction", 0.0))))}
+        def label(event: dict) -> None:
+            event = dict(event)
             if stage[1] > 1:
                 event.update(stage=stage[0] + 1, stages=stage[1])
             if prefix:
@@ -136,6 +140,10 @@ class MethodContext:
                     event[prefix + "loss"] = event.pop("loss")
             progress(event)
 
+        report = rescaled_progress(label, low, high)
+
+        if path is not None:
+            self._written.add(path)
         return train_fit(model, data, config, device=self.device, step_fn=step_fn or cross_entropy_step,
                          params=params, val_fn=val_fn, progress=report, should_stop=self.should_stop,
                          resume_from=resume_from, extra_state=dict(state or {}))
@@ -151,6 +159,15 @@ class MethodContext:
                                  "is measured there; fit on 'train' or 'val'.")
         self.splits_used.setdefault(stage, split)
         return load_dataset(self.dataset, split, self.target, self.sensitive, self.data_dir, **self.data_options)
+
+
+def rescaled_progress(progress: Callable[[dict], None], start: float, end: float) -> Callable[[dict], None]:
+    """Forward progress events with their ``fraction`` (in [0, 1]) mapped into ``[start, end]``: the one way a
+    part of a method (a stage, a pre-processing pass) reports into the method's overall progress."""
+    def emit(event: dict) -> None:
+        progress({**event, "fraction": start + (end - start) * min(1.0, max(0.0, float(event.get("fraction", 0.0))))})
+
+    return emit
 
 
 @dataclass

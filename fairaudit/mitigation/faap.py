@@ -68,7 +68,6 @@ from fairaudit.mitigation.base import (MethodContext, MitigationMethod, Mitigati
                                        register_method, setting)
 from fairaudit.models.split import SplitModel
 from fairaudit.seeding import seed_everything
-from fairaudit.train.loop import TrainConfig, fit
 from fairaudit.train.variants import group_ids
 
 __all__ = ["FAAP", "FaapConfig", "FaapModel", "PerturbationGenerator", "SensitiveDiscriminator", "faap_step"]
@@ -330,15 +329,10 @@ class FAAP(MitigationMethod):
                                                    math.prod(cardinalities), config.discriminator_hidden).to(device)
             d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator)
             data = _materialise(train_ds, config.cache_mb, device)
-            train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr_generator,
-                                       seed=ctx.seed, checkpoint_path=(str(ctx.checkpoint_path)
-                                                                       if ctx.checkpoint_path else None))
-            history = fit(model, data, train_config, device=device,
-                          step_fn=faap_step(discriminator, d_optimizer, config.alpha, config.beta, cardinalities,
-                                            config.fairness_weight),
-                          params=generator.parameters(), progress=ctx.progress, should_stop=ctx.should_stop,
-                          extra_state={"discriminator": discriminator, "discriminator_optimizer": d_optimizer},
-                          resume_from=ctx.checkpoint_path if ctx.resume and ctx.checkpoint_path else None)
+            history = ctx.fit(model, data, faap_step(discriminator, d_optimizer, config.alpha, config.beta,
+                                                     cardinalities, config.fairness_weight),
+                              settings=config, lr=config.lr_generator, params=generator.parameters(),
+                              state={"discriminator": discriminator, "discriminator_optimizer": d_optimizer})
         finally:
             for p, flag in frozen.items():
                 p.requires_grad_(flag)

@@ -89,7 +89,6 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -105,7 +104,8 @@ from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.influence import InfluenceFunction, per_sample_cross_entropy
 from fairaudit.metrics import audit_metrics
-from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
+from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, register_method,
+                                       rescaled_progress)
 from fairaudit.mitigation.baselines.common import (CachedDataset, RetrainConfig, group_codes, group_name, retrain,
                                                    setting)
 from fairaudit.mitigation.froc import (numeric_feature_mask, parity_constants, positive_posterior,
@@ -556,10 +556,9 @@ class FrocPre(MitigationMethod):
                 else train_ds.x
             data = froc_preprocess(x, train_ds.targets, groups, config, sensitive=train_ds.sensitive_codes,
                                    feature_mask=mask, device=ctx.device, seed=ctx.seed,
-                                   progress=_rescaled(ctx.progress, 0.0, 0.6), should_stop=ctx.should_stop)
+                                   progress=rescaled_progress(ctx.progress, 0.0, 0.6), should_stop=ctx.should_stop)
             data.save(data_path)
-        model, history = retrain(dataclasses.replace(ctx, progress=_rescaled(ctx.progress, 0.6, 1.0)), config,
-                                 data.dataset())
+        model, history = retrain(ctx, config, data.dataset(), span=(0.6, 1.0))
         n = data.n_original
         first, last = (data.history[0], data.history[-1]) if data.history else ({}, {})
         if data.final:
@@ -586,10 +585,3 @@ class FrocPre(MitigationMethod):
         """The job's S_R of the trained model: the FRoC authors' released threat model
         (:func:`fairaudit.mitigation.froc.released_threat_model`), not the surrogate's attack above."""
         return released_threat_model()
-
-
-def _rescaled(progress: Callable[[dict], None], start: float, end: float) -> Callable[[dict], None]:
-    def emit(event: dict) -> None:
-        progress({**event, "fraction": start + (end - start) * float(event.get("fraction", 0.0))})
-
-    return emit

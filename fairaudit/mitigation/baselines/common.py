@@ -201,15 +201,17 @@ class RelabeledDataset(Dataset):
 
 def retrain(ctx: MethodContext, config: RetrainConfig, dataset: Dataset, *,
             step_fn: Callable = cross_entropy_step, sampler_weights: Sequence[float] | None = None,
-            model: SplitModel | None = None, state: dict | None = None) -> tuple[SplitModel, list[dict]]:
+            model: SplitModel | None = None, state: dict | None = None,
+            span: tuple[float, float] | None = None) -> tuple[SplitModel, list[dict]]:
     """Train a fresh deployed-architecture model (or ``model``) on ``dataset``; returns it and its history.
 
     Training goes through :meth:`MethodContext.fit`: progress, cancellation
     and checkpoints are the job's, a resumed job continues from its last
-    checkpoint, and ``state`` (objects the step updates itself, e.g. an
-    adversary and its optimiser) is checkpointed with the model.
+    checkpoint, ``state`` (objects the step updates itself, e.g. an
+    adversary and its optimiser) is checkpointed with the model, and ``span``
+    is the part of the method's progress the training takes.
     """
     model = model if model is not None else fresh_model(ctx.model, ctx.seed)
     weights = None if sampler_weights is None else [float(w) for w in sampler_weights]
-    history = ctx.fit(model, dataset, step_fn, settings=config, sampler_weights=weights, state=state)
+    history = ctx.fit(model, dataset, step_fn, settings=config, sampler_weights=weights, state=state, span=span)
     return model.eval(), history
