@@ -1,0 +1,65 @@
+"""The Face recognition page, driven headlessly with ``streamlit.testing.v1.AppTest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+FACES = "app_pages/faces.py"
+TIMEOUT = 180
+
+
+@pytest.fixture()
+def at(fairaudit_home) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.run()
+    app.switch_page(FACES)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def charts(at: AppTest) -> list[str]:
+    return [c.proto.id for c in at.get("plotly_chart")]
+
+
+def test_page_shows_the_engines_numbers_per_group(at):
+    shown = metrics(at)
+    # The shipped demo model on the default test split (see tests/test_faces_demo.py): 515 / 600 and 462 / 600.
+    assert shown["Rank-1 · Female"] == f"{515 / 600:.3f}" and shown["Rank-1 · Male"] == f"{462 / 600:.3f}"
+    assert shown["Error ratio (worst / best)"] == f"{(1 - 462 / 600) / (1 - 515 / 600):.2f}"
+    assert {"Rank-5 · Female", "L2 ratio · Male", "FNMR · Female", "FMR · Male", "FMR ratio (worst / best)"} <= set(shown)
+    assert len(charts(at)) == 2  # score distributions and DET curves; no sweep chosen
+    assert [c.value for c in at.caption if c.value.startswith("Photos of Female")]  # failed probes shown
+    assert len(at.get("image")) == 18  # 9 missed probes, each with its wrong match
+
+
+def test_another_attribute_and_a_gallery_sweep(at):
+    at.selectbox(key="faces-sensitive").select("Skin_Tone").run()
+    assert not at.exception
+    assert {"Rank-1 · Light", "Rank-1 · Medium", "Rank-1 · Dark"} <= set(metrics(at))
+    at.selectbox(key="faces-sensitive").select("Male").run()
+    at.segmented_control(key="faces-sweep").set_value("ids").run()
+    assert not at.exception
+    assert len(charts(at)) == 3
+
+
+def test_bad_inputs_show_one_sentence(at, tmp_path):
+    at.text_input(key="faces-model").input("/no/such/model.safetensors").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["the model file '/no/such/model.safetensors' does not exist."]
+    at.text_input(key="faces-model").input("demo").run()
+    at.selectbox(key="faces-dataset").select("identity-folders").run()
+    assert [i.value for i in at.info][0].startswith("Name a folder of people")
+    at.text_input(key="faces-folder").input(str(tmp_path / "missing")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"data folder '{tmp_path / 'missing'}' does not exist."]
