@@ -14,11 +14,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import METHODS, MethodContext, MitigationMethod, MitigationResult, register_method
-from fairaudit.train import TrainConfig, cross_entropy_step, fit
+from fairaudit.train import cross_entropy_step
 
 
 @dataclass
@@ -45,21 +43,14 @@ class NoopFinetune(MitigationMethod):
     def run(self, ctx: MethodContext, config: NoopFinetuneConfig) -> MitigationResult:
         if config.fail:
             raise FairauditError(config.fail)
-        resumed_from = 0
-        if ctx.resume and ctx.checkpoint_path is not None and ctx.checkpoint_path.exists():
-            resumed_from = int(torch.load(ctx.checkpoint_path, map_location="cpu", weights_only=True)["epoch"])
+        resumed_from = ctx.checkpoint_epoch()
 
         def step(model, batch):
             if config.sleep:
                 time.sleep(config.sleep)
             return cross_entropy_step(model, batch)
 
-        train_config = TrainConfig(epochs=config.epochs, max_steps=config.steps, batch_size=config.batch_size,
-                                   lr=config.lr, seed=ctx.seed,
-                                   checkpoint_path=str(ctx.checkpoint_path) if ctx.checkpoint_path else None)
-        history = fit(ctx.model, ctx.load_split("train"), train_config, device=ctx.device, step_fn=step,
-                      progress=ctx.progress, should_stop=ctx.should_stop,
-                      resume_from=ctx.checkpoint_path if ctx.resume else None)
+        history = ctx.fit(ctx.model, ctx.load_split("train"), step, settings=config, max_steps=config.steps)
         stats = {"resumed_from_epoch": resumed_from, "epochs_trained": len(history) - resumed_from}
         if config.post:
             from fairaudit.audit import predict

@@ -151,7 +151,6 @@ from fairaudit.mitigation.baselines.retraining import cell_weights
 from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
 from fairaudit.robustness import AttackSurface, ThreatModel, attack_surface
 from fairaudit.seeding import seed_everything
-from fairaudit.train.loop import TrainConfig, fit
 
 __all__ = ["Adversary", "EpochAdversarialStep", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF",
            "RbfConfig", "make_adversary", "numeric_feature_mask", "parity_constants", "positive_posterior",
@@ -489,25 +488,8 @@ def _new_model(ctx: MethodContext, config: _FrocTraining, ds: FairDataset) -> nn
     return build_model(config.arch, ds.num_classes, ds.input_shape)
 
 
-def _train_config(ctx: MethodContext, config: _FrocTraining, checkpoint) -> TrainConfig:
-    return TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
-                       seed=ctx.seed, checkpoint_path=str(checkpoint) if checkpoint else None)
-
-
-def _stage_progress(progress: Callable[[dict], None], stage: int, stages: int) -> Callable[[dict], None]:
-    """Map a stage's ``fraction`` in [0, 1] to the whole method's."""
-    def report(event: dict) -> None:
-        fraction = (stage + float(event.get("fraction", 0.0))) / stages
-        progress({**event, "stage": stage + 1, "stages": stages, "fraction": fraction})
-    return report
-
-
-def _fit(ctx: MethodContext, model: nn.Module, data: Dataset, config: _FrocTraining, step: FrocLoss, *,
-         stage: int = 0, stages: int = 1, checkpoint=None) -> list[dict]:
-    checkpoint = checkpoint if checkpoint is not None else ctx.checkpoint_path
-    return fit(model, data, _train_config(ctx, config, checkpoint), device=ctx.device, step_fn=step,
-               progress=_stage_progress(ctx.progress, stage, stages), should_stop=ctx.should_stop,
-               resume_from=checkpoint if ctx.resume and checkpoint else None)
+def _fit(ctx: MethodContext, model: nn.Module, data: Dataset, config: _FrocTraining, step: FrocLoss) -> list[dict]:
+    return ctx.fit(model, data, step, settings=config, optimizer=config.optimizer)
 
 
 def _threat_model(config: _FrocTraining) -> ThreatModel:
