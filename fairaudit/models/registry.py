@@ -116,3 +116,7 @@ def check_input_shape(model: nn.Module, input_shape: Sequence[int]) -> None:
         raise ModelLoadError(f"the model does not accept inputs of shape {tuple(input_shape)}: {first}") from None
     finally:
         model.train(was_training)
+
+
+# The face-embedding architectures (face_small_cnn, face_resnet18) register themselves with the margin losses.
+from fairaudit.faces import model as _face_models  # noqa: E402,F401
