@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -265,6 +266,8 @@ def test_killed_worker_leaves_run_interrupted_and_resume_continues(home, tiny_mo
     assert finished["worker_pid"] == os.getpid() and finished["attempts"] == 2
     assert finished["stats"]["resumed_from_epoch"] == saved >= 2  # it went on from the checkpoint...
     assert finished["stats"]["epochs_trained"] == 6 - saved  # ...and did not start over
+    recorded = json.loads(Path(finished["result_path"]).read_text())
+    assert recorded["resumed_from"] == {"stage": 1, "epoch": saved}  # the run JSON says where it went on from
     assert [h["epoch"] for h in finished["history"]] == [1, 2, 3, 4, 5, 6]
     assert finished["before"] == interrupted["before"]  # the before audit is kept, not recomputed
     # Epoch rows before the kill stay; the resumed epochs add theirs (none is recorded twice).
