@@ -383,15 +383,20 @@ def _target_model(ctx: MethodContext) -> SplitModel:
 
 # ---------------------------------------------------------------------------- AEDA_pre
 
-@register_method
-class AedaPre(MitigationMethod):
-    name = "aeda_pre"
-    summary = ("AEDA_pre (Zhang & Sang 2020, §3.2): fill the rare (target, bias) cells once with adversarial "
-               "examples of a separate bias classifier, then retrain on the augmented set.")
+class _AedaMethod(MitigationMethod):
+    """What the three AEDA variants declare alike."""
+
     Config = AedaConfig
     kinds = ("image",)
     controls = {"erm": "erm"}  # the same architecture retrained without the adversarial examples
     target_metrics = ("bias_sum", "eod", "worst_group_accuracy")
+
+
+@register_method
+class AedaPre(_AedaMethod):
+    name = "aeda_pre"
+    summary = ("AEDA_pre (Zhang & Sang 2020, §3.2): fill the rare (target, bias) cells once with adversarial "
+               "examples of a separate bias classifier, then retrain on the augmented set.")
 
     def run(self, ctx: MethodContext, config: AedaConfig) -> MitigationResult:
         setup = _Setup(ctx)
@@ -424,14 +429,10 @@ class AedaPre(MitigationMethod):
 
 # ---------------------------------------------------------------------------- AEDA_online / AEDA_robust
 
-class _CoupledAeda(MitigationMethod):
+class _CoupledAeda(_AedaMethod):
     """The alternation of §3.3 (``robust = False``) and §3.4 (``robust = True``)."""
 
     robust: bool = False
-    Config = AedaConfig
-    kinds = ("image",)
-    controls = {"erm": "erm"}  # the same architecture retrained without the adversarial examples
-    target_metrics = ("bias_sum", "eod", "worst_group_accuracy")
 
     def run(self, ctx: MethodContext, config: AedaConfig) -> MitigationResult:
         setup = _Setup(ctx)

@@ -111,6 +111,16 @@ class ReweightConfig(RetrainConfig):
             raise FairauditError(f"setting 'via' must be 'loss' or 'sampler', got '{self.via}'.")
 
 
+def _train_cells(ctx: MethodContext, what: str):
+    """The train split, its group codes, their number and the (target, group) cell counts, refused in one
+    sentence when a cell is empty and ``what`` (re-weighting, re-sampling) cannot balance it."""
+    train_ds = ctx.load_split("train")
+    groups, n_groups = group_codes(train_ds)
+    counts = cell_counts(train_ds.targets, groups, train_ds.num_classes, n_groups)
+    check_balanceable(counts, what)
+    return train_ds, groups, n_groups, counts
+
+
 @register_method
 class Reweight(MitigationMethod):
     name = "reweight"
@@ -121,10 +131,7 @@ class Reweight(MitigationMethod):
     target_metrics = ("spd",)
 
     def run(self, ctx: MethodContext, config: ReweightConfig) -> MitigationResult:
-        train_ds = ctx.load_split("train")
-        groups, n_groups = group_codes(train_ds)
-        counts = cell_counts(train_ds.targets, groups, train_ds.num_classes, n_groups)
-        check_balanceable(counts, "re-weighting")
+        train_ds, groups, n_groups, counts = _train_cells(ctx, "re-weighting")
         weights = cell_weights(train_ds.targets, groups, train_ds.num_classes, n_groups, config.scheme)
         data = in_memory(train_ds, ctx.device)
         if config.via == "loss":
@@ -189,10 +196,7 @@ class Resample(MitigationMethod):
     target_metrics = ("spd",)
 
     def run(self, ctx: MethodContext, config: ResampleConfig) -> MitigationResult:
-        train_ds = ctx.load_split("train")
-        groups, n_groups = group_codes(train_ds)
-        counts = cell_counts(train_ds.targets, groups, train_ds.num_classes, n_groups)
-        check_balanceable(counts, "re-sampling")
+        train_ds, groups, n_groups, counts = _train_cells(ctx, "re-sampling")
         indices = resample_indices(train_ds.targets, groups, train_ds.num_classes, n_groups, config.mode,
                                    np.random.default_rng(ctx.seed))
         model, history = retrain(ctx, config, Subset(in_memory(train_ds, ctx.device), indices.tolist()))
