@@ -1,8 +1,9 @@
 """The contract every mitigation method implements.
 
 A method is a class with a ``Config`` dataclass (hyper-parameters with the
-papers' defaults; each field's ``metadata["help"]`` is a one-line help shown in
-the UI and the CLI) and a ``run(ctx, config)`` that does the work and returns a
+papers' defaults, each declared with :func:`setting`: a one-line help, its type and
+its range or choices, from which the checks, the CLI listing and the app's form
+are generated) and a ``run(ctx, config)`` that does the work and returns a
 :class:`MitigationResult`. Methods never write their own training loop (they
 plug a step into :func:`fairaudit.train.fit`) nor their own attack
 (:mod:`fairaudit.attacks`). The job runner builds the context, audits the
@@ -22,7 +23,7 @@ from torch import nn
 from fairaudit.audit.inference import Predictions
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
-from fairaudit.options import coerce_like
+from fairaudit.options import Setting, parse_values, setting, setting_of  # noqa: F401  (setting: for Configs)
 from fairaudit.registry import Registry
 
 
@@ -203,9 +204,23 @@ def fit_split(ctx: MethodContext, requested: str, method: str, setting_name: str
     return requested if requested in get_spec(ctx.dataset).splits else "train"
 
 
-def setting(default: Any, help: str):
-    """A ``Config`` field with its one-line help (shown by the UI and ``--list-settings``)."""
-    return field(default=default, metadata={"help": help})
+def config_settings(config: Any) -> dict[str, Setting]:
+    """``name → Setting`` of a ``Config`` dataclass (or an instance), in declaration order."""
+    return {f.name: setting_of(f) for f in dataclasses.fields(config)}
+
+
+def _what(method_name: str) -> Callable[[str], str]:
+    return lambda key: f"setting '{key}' of '{method_name}'"
+
+
+def check_config(config: Any, method_name: str) -> None:
+    """Check every field of a built ``config`` against its declaration (range, choices), then the
+    ``Config``'s own ``validate()`` (the rules between fields that a single declaration cannot say)."""
+    parse_values(config_settings(config), {f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
+                 _what(method_name), owner=method_name)
+    validate = getattr(config, "validate", None)
+    if validate:
+        validate()
 
 
 class MitigationMethod:
@@ -270,22 +285,19 @@ def get_method(name: str) -> type[MitigationMethod]:
 
 
 def make_config(method: type[MitigationMethod], overrides: dict[str, Any] | None = None):
-    """Build ``method.Config`` from defaults plus ``key=value`` overrides (strings are coerced)."""
-    fields = {f.name: f for f in dataclasses.fields(method.Config)}
-    values = {}
-    for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise FairauditError(f"method '{method.name}' has no setting '{key}'; settings: {', '.join(fields)}.")
-        value = coerce_like(value, fields[key].default, f"setting '{key}' of '{method.name}'")
-        values[key] = value
+    """Build ``method.Config`` from defaults plus ``key=value`` overrides (strings are coerced to each
+    setting's type), checked against the declarations (:func:`check_config`)."""
+    settings = config_settings(method.Config)
+    values = parse_values(settings, dict(overrides or {}), _what(method.name), owner=method.name,
+                          unknown=lambda key: f"method '{method.name}' has no setting '{key}'; "
+                                              f"settings: {', '.join(settings)}.")
     config = method.Config(**values)
-    validate = getattr(config, "validate", None)
-    if validate:
-        validate()
+    check_config(config, method.name)
     return config
 
 
 def config_help(method: type[MitigationMethod]) -> list[dict[str, Any]]:
-    """``[{name, default, help}]`` for the UI form and ``--help``."""
-    return [{"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
-            for f in dataclasses.fields(method.Config)]
+    """One row per setting for the UI form, ``--list-settings`` and the report: ``name``, ``default``,
+    ``help``, ``type``, ``optional``, ``unit``, ``range`` (``min``, ``max``, ``min_inclusive``,
+    ``max_inclusive``, ``text``) or ``None``, ``choices`` or ``None`` (see :class:`fairaudit.options.Setting`)."""
+    return [declared.describe(name) for name, declared in config_settings(method.Config).items()]
