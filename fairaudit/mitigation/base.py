@@ -184,6 +184,9 @@ class MitigationResult:
 
 
 FIT_SPLITS = ("train", "val")
+TEST_SPLIT_REFUSED = {"test": "{owner} cannot fit on the test split ({name}='test'), because the result is measured "
+                              "there; use 'train' or 'val'."}
+"""``refuse=`` of a fit-split setting (``choices=FIT_SPLITS``): the test split gets its own sentence."""
 
 
 def check_fit_split(requested: str, method: str, setting_name: str = "train_split") -> None:
