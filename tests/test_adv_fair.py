@@ -112,10 +112,10 @@ def test_adv_fair_lowers_statistical_parity_difference_below_erm(small_adult, er
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"update": "sideways"}, "setting 'update' must be one of confusion, projection, reversal"),
-    ({"adversary_input": "pixels"}, "setting 'adversary_input' must be one of prediction, latent"),
-    ({"fairness": "parity"}, "setting 'fairness' must be one of demographic_parity, equalized_odds"),
-    ({"adv_weight": "-1"}, "adv_weight >= 0"),
+    ({"update": "sideways"}, "setting 'update' of 'adv_fair' must be one of confusion, projection, reversal"),
+    ({"adversary_input": "pixels"}, "setting 'adversary_input' of 'adv_fair' must be one of prediction, latent"),
+    ({"fairness": "parity"}, "setting 'fairness' of 'adv_fair' must be one of demographic_parity, equalized_odds"),
+    ({"adv_weight": "-1"}, "setting 'adv_weight' of 'adv_fair' must be a finite number >= 0"),
 ])
 def test_bad_adv_fair_settings_are_refused(settings, message):
     with pytest.raises(FairauditError, match=message):

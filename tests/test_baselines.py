@@ -162,11 +162,11 @@ def test_confounded_training_data_is_refused_clearly(tmp_path):
 
 
 @pytest.mark.parametrize("name,settings,message", [
-    ("resample", {"mode": "both"}, "'undersample' or 'oversample'"),
-    ("reweight", {"scheme": "x"}, "'balanced' or 'kamiran'"),
-    ("erm", {"epochs": "0"}, "'epochs' must be >= 1"),
+    ("resample", {"mode": "both"}, "'mode' of 'resample' must be one of undersample, oversample"),
+    ("reweight", {"scheme": "x"}, "'scheme' of 'reweight' must be one of balanced, kamiran"),
+    ("erm", {"epochs": "0"}, "'epochs' of 'erm' must be >= 1"),
     ("massaging", {"rate": "1.5"}, r"\[0, 1\]"),
-    ("label_flip", {"p": "1.5"}, r"'p' must lie in \[0, 1\]"),
+    ("label_flip", {"p": "1.5"}, r"'p' of 'label_flip' must lie in \[0, 1\]"),
     ("threshold", {"constraints": "parity"}, "demographic_parity"),
 ])
 def test_bad_settings_are_rejected(name, settings, message):

@@ -161,13 +161,13 @@ def test_controls_and_target_metrics():
 
 
 @pytest.mark.parametrize("name,settings,message", [
-    ("fair_penalty", {"kind": "dp"}, "'kind' must be one of eq_loss, eo, di"),
-    ("fair_penalty", {"alpha": "-1"}, "'alpha' must be a finite number >= 0"),
+    ("fair_penalty", {"kind": "dp"}, "'kind' of 'fair_penalty' must be one of eq_loss, eo, di"),
+    ("fair_penalty", {"alpha": "-1"}, "'alpha' of 'fair_penalty' must be a finite number >= 0"),
     ("fair_penalty", {"penalty_split": "test"}, "cannot fit on the test split"),
-    ("fair_penalty", {"eo_rates": "tpr"}, "'eo_rates' must be one of joint, conditional"),
-    ("fair_penalty", {"holdout_fraction": "1"}, "'holdout_fraction' must lie strictly between 0 and 1"),
-    ("minmax", {"update": "softmax"}, "'update' must be one of max, exp_grad"),
-    ("minmax", {"step_size": "-0.1"}, "'step_size' must be a finite number >= 0"),
+    ("fair_penalty", {"eo_rates": "tpr"}, "'eo_rates' of 'fair_penalty' must be one of joint, conditional"),
+    ("fair_penalty", {"holdout_fraction": "1"}, r"'holdout_fraction' of 'fair_penalty' must lie in \(0, 1\)"),
+    ("minmax", {"update": "softmax"}, "'update' of 'minmax' must be one of max, exp_grad"),
+    ("minmax", {"step_size": "-0.1"}, "'step_size' of 'minmax' must be a finite number >= 0"),
 ])
 def test_bad_settings_are_refused(name, settings, message):
     with pytest.raises(FairauditError, match=message):

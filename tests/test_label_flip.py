@@ -103,7 +103,7 @@ def test_a_named_group_is_flipped_and_an_unknown_one_refused(fixture, tmp_path):
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"p": "-0.1"}, r"'p' must lie in \[0, 1\]"),
+    ({"p": "-0.1"}, r"'p' of 'label_flip' must lie in \[0, 1\]"),
     ({"accuracy_split": "test"}, "cannot fit on the test split"),
     ({"flip_group": " "}, "'flip_group' must be 'auto' or a group name"),
 ])

@@ -16,11 +16,11 @@ def _mitigate(method: str, dataset: str, *settings: str):
 
 CASES = [
     BadInput("fair-penalty-unknown-kind", _mitigate("fair_penalty", "adult", "kind=dp"),
-             "setting 'kind' must be one of eq_loss, eo, di, got 'dp'"),
+             "setting 'kind' of 'fair_penalty' must be one of eq_loss, eo, di, got 'dp'"),
     BadInput("fair-penalty-on-the-test-split", _mitigate("fair_penalty", "adult", "penalty_split=test"),
              "fair_penalty cannot fit on the test split (penalty_split='test')"),
     BadInput("fair-penalty-negative-alpha", _mitigate("fair_penalty", "adult", "alpha=-1"),
-             "setting 'alpha' must be a finite number >= 0, got -1.0"),
+             "setting 'alpha' of 'fair_penalty' must be a finite number >= 0, got -1.0"),
     BadInput("minmax-unknown-update", _mitigate("minmax", "adult", "update=soft"),
-             "setting 'update' must be one of max, exp_grad, got 'soft'"),
+             "setting 'update' of 'minmax' must be one of max, exp_grad, got 'soft'"),
 ]

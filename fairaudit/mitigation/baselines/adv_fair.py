@@ -38,7 +38,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fairaudit.device import resolve_device
-from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
 from fairaudit.mitigation.baselines.common import RetrainConfig, fresh_model, in_memory, retrain, setting
 from fairaudit.train.variants import (ADVERSARY_INPUTS, ADVERSARY_UPDATES, VariantOptions,
@@ -55,26 +54,18 @@ class AdvFairConfig(RetrainConfig):
 
     adv_weight: float = setting(1.0, "α: how strongly the predictor's step works against the adversary "
                                      "(−α·∇L_A in Zhang et al.'s update; 0 with update=projection keeps the "
-                                     "projection alone)")
+                                     "projection alone)", min=0)
     adversary_input: str = setting("prediction", "what the adversary reads the group from: 'prediction' (the "
-                                                 "class probabilities, as in the paper) or 'latent' (g(x))")
+                                                 "class probabilities, as in the paper) or 'latent' (g(x))",
+                                   choices=ADVERSARY_INPUTS)
     update: str = setting("projection", "the predictor's update: 'projection' (∇L_P − proj_∇L_A ∇L_P − α∇L_A, "
                                         "the paper's), 'reversal' (∇L_P − α∇L_A) or 'confusion' (L_P + α·CE "
-                                        "of the adversary against a uniform guess)")
+                                        "of the adversary against a uniform guess)", choices=ADVERSARY_UPDATES)
     fairness: str = setting("demographic_parity", "'demographic_parity': the adversary sees the prediction "
-                                                  "only; 'equalized_odds': it also sees the true label")
-    adv_lr: float = setting(5e-3, "Adam learning rate of the adversary")
-    adv_hidden: int = setting(64, "width of the adversary's hidden layer")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.adv_weight < 0 or not self.adv_lr > 0 or self.adv_hidden < 1:
-            raise FairauditError("adv_fair needs adv_weight >= 0, adv_lr > 0 and adv_hidden >= 1.")
-        for name, allowed in (("adversary_input", ADVERSARY_INPUTS), ("update", ADVERSARY_UPDATES),
-                              ("fairness", FAIRNESS)):
-            if getattr(self, name) not in allowed:
-                raise FairauditError(f"setting '{name}' must be one of {', '.join(allowed)}, "
-                                     f"got '{getattr(self, name)}'.")
+                                                  "only; 'equalized_odds': it also sees the true label",
+                            choices=FAIRNESS)
+    adv_lr: float = setting(5e-3, "Adam learning rate of the adversary", min=0, min_inclusive=False)
+    adv_hidden: int = setting(64, "width of the adversary's hidden layer", min=1)
 
 
 @register_method

@@ -34,20 +34,13 @@ from fairaudit.train.loop import cross_entropy_step
 class RetrainConfig:
     """Settings every retraining baseline shares."""
 
-    epochs: int = setting(5, "training epochs of the new model")
-    lr: float = setting(1e-3, "Adam learning rate")
-    batch_size: int = setting(128, "mini-batch size")
-    weight_decay: float = setting(0.0, "Adam weight decay")
+    epochs: int = setting(5, "training epochs of the new model", min=1)
+    lr: float = setting(1e-3, "Adam learning rate", min=0, min_inclusive=False)
+    batch_size: int = setting(128, "mini-batch size", min=1)
+    weight_decay: float = setting(0.0, "Adam weight decay", min=0)
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise FairauditError(f"setting 'epochs' must be >= 1, got {self.epochs}.")
-        if self.batch_size < 1:
-            raise FairauditError(f"setting 'batch_size' must be >= 1, got {self.batch_size}.")
-        if not self.lr > 0:
-            raise FairauditError(f"setting 'lr' must be > 0, got {self.lr}.")
-        if self.weight_decay < 0:
-            raise FairauditError(f"setting 'weight_decay' must be >= 0, got {self.weight_decay}.")
+        """Rules between settings (none for these: each one's range is declared with it)."""
 
 
 # ---------------------------------------------------------------------------- models

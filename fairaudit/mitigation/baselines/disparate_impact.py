@@ -233,11 +233,8 @@ class DirConfig(RetrainConfig):
     """Disparate Impact Remover settings."""
 
     repair_level: float = setting(1.0, "λ of the repair (Feldman et al. §5): 0 keeps the features, 1 gives every "
-                                       "group the median distribution of each numeric feature")
-
-    def validate(self) -> None:
-        super().validate()
-        check_repair_level(self.repair_level)
+                                       "group the median distribution of each numeric feature",
+                                  min=0, max=1)
 
 
 @register_method

@@ -70,8 +70,8 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from fairaudit.data import get_spec
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split,
-                                       register_method)
+from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
+                                       MitigationResult, register_method)
 from fairaudit.mitigation.baselines.common import RetrainConfig, group_name, in_memory, retrain, setting
 
 __all__ = ["FairPenalty", "FairPenaltyConfig", "MinMax", "MinMaxConfig", "fairness_penalty", "group_means",
@@ -189,29 +189,20 @@ class FairPenaltyConfig(RetrainConfig):
 
     kind: str = setting("eq_loss", "the penalty: 'eq_loss' (gap of the groups' mean losses, Eq. 6.2), 'eo' "
                                    "(equalised-odds relaxation on the scores, Eqs. 6.4–6.6) or 'di' (disparate-"
-                                   "impact relaxation −min(r, 1/r), Eqs. 6.8–6.9); eo and di need a binary target")
-    alpha: float = setting(1.0, "α, the penalty's weight in CE + α·penalty (0: plain retraining)")
+                                   "impact relaxation −min(r, 1/r), Eqs. 6.8–6.9); eo and di need a binary target",
+                        choices=KINDS)
+    alpha: float = setting(1.0, "α, the penalty's weight in CE + α·penalty (0: plain retraining)", min=0)
     eo_rates: str = setting("joint", "kind=eo only: 'joint' divides each group's sums by the group's size, as "
                                      "printed in Eqs. 6.5–6.6; 'conditional' by its number of negatives "
-                                     "(fpr) and positives (fnr), the rates equalised odds compares")
+                                     "(fpr) and positives (fnr), the rates equalised odds compares",
+                            choices=EO_RATES)
     penalty_split: str = setting("train", "where the penalty is measured: 'train' (the training batch) or 'val' "
                                           "(batches of the val split, or of a held-out part of train for a "
-                                          "dataset without one; the model does not train on it)")
+                                          "dataset without one; the model does not train on it)",
+                                 choices=FIT_SPLITS, refuse=TEST_SPLIT_REFUSED)
     holdout_fraction: float = setting(0.2, "for penalty_split=val on a dataset without a val split: the "
-                                           "fraction of the training split held out for the penalty")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.kind not in KINDS:
-            raise FairauditError(f"setting 'kind' must be one of {', '.join(KINDS)}, got '{self.kind}'.")
-        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
-            raise FairauditError(f"setting 'alpha' must be a finite number >= 0, got {self.alpha}.")
-        if self.eo_rates not in EO_RATES:
-            raise FairauditError(f"setting 'eo_rates' must be one of {', '.join(EO_RATES)}, got '{self.eo_rates}'.")
-        check_fit_split(self.penalty_split, "fair_penalty", "penalty_split")
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise FairauditError(f"setting 'holdout_fraction' must lie strictly between 0 and 1, got "
-                                 f"{self.holdout_fraction}.")
+                                           "fraction of the training split held out for the penalty",
+                                      min=0, max=1, min_inclusive=False, max_inclusive=False)
 
 
 def _favorable(ds: FairDataset) -> int:
@@ -290,15 +281,9 @@ class MinMaxConfig(RetrainConfig):
 
     update: str = setting("max", "'max': every step minimises the loss of the group with the largest batch loss "
                                  "(Eq. 6.11, the thesis'); 'exp_grad': group-DRO weights q_a ← q_a·exp(η·L^a), "
-                                 "normalised, and the step minimises Σ q_a·L^a")
-    step_size: float = setting(0.01, "η of update=exp_grad (Sagawa et al. 2020's default); unused by 'max'")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.update not in UPDATES:
-            raise FairauditError(f"setting 'update' must be one of {', '.join(UPDATES)}, got '{self.update}'.")
-        if not (self.step_size >= 0 and math.isfinite(self.step_size)):
-            raise FairauditError(f"setting 'step_size' must be a finite number >= 0, got {self.step_size}.")
+                                 "normalised, and the step minimises Σ q_a·L^a", choices=UPDATES)
+    step_size: float = setting(0.01, "η of update=exp_grad (Sagawa et al. 2020's default); unused by 'max'",
+                               min=0)
 
 
 class GroupWeights:

@@ -47,8 +47,8 @@ from torch import nn
 from fairaudit.audit.inference import predict
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split,
-                                       fit_split, register_method, register_rename)
+from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
+                                       MitigationResult, fit_split, register_method, register_rename)
 from fairaudit.mitigation.baselines.common import (RelabeledDataset, RetrainConfig, base_rates, group_codes,
                                                    group_name, in_memory, retrain, setting)
 
@@ -121,20 +121,19 @@ class LabelFlipConfig(RetrainConfig):
     # 0.5 is the thesis' face-recognition setting. Below 0.5 a flip only softens the advantaged group's targets
     # (the most likely label stays the same), and on Adult p = 0.3 left the accuracy gap where ERM has it.
     p: float = setting(0.5, "fraction of the advantaged group's training labels flipped at random, drawn again "
-                            "every epoch (the thesis tried 0.1–0.5 on face recognition, 0.01–0.1 on CheXpert)")
+                            "every epoch (the thesis tried 0.1–0.5 on face recognition, 0.01–0.1 on CheXpert)",
+                       min=0, max=1)
     flip_group: str = setting("auto", "whose labels are flipped: 'auto' (the group the deployed model is most "
                                       "accurate on, measured on accuracy_split) or a group such as 'sex=Male'")
     accuracy_split: str = setting("val", "split on which flip_group=auto measures the deployed model's "
                                          "per-group accuracy: 'val' (the train split for a dataset without one) "
-                                         "or 'train'")
+                                         "or 'train'", choices=FIT_SPLITS, refuse=TEST_SPLIT_REFUSED)
 
     def validate(self) -> None:
+        """A group name is known only with the dataset (checked when the run starts); here: not empty."""
         super().validate()
-        if not 0.0 <= self.p <= 1.0:
-            raise FairauditError(f"setting 'p' must lie in [0, 1], got {self.p}.")
         if not self.flip_group.strip():
             raise FairauditError("setting 'flip_group' must be 'auto' or a group name, got an empty string.")
-        check_fit_split(self.accuracy_split, "label_flip", "accuracy_split")
 
 
 def _group_accuracy(model, ds: FairDataset, device) -> dict[int, float]:
@@ -232,16 +231,10 @@ class MassagingConfig(RetrainConfig):
     """Massaging settings."""
 
     rate: float = setting(1.0, "fraction of each group's gap to the overall positive rate closed by flipping "
-                               "(1 = equal train base rates)")
+                               "(1 = equal train base rates)", min=0, max=1)
     selection: str = setting("boundary", "'boundary': flip the samples the deployed model scores closest to "
-                                         "the decision boundary (massaging); 'random': random samples of the cell")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 <= self.rate <= 1.0:
-            raise FairauditError(f"setting 'rate' must lie in [0, 1], got {self.rate}.")
-        if self.selection not in ("boundary", "random"):
-            raise FairauditError(f"setting 'selection' must be 'boundary' or 'random', got '{self.selection}'.")
+                                         "the decision boundary (massaging); 'random': random samples of the cell",
+                             choices=("boundary", "random"))
 
 
 def _favorable(ds: FairDataset) -> int:

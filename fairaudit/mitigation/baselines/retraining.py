@@ -100,15 +100,10 @@ class ReweightConfig(RetrainConfig):
     """Re-weighting settings."""
 
     scheme: str = setting("balanced", "'balanced': the groups of each target class get equal total weight "
-                                      "(class sizes kept); 'kamiran': P(t)P(g)/P(t,g) (Kamiran & Calders)")
-    via: str = setting("loss", "'loss': weighted cross-entropy; 'sampler': weighted sampling with replacement")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.scheme not in ("balanced", "kamiran"):
-            raise FairauditError(f"setting 'scheme' must be 'balanced' or 'kamiran', got '{self.scheme}'.")
-        if self.via not in ("loss", "sampler"):
-            raise FairauditError(f"setting 'via' must be 'loss' or 'sampler', got '{self.via}'.")
+                                      "(class sizes kept); 'kamiran': P(t)P(g)/P(t,g) (Kamiran & Calders)",
+                        choices=("balanced", "kamiran"))
+    via: str = setting("loss", "'loss': weighted cross-entropy; 'sampler': weighted sampling with replacement",
+                       choices=("loss", "sampler"))
 
 
 def _train_cells(ctx: MethodContext, what: str):
@@ -179,12 +174,8 @@ class ResampleConfig(RetrainConfig):
     """Re-sampling settings."""
 
     mode: str = setting("undersample", "'undersample': keep as many samples of each group of a target class as "
-                                       "its smallest group has; 'oversample': repeat samples up to its largest")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.mode not in ("undersample", "oversample"):
-            raise FairauditError(f"setting 'mode' must be 'undersample' or 'oversample', got '{self.mode}'.")
+                                       "its smallest group has; 'oversample': repeat samples up to its largest",
+                        choices=("undersample", "oversample"))
 
 
 @register_method

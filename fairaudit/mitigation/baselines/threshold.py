@@ -28,8 +28,8 @@ from sklearn.frozen import FrozenEstimator
 from fairaudit.audit.inference import Predictions, predict
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
-                                       register_method)
+from fairaudit.mitigation.base import (TEST_SPLIT_REFUSED, MethodContext, MitigationMethod, MitigationResult,
+                                       fit_split, register_method)
 from fairaudit.mitigation.baselines.common import group_codes, group_name, setting
 
 __all__ = ["GroupThresholds", "ScoreColumn", "fit_group_thresholds"]
@@ -109,23 +109,14 @@ class ThresholdConfig:
     """Group-threshold post-processing settings (fairlearn's ThresholdOptimizer)."""
 
     constraints: str = setting("demographic_parity", "'demographic_parity' (equal selection rates) or "
-                                                     "'equalized_odds' (equal TPR and FPR)")
+                                                     "'equalized_odds' (equal TPR and FPR)", choices=CONSTRAINTS)
     objective: str = setting("accuracy_score", "what the thresholds maximise under the constraint: "
-                                               "'accuracy_score' or 'balanced_accuracy_score'")
+                                               "'accuracy_score' or 'balanced_accuracy_score'", choices=OBJECTIVES)
     fit_split: str = setting("auto", "split whose scores fit the thresholds: 'auto' (val if the dataset has one, "
-                                     "else train), 'val' or 'train'")
-    grid_size: int = setting(1000, "number of candidate thresholds searched (fairlearn's grid_size)")
-
-    def validate(self) -> None:
-        if self.constraints not in CONSTRAINTS:
-            raise FairauditError(f"setting 'constraints' must be one of {', '.join(CONSTRAINTS)}, "
-                                 f"got '{self.constraints}'.")
-        if self.objective not in OBJECTIVES:
-            raise FairauditError(f"setting 'objective' must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'.")
-        if self.fit_split != "auto":
-            check_fit_split(self.fit_split, "threshold", "fit_split")
-        if self.grid_size < 2:
-            raise FairauditError(f"setting 'grid_size' must be >= 2, got {self.grid_size}.")
+                                     "else train), 'val' or 'train'", choices=("auto", "val", "train"),
+                             refuse=TEST_SPLIT_REFUSED)
+    grid_size: int = setting(1000, "number of candidate thresholds searched (fairlearn's grid_size)",
+                             min=2)
 
 
 @register_method
