@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from appkit.query_state import copy_link
 from appkit.state import current_setup, start_run, use_setup
 from appkit.widgets import guard_page
 from fairaudit.ui.setup import demo_setup
@@ -79,4 +80,7 @@ navigation = st.navigation([
     st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(FACES_PAGE, title="Face recognition", icon=":material/face:", url_path="faces"),
 ])
+link_slot = st.sidebar.empty()  # filled after the page has put its state in the URL
 guard_page(navigation.run)
+with link_slot.container():
+    copy_link(navigation.url_path)

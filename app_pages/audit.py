@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from appkit.query_state import sync, url_value, url_values
 from appkit.state import cached_report, current_setup, remember_in_url
 from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary, show_error
 from fairaudit.errors import FairauditError
@@ -22,19 +23,30 @@ DEFAULT_BAR_METRICS = ("accuracy", "selection_rate", "tpr", "fpr")
 MAX_CONFUSION = 12
 
 
+BOOT_CHOICES = [0, 200, 500, 1000, 2000]
+
+
 def sidebar_settings() -> tuple[dict[str, float], int]:
+    """Tolerances and bootstrap size, read from and written to the URL (``gap``, ``ratio``, ``floor``, ``boot``)."""
     with st.sidebar:
         st.markdown("**Tolerances**")
-        gap = st.number_input("Largest acceptable difference", 0.0, 1.0, DEFAULT_TOLERANCES["gap"], 0.01,
+        gap = st.number_input("Largest acceptable difference", 0.0, 1.0,
+                              url_value("gap", DEFAULT_TOLERANCES["gap"], bounds=(0.0, 1.0)), 0.01,
                               format="%.2f", key="tol-gap",
                               help="SPD, DEO, EO max, EOD, AAOD and AED pass at or below this value.")
-        ratio = st.number_input("Smallest acceptable DP ratio", 0.0, 1.0, DEFAULT_TOLERANCES["ratio"], 0.01,
+        ratio = st.number_input("Smallest acceptable DP ratio", 0.0, 1.0,
+                                url_value("ratio", DEFAULT_TOLERANCES["ratio"], bounds=(0.0, 1.0)), 0.01,
                                 format="%.2f", key="tol-ratio", help="0.80 is the 80 % (four-fifths) rule.")
-        floor = st.number_input("Smallest acceptable worst-group accuracy", 0.0, 1.0, DEFAULT_TOLERANCES["floor"],
+        floor = st.number_input("Smallest acceptable worst-group accuracy", 0.0, 1.0,
+                                url_value("floor", DEFAULT_TOLERANCES["floor"], bounds=(0.0, 1.0)),
                                 0.01, format="%.2f", key="tol-floor")
         st.markdown("**Confidence intervals**")
-        n_boot = st.select_slider("Bootstrap resamples", [0, 200, 500, 1000, 2000], value=1000, key="n-boot",
+        n_boot = st.select_slider("Bootstrap resamples", BOOT_CHOICES,
+                                  value=url_value("boot", 1000, choices=BOOT_CHOICES), key="n-boot",
                                   help="95 % percentile intervals; 0 turns them off.")
+    for param, value in (("gap", gap), ("ratio", ratio), ("floor", floor)):
+        sync(param, value, DEFAULT_TOLERANCES[param])
+    sync("boot", n_boot, 1000)
     return {"gap": gap, "ratio": ratio, "floor": floor}, int(n_boot)
 
 
@@ -45,9 +57,12 @@ def threshold_control(run: AuditRun) -> float:
     positive = run.predictions.class_names[1]
     target = run.predictions.meta.get("target") or run.setup.label_column
     event = f"{target} = {positive}" if positive.replace(".", "", 1).isdigit() or len(positive) < 2 else positive
-    return st.slider(f"Decision threshold on P({event})", 0.0, 1.0, 0.5, 0.01,
-                     key="threshold", help="Metrics are recomputed from the stored predictions; "
-                                           "the model is not run again.")
+    value = st.slider(f"Decision threshold on P({event})", 0.0, 1.0,
+                      url_value("threshold", 0.5, bounds=(0.0, 1.0)), 0.01,
+                      key="threshold", help="Metrics are recomputed from the stored predictions; "
+                                            "the model is not run again.")
+    sync("threshold", value, 0.5)
+    return value
 
 
 def overall_cards(report: AuditReport) -> None:
@@ -77,8 +92,10 @@ def small_group_warning(report: AuditReport) -> None:
 
 def groups_tab(report: AuditReport, run_key: str) -> None:
     frame = report.groups_frame()
-    metrics = st.multiselect("Metrics", list(METRIC_LABELS), default=list(DEFAULT_BAR_METRICS),
+    metrics = st.multiselect("Metrics", list(METRIC_LABELS),
+                             default=url_values("metrics", DEFAULT_BAR_METRICS, list(METRIC_LABELS)),
                              format_func=METRIC_LABELS.get, key="bar-metrics")
+    sync("metrics", metrics, list(DEFAULT_BAR_METRICS))
     if metrics:
         has_ci = f"{metrics[0]}_ci_low" in frame.columns
         st.plotly_chart(charts.metric_bars(metric_with_errors(frame, metrics), title="Metrics per group"),
@@ -125,7 +142,10 @@ def intersection_tab(run: AuditRun, threshold: float, report: AuditReport) -> No
     second = middle.selectbox("Columns", others, index=others.index(wanted), key="ix-cols",
                               help="Any other attribute can be crossed with the first, without running the "
                                    "model again.")
-    metric = right.selectbox("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="ix-metric")
+    names = list(METRIC_LABELS)
+    metric = right.selectbox("Metric", names, index=names.index(url_value("ix-metric", names[0], choices=names)),
+                             format_func=METRIC_LABELS.get, key="ix-metric")
+    sync("ix-metric", metric, names[0])
     if len(sensitive) == 1:
         st.caption(f"Only '{sensitive[0]}' is audited; the heatmap crosses it with another attribute of the data.")
     if sorted([first, second]) == sorted(sensitive):
@@ -290,8 +310,10 @@ def main() -> None:
     failing = [c.label for c in checks if c.passes is False]
     st.caption(("Outside tolerance: " + ", ".join(failing)) if failing else "Every disparity is within tolerance.")
 
-    tabs = st.tabs(["Groups", "Confusion matrices", "Intersections", "Misclassified samples", "Robustness",
-                    "Slices"])
+    tab_names = ["Groups", "Confusion matrices", "Intersections", "Misclassified samples", "Robustness", "Slices"]
+    tabs = st.tabs(tab_names, default=url_value("tab", tab_names[0], choices=tab_names), key="audit-tab",
+                   on_change="rerun")
+    sync("tab", st.session_state.get("audit-tab") or tab_names[0], tab_names[0])
     with tabs[0]:
         groups_tab(report, run_key)
     with tabs[1]:
