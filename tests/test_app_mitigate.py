@@ -165,7 +165,7 @@ def test_bad_settings_show_the_error_and_queue_nothing(app, tiny_model):
     choose(at, "noop_finetune", "adult")
     at.number_input(key="setting:noop_finetune:epochs").set_value(0)
     launch(at)
-    assert [e.value for e in at.error] == ["setting 'epochs' of 'noop_finetune' must be ≥ 1, got 0."]
+    assert [e.value for e in at.error] == ["setting 'epochs' of 'noop_finetune' must be >= 1, got 0."]
 
     at.radio(key="mitigate-model").set_value("path").run()
     at.text_input(key="mitigate-model-path").input("/no/such/model.safetensors").run()

@@ -107,7 +107,7 @@ def subprocess_pid_that_exited() -> int:
     ({"method": "nope"}, "unknown mitigation method 'nope'; available:"),
     ({"settings": {"bogus": 1}}, "method 'noop_finetune' has no setting 'bogus'; settings: epochs"),
     ({"settings": {"epochs": "many"}}, "setting 'epochs' of 'noop_finetune' expects a int, got 'many'"),
-    ({"settings": {"epochs": "0"}}, "setting 'epochs' of 'noop_finetune' must be ≥ 1, got 0"),
+    ({"settings": {"epochs": "0"}}, "setting 'epochs' of 'noop_finetune' must be >= 1, got 0"),
     ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
     ({"data_options": {"colour": "red"}}, "dataset 'adult' has no option 'colour'"),
     ({"model": "missing.safetensors"}, "model file 'missing.safetensors' does not exist"),
@@ -200,7 +200,7 @@ def test_cli_mitigate_and_runs(home, tiny_model, tmp_path, capsys):
     (["mitigate", "nope", "--dataset", "adult"], "unknown mitigation method 'nope'"),
     (["mitigate", "noop_finetune", "--dataset", "adult", "--set", "bogus=1"], "has no setting 'bogus'"),
     (["mitigate", "noop_finetune", "--dataset", "adult", "--set", "epochs"], "--set expects key=value"),
-    (["mitigate", "noop_finetune", "--dataset", "adult", "--set", "epochs=0"], "must be ≥ 1, got 0"),
+    (["mitigate", "noop_finetune", "--dataset", "adult", "--set", "epochs=0"], "must be >= 1, got 0"),
     (["runs", "--resume", "nope"], "there is no run 'nope'"),
 ])
 def test_cli_bad_input_exits_2(home, tiny_model, tmp_path, capsys, argv, message):

@@ -12,26 +12,23 @@ every process (workers and Ray tasks included) when
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import METHODS, MethodContext, MitigationMethod, MitigationResult, register_method
+from fairaudit.mitigation.base import (METHODS, MethodContext, MitigationMethod, MitigationResult, register_method,
+                                       setting)
 from fairaudit.train import cross_entropy_step
 
 
 @dataclass
 class NoopFinetuneConfig:
-    epochs: int = field(default=3, metadata={"help": "fine-tuning epochs"})
-    steps: int = field(default=5, metadata={"help": "optimiser steps per epoch"})
-    batch_size: int = field(default=64, metadata={"help": "mini-batch size"})
-    lr: float = field(default=1e-4, metadata={"help": "learning rate"})
-    sleep: float = field(default=0.0, metadata={"help": "seconds to wait in every step (to test cancel/kill)"})
-    fail: str = field(default="", metadata={"help": "raise a FairauditError with this message"})
-    post: bool = field(default=False, metadata={"help": "return predictions instead of a model"})
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise FairauditError(f"setting 'epochs' of 'noop_finetune' must be ≥ 1, got {self.epochs}.")
+    epochs: int = setting(3, "fine-tuning epochs", min=1)
+    steps: int = setting(5, "optimiser steps per epoch", min=0)
+    batch_size: int = setting(64, "mini-batch size", min=1)
+    lr: float = setting(1e-4, "learning rate", min=0, min_inclusive=False)
+    sleep: float = setting(0.0, "seconds to wait in every step (to test cancel/kill)", min=0, unit="s")
+    fail: str = setting("", "raise a FairauditError with this message")
+    post: bool = setting(False, "return predictions instead of a model")
 
 
 class NoopFinetune(MitigationMethod):
