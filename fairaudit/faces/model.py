@@ -91,13 +91,13 @@ def build_embedder(body: str, num_classes: int, input_shape: Sequence[int], dim:
     return SplitModel(g, MarginHead(dim, num_classes), f"face_{body}", num_classes, input_shape)
 
 
-@register_model("face_small_cnn")
+@register_model("face_small_cnn", kind="face")
 def face_small_cnn(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
     """Face embedding: the four conv blocks of ``small_cnn``, a 128-wide embedding, a cosine (margin) head."""
     return build_embedder("small_cnn", num_classes, input_shape)
 
 
-@register_model("face_resnet18")
+@register_model("face_resnet18", kind="face")
 def face_resnet18(num_classes: int, input_shape: Sequence[int]) -> SplitModel:
     """Face embedding: the small-input ResNet-18, a 128-wide embedding, a cosine (margin) head."""
     return build_embedder("resnet18", num_classes, input_shape)
