@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -26,25 +26,45 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename it into place.
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any], *, make_parent: bool = True) -> Path:
+    """Write a file with ``write(tmp)`` into a temporary file beside ``path``, then rename it into place.
 
-    A crash or a refusal never leaves a half-written file or a stray temporary
-    file; errors raise :class:`~fairaudit.errors.FairauditError` with one sentence.
+    The one way files are written in fairaudit: a reader never sees a
+    half-written file, a crash never leaves a stray temporary one, and the
+    rename never crosses file systems. The temporary name keeps ``path``'s
+    suffix (``np.savez`` and ``torch.save`` see the extension they expect).
+    ``make_parent`` creates the folder (artefacts in the workspace); the CLI's
+    user-given outputs use :func:`write_text_atomic`, which refuses a missing one.
     """
-    path = check_output_file(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    path = Path(path)
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        # os.open with mode 0o666 leaves the usual permissions (umask applied) to the final file.
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
-        raise FairauditError(f"cannot write '{path}': {exc.strerror or exc}.") from None
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`) into a folder that must exist.
+
+    Errors raise :class:`~fairaudit.errors.FairauditError` with one sentence.
+    """
+    path = check_output_file(path)
+
+    def write(tmp: Path) -> None:
+        # os.open with mode 0o666 leaves the usual permissions (umask applied) to the final file.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    try:
+        return atomic_write(path, write, make_parent=False)
+    except OSError as exc:
+        raise FairauditError(f"cannot write '{path}': {exc.strerror or exc}.") from None
 
 
 def _safe_cell(value: Any) -> Any:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from fairaudit.data.base import FairDataset, TensorFairDataset
 from fairaudit.device import autocast, default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
+from fairaudit.io_safety import atomic_write
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
@@ -60,12 +61,10 @@ class Predictions:
         arrays = {"labels": self.labels, "probs": self.probs, "sensitive": self.sensitive, "indices": self.indices}
         if self.latents is not None:
             arrays["latents"] = self.latents
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path.with_suffix(".npz"))
+        atomic_write(path.with_suffix(".npz"), lambda tmp: np.savez_compressed(tmp, **arrays))
         info = {"sensitive_names": self.sensitive_names, "value_names": self.value_names,
                 "class_names": self.class_names, "meta": self.meta}
-        path.with_suffix(".json").write_text(json.dumps(info))
+        atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info)))
         return path.with_suffix(".npz")
 
     @classmethod

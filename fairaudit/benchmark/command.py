@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from fairaudit.errors import FairauditError
+from fairaudit.io_safety import write_text_atomic
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,10 +95,7 @@ def run(args) -> int:
     if args.json:
         _write_json(result, args.json)
     if args.markdown:
-        path = Path(args.markdown)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(to_markdown(result))
-        os.replace(tmp, path)
+        write_text_atomic(args.markdown, to_markdown(result))
     if args.detach:
         return 0
     _print_summary(result)

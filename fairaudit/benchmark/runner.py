@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 from fairaudit import workspace
 from fairaudit.benchmark.controls import QUICK_DATA, QUICK_JOB, Row, resolve_rows, row_settings, split_settings
 from fairaudit.errors import FairauditError
+from fairaudit.io_safety import atomic_write
 
 JOB_DEFAULTS = {"n_boot": 200, "robustness_samples": None, "split_samples": 2000}
 REUSE_SCAN = 20_000  # newest registry runs searched for a finished twin of a member job
@@ -144,9 +144,8 @@ def benchmarks_dir():
 
 def save_manifest(manifest: Mapping[str, Any]) -> None:
     path = benchmarks_dir() / f"{manifest['id']}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**manifest, "updated": time.time()}, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps({**manifest, "updated": time.time()}, indent=2,
+                                                             default=str)))
 
 
 def load_manifest(benchmark_id: str) -> dict[str, Any]:

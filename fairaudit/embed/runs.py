@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from fairaudit.embed.latents import DEFAULT_SAMPLE, MAX_SAMPLE, latents_of, samp
 from fairaudit.embed.leakage import probe_leakage
 from fairaudit.embed.projection import METHODS, project_pair
 from fairaudit.errors import FairauditError
+from fairaudit.io_safety import atomic_write
 from fairaudit.metrics.groups import describe
 from fairaudit.ui.palette import PALETTE
 
@@ -64,10 +64,7 @@ def _key(settings: dict) -> str:
 
 
 def _write_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
@@ -201,9 +198,7 @@ def run_leakage(run_id: str, *, n: int = LEAKAGE_SAMPLE, folds: int = 5, n_boot:
         "chance": attributes[headline]["before"]["chance"], "created": time.time(),
     }
     path = run_folder(run_id) / LEAKAGE_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     progress("Probing the latents for the sensitive attributes", 1.0)
     return result
 

@@ -56,6 +56,21 @@ def describe(attrs: Sequence[str], codes: Sequence[int],
     return " & ".join(f"{a}={v}" for a, v in labels.items()), labels
 
 
+def intersection_codes(codes, cardinalities: Sequence[int]):
+    """One integer per row for the intersection of its sensitive attributes: the mixed-radix number
+    ``((c_1·K_2 + c_2)·K_3 + c_3)…`` of the row's codes ``c_j`` with ``K_j = cardinalities[j]`` values each.
+
+    ``codes`` is an ``[N, k]`` (or ``[N]``) integer array or tensor; the result has its type (int64) and
+    device. Every part of fairaudit that numbers intersectional groups uses this one coding, so group ``g``
+    means the same cell in a method's loss, a benchmark table and the audit.
+    """
+    codes = codes.reshape(len(codes), -1)
+    out = codes[:, 0].long() if isinstance(codes, torch.Tensor) else codes[:, 0].astype(np.int64)
+    for j in range(1, len(cardinalities)):
+        out = out * int(cardinalities[j]) + codes[:, j]
+    return out
+
+
 def _dense_ranks(code: torch.Tensor, n_codes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of ``code`` and each element's rank among them (``unique(return_inverse=True)``).
 
@@ -75,9 +90,7 @@ def index_groups(sensitive: torch.Tensor, sensitive_names: Sequence[str],
     cards = (sensitive.amax(0) + 1).tolist()
     if float(np.prod(np.asarray(cards, dtype=np.float64))) < 2.0 ** 62:
         # One mixed-radix integer per row: a 1-D unique is an order of magnitude faster than unique(dim=0).
-        code = sensitive[:, 0]
-        for j in range(1, len(cards)):
-            code = code * cards[j] + sensitive[:, j]
+        code = intersection_codes(sensitive, cards)
         present, ids = _dense_ranks(code, int(np.prod(cards)))
         codes = np.zeros((present.numel(), len(cards)), dtype=np.int64)
         rest = present.cpu().numpy()

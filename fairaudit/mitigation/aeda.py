@@ -77,7 +77,6 @@ for the single attack (pre) the full attack statistics.
 
 from __future__ import annotations
 
-import os
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +91,7 @@ from fairaudit.attacks import ifgsm_attack
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
+from fairaudit.io_safety import atomic_write
 from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method
 from fairaudit.mitigation.baselines.common import (RelabeledDataset, cell_counts, describe_cells, fresh_model,
                                                    group_attribute_codes, group_codes, in_memory, latent_dim,
@@ -332,10 +332,7 @@ def _train_bias_head(head: nn.Linear, features: torch.Tensor, labels: torch.Tens
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load(path: Path):

@@ -25,7 +25,6 @@ import os
 import pickle
 import pickletools
 import re
-import uuid
 import warnings
 import zipfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from fairaudit.errors import FairauditError, ModelLoadError
+from fairaudit import io_safety
 
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 MAX_BYTES_ENV = "FAIRAUDIT_MAX_MODEL_BYTES"
@@ -273,14 +273,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> str:
 
     The temporary file sits next to ``path`` so the rename never crosses file systems.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    digest: list[str] = []
+
+    def write_and_hash(tmp: Path) -> None:
         write(tmp)
-        digest = sha256(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
+        digest.append(sha256(tmp))
+
+    io_safety.atomic_write(path, write_and_hash, make_parent=False)
+    return digest[0]
 
 
 def sha256(path: Path) -> str:

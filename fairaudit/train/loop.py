@@ -8,7 +8,6 @@ optimisation, AMP on CUDA, progress callbacks, checkpoints and early stopping.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fairaudit.device import autocast, resolve_device
 from fairaudit.errors import FairauditError
+from fairaudit.io_safety import atomic_write
 from fairaudit.seeding import make_generator, seed_everything, worker_init_fn
 
 StepFn = Callable[[nn.Module, tuple], "torch.Tensor | tuple[torch.Tensor, dict]"]
@@ -85,14 +85,6 @@ def _to_device(batch, device: torch.device, channels_last: bool) -> tuple:
                 item = item.contiguous(memory_format=torch.channels_last)
         out.append(item)
     return tuple(out)
-
-
-def _save_atomic(state: dict, path: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, *, device="auto",
@@ -187,11 +179,12 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, 
                 stale += 1
         history.append(record)
         if config.checkpoint_path:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "extra": {name: obj.state_dict() for name, obj in extra.items()},
-                          "rng": {"loader": loader.generator.get_state(), "torch": torch.get_rng_state(),
-                                  "seed": config.seed, "samples": len(train_ds)},
-                          "epoch": epoch + 1, "history": history}, config.checkpoint_path)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "extra": {name: obj.state_dict() for name, obj in extra.items()},
+                     "rng": {"loader": loader.generator.get_state(), "torch": torch.get_rng_state(),
+                             "seed": config.seed, "samples": len(train_ds)},
+                     "epoch": epoch + 1, "history": history}
+            atomic_write(config.checkpoint_path, lambda tmp: torch.save(state, tmp))
         if progress:
             progress({"event": "epoch", **record, "fraction": (epoch + 1) / config.epochs})
         if should_stop and should_stop():

@@ -41,6 +41,7 @@ from torch import nn
 
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
+from fairaudit.metrics.groups import intersection_codes
 from fairaudit.train.loop import StepFn, cross_entropy_step
 
 VARIANTS = ("normal", "fair", "lf", "rg")
@@ -83,12 +84,9 @@ class VariantOptions:
 
 
 def group_ids(s: torch.Tensor, cardinalities: list[int]) -> torch.Tensor:
-    """One class per intersection of the sensitive attributes (mixed-radix code of the ``(N, k)`` codes)."""
-    s = s.view(s.shape[0], -1)
-    ids = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
-    for j, k in enumerate(cardinalities):
-        ids = ids * k + s[:, j].long()
-    return ids
+    """One class per intersection of the sensitive attributes (:func:`fairaudit.metrics.groups.intersection_codes`
+    of the batch's ``(N, k)`` codes)."""
+    return intersection_codes(s.long(), cardinalities)
 
 
 def _cardinalities(ds: FairDataset) -> list[int]:

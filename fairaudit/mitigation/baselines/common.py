@@ -23,6 +23,7 @@ from fairaudit.audit.inference import iterate_batches
 from fairaudit.data.base import FairDataset, TensorFairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
+from fairaudit.metrics.groups import intersection_codes
 from fairaudit.mitigation.base import MethodContext, setting  # noqa: F401  (re-exported for the baselines)
 from fairaudit.models.registry import MODEL_BUILDERS, build_model
 from fairaudit.models.split import SplitModel
@@ -87,10 +88,7 @@ def latent_dim(model: SplitModel) -> int:
 def group_codes(ds: FairDataset) -> tuple[np.ndarray, int]:
     """One code per intersection of the sensitive attributes (mixed radix) and the number of such groups."""
     cardinalities = [len(ds.value_names[a]) for a in ds.sensitive]
-    codes = np.zeros(len(ds), dtype=np.int64)
-    for j, k in enumerate(cardinalities):
-        codes = codes * k + ds.sensitive_codes[:, j]
-    return codes, int(math.prod(cardinalities))
+    return intersection_codes(ds.sensitive_codes, cardinalities), int(math.prod(cardinalities))
 
 
 def group_attribute_codes(group: int, ds: FairDataset) -> list[int]:
