@@ -238,11 +238,11 @@ def _ctx(model, tmp_path, sensitive=("sex",)):
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"delta_f": "1.5"}, r"'delta_f' must lie in \[0, 1\]"),
-    ({"surrogate": "svm"}, "'logistic' or 'mlp'"),
-    ({"add_selection": "largest_grad"}, "'add_selection' must be 'influence', 'smallest_grad' or 'random'"),
-    ({"iterations": "0"}, "'iterations' must be >= 1"),
-    ({"epochs": "0"}, "'epochs' must be >= 1"),
+    ({"delta_f": "1.5"}, r"'delta_f' of 'froc_pre' must lie in \[0, 1\]"),
+    ({"surrogate": "svm"}, "'surrogate' of 'froc_pre' must be one of logistic, mlp"),
+    ({"add_selection": "largest_grad"}, "'add_selection' of 'froc_pre' must be one of influence, smallest_grad, random"),
+    ({"iterations": "0"}, "'iterations' of 'froc_pre' must be >= 1"),
+    ({"epochs": "0"}, "'epochs' of 'froc_pre' must be >= 1"),
 ])
 def test_bad_settings_are_rejected(settings, message):
     with pytest.raises(FairauditError, match=message):

@@ -130,8 +130,8 @@ from fairaudit.data import get_spec
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
-                                       register_method, setting)
+from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
+                                       MitigationResult, fit_split, register_method, setting)
 from fairaudit.mitigation.baselines.common import in_memory
 from fairaudit.models.split import SplitModel
 from fairaudit.seeding import make_generator, seed_everything
@@ -169,66 +169,47 @@ def parse_epsilons(value) -> tuple[float, ...]:
 class AsacConfig:
     """ASAC hyper-parameters (paper values where stated: §5.3, Tables 3–4)."""
 
-    attack: str = setting("fgsm", "attack that makes the counterfactuals against C: 'fgsm' (Eq. 2) or 'pgd'")
+    attack: str = setting("fgsm", "attack that makes the counterfactuals against C: 'fgsm' (Eq. 2) or 'pgd'",
+                          choices=ATTACKS)
     epsilons: str = setting("0,0.03,0.05", "curriculum set of L∞ noise magnitudes on [0, 1] pixels, "
                                            "comma-separated; 0 (the original image) is always included")
-    alpha: float = setting(0.5, "α of Eq. 5: weight of the original image's loss against the ASAC's")
+    alpha: float = setting(0.5, "α of Eq. 5: weight of the original image's loss against the ASAC's", min=0, max=1)
     order: str = setting("increasing", "curriculum order of the items by difficulty (Alg. 1): 'increasing' "
-                                       "(easy first), 'decreasing' or 'random'")
-    epochs: int = setting(4, "fine-tuning epochs of the target model (the paper: 10, §5.3)")
-    lr: float = setting(1e-4, "Adam learning rate of the fine-tuning (§5.3)")
-    batch_size: int = setting(128, "source images k per minibatch; a step scores k × len(epsilons) items")
+                                       "(easy first), 'decreasing' or 'random'", choices=ORDERS)
+    epochs: int = setting(4, "fine-tuning epochs of the target model (the paper: 10, §5.3)", min=1)
+    lr: float = setting(1e-4, "Adam learning rate of the fine-tuning (§5.3)", min=0, min_inclusive=False)
+    batch_size: int = setting(128, "source images k per minibatch; a step scores k × len(epsilons) items", min=1)
     classifier_epochs: int = setting(5, "epochs of the protected-attribute probe C on the frozen latent "
-                                        "(not stated)")
-    classifier_lr: float = setting(1e-3, "Adam learning rate of the probe C (not stated)")
+                                        "(not stated)", min=1)
+    classifier_lr: float = setting(1e-3, "Adam learning rate of the probe C (not stated)", min=0, min_inclusive=False)
     classifier_features: str = setting("shared", "C's feature extractor: 'shared' (the fine-tuned model's "
                                                  "current g, its probe refitted every epoch; Fig. 2) or "
-                                                 "'frozen' (a fixed copy of the deployed g)")
-    pgd_steps: int = setting(10, "PGD iterations (attack=pgd; not stated), step 2.5·ε/steps")
+                                                 "'frozen' (a fixed copy of the deployed g)",
+                                                     choices=("shared", "frozen"))
+    pgd_steps: int = setting(10, "PGD iterations (attack=pgd; not stated), step 2.5·ε/steps", min=1)
     pace_start: float = setting(0.5, "share of each sorted minibatch trained on at the start; 1 uses every "
-                                     "item in every step (not stated)")
-    pace_length: float = setting(0.5, "share of training over which that share moves to pace_end (not stated)")
+                                     "item in every step (not stated)", min=0, min_inclusive=False, max=1)
+    pace_length: float = setting(0.5, "share of training over which that share moves to pace_end (not stated)",
+                                 min=0, max=1)
     pace_end: float = setting(1.0, "share of each sorted minibatch trained on from pace_length on; below 1 the "
-                                   "rest of the order is never used (not stated)")
+                                   "rest of the order is never used (not stated)", min=0, min_inclusive=False, max=1)
     train_split: str = setting("val", "split to fine-tune on: 'val' (held out from the deployed model, as for "
-                                      "FAAP) or 'train' (the paper: the same data as the deployed model)")
-    cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
+                                      "FAAP) or 'train' (the paper: the same data as the deployed model)",
+                                          choices=FIT_SPLITS, refuse=TEST_SPLIT_REFUSED)
+    cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB",
+                            min=0, unit="MB")
     stats_samples: int = setting(1000, "held-out images for the before/after counterfactual statistics "
-                                       "(0 skips them)")
+                                       "(0 skips them)", min=0)
 
     @property
     def epsilon_values(self) -> tuple[float, ...]:
         return parse_epsilons(self.epsilons)
 
     def validate(self) -> None:
+        """The curriculum set is a list in one string (ranges of the other settings are declared with them)."""
         if not isinstance(self.epsilons, str):
             self.epsilons = ",".join(f"{v:g}" for v in parse_epsilons(self.epsilons))
         self.epsilon_values  # noqa: B018  (raises on bad input)
-        if self.attack not in ATTACKS:
-            raise FairauditError(f"ASAC setting 'attack' must be one of {', '.join(ATTACKS)}, got '{self.attack}'.")
-        if self.classifier_features not in ("shared", "frozen"):
-            raise FairauditError("ASAC setting 'classifier_features' must be 'shared' or 'frozen', got "
-                                 f"'{self.classifier_features}'.")
-        if self.order not in ORDERS:
-            raise FairauditError(f"ASAC setting 'order' must be one of {', '.join(ORDERS)}, got '{self.order}'.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise FairauditError(f"ASAC setting 'alpha' must lie in [0, 1], got {self.alpha}.")
-        for name in ("epochs", "batch_size", "classifier_epochs", "pgd_steps"):
-            if getattr(self, name) < 1:
-                raise FairauditError(f"ASAC setting '{name}' must be >= 1, got {getattr(self, name)}.")
-        for name in ("lr", "classifier_lr"):
-            if not getattr(self, name) > 0:
-                raise FairauditError(f"ASAC setting '{name}' must be > 0, got {getattr(self, name)}.")
-        if not 0.0 < self.pace_start <= 1.0:
-            raise FairauditError(f"ASAC setting 'pace_start' must lie in (0, 1], got {self.pace_start}.")
-        if not 0.0 < self.pace_end <= 1.0:
-            raise FairauditError(f"ASAC setting 'pace_end' must lie in (0, 1], got {self.pace_end}.")
-        if not 0.0 <= self.pace_length <= 1.0:
-            raise FairauditError(f"ASAC setting 'pace_length' must lie in [0, 1], got {self.pace_length}.")
-        check_fit_split(self.train_split, "ASAC")
-        for name in ("cache_mb", "stats_samples"):
-            if getattr(self, name) < 0:
-                raise FairauditError(f"ASAC setting '{name}' must be >= 0, got {getattr(self, name)}.")
 
 
 # ---------------------------------------------------------------------------- the protected-attribute classifier

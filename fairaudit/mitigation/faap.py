@@ -64,8 +64,8 @@ from fairaudit.audit.inference import iterate_batches
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
-from fairaudit.mitigation.base import (MethodContext, MitigationMethod, MitigationResult, check_fit_split, fit_split,
-                                       register_method, setting)
+from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
+                                       MitigationResult, fit_split, register_method, setting)
 from fairaudit.models.split import SplitModel
 from fairaudit.seeding import seed_everything
 from fairaudit.train.variants import group_ids
@@ -179,37 +179,26 @@ class FaapModel(SplitModel):
 class FaapConfig:
     """FAAP hyper-parameters (paper values where stated, tuned on the synthetic-faces demo otherwise)."""
 
-    epsilon: float = setting(0.05, "L∞ bound of the perturbation on [0, 1] pixels (paper: 0.05)")
-    alpha: float = setting(2.0, "weight α of D's prediction entropy in the fairness loss, Eq. 4 (not stated)")
-    beta: float = setting(0.1, "weight β of the target-preserving loss, Eq. 6 (not stated)")
+    epsilon: float = setting(0.05, "L∞ bound of the perturbation on [0, 1] pixels (paper: 0.05)",
+                             min=0, min_inclusive=False, max=1, unit="pixels in [0, 1]")
+    alpha: float = setting(2.0, "weight α of D's prediction entropy in the fairness loss, Eq. 4 (not stated)", min=0)
+    beta: float = setting(0.1, "weight β of the target-preserving loss, Eq. 6 (not stated)", min=0)
     fairness_weight: float = setting(1.0, "weight of the fairness term L_G^fair in Eq. 6; 0 trains G on "
-                                          "β·L_G^T alone (the benchmark's only_task control)")
-    lr_generator: float = setting(5e-3, "Adam learning rate of the generator G (not stated)")
-    lr_discriminator: float = setting(1e-3, "Adam learning rate of the discriminator D (not stated)")
-    epochs: int = setting(8, "passes over the training split (not stated)")
-    batch_size: int = setting(64, "batch size n of Algorithm 1 (the paper's deployed models use 64)")
-    generator_width: int = setting(16, "channels of G's first layer, doubled by each of its two downsamplings")
-    generator_blocks: int = setting(2, "residual blocks in G's bottleneck (AdvGAN: 4)")
-    discriminator_hidden: int = setting(128, "width of D's two hidden layers")
+                                          "β·L_G^T alone (the benchmark's only_task control)", min=0)
+    lr_generator: float = setting(5e-3, "Adam learning rate of the generator G (not stated)",
+                                  min=0, min_inclusive=False)
+    lr_discriminator: float = setting(1e-3, "Adam learning rate of the discriminator D (not stated)",
+                                      min=0, min_inclusive=False)
+    epochs: int = setting(8, "passes over the training split (not stated)", min=1)
+    batch_size: int = setting(64, "batch size n of Algorithm 1 (the paper's deployed models use 64)", min=1)
+    generator_width: int = setting(16, "channels of G's first layer, doubled by each of its two downsamplings", min=1)
+    generator_blocks: int = setting(2, "residual blocks in G's bottleneck (AdvGAN: 4)", min=0)
+    discriminator_hidden: int = setting(128, "width of D's two hidden layers", min=1)
     train_split: str = setting("val", "split G is trained on, 'train' or 'val'; val is held out from the "
-                                       "deployed model as in the paper (datasets without one use train)")
-    cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB")
-
-    def validate(self) -> None:
-        if not 0.0 < self.epsilon <= 1.0:
-            raise FairauditError(f"FAAP setting 'epsilon' must lie in (0, 1], got {self.epsilon}.")
-        for name in ("alpha", "beta", "fairness_weight"):
-            if getattr(self, name) < 0:
-                raise FairauditError(f"FAAP setting '{name}' must be >= 0, got {getattr(self, name)}.")
-        for name in ("lr_generator", "lr_discriminator"):
-            if not getattr(self, name) > 0:
-                raise FairauditError(f"FAAP setting '{name}' must be > 0, got {getattr(self, name)}.")
-        for name in ("epochs", "batch_size", "generator_width", "discriminator_hidden"):
-            if getattr(self, name) < 1:
-                raise FairauditError(f"FAAP setting '{name}' must be >= 1, got {getattr(self, name)}.")
-        if self.generator_blocks < 0 or self.cache_mb < 0:
-            raise FairauditError("FAAP settings 'generator_blocks' and 'cache_mb' must be >= 0.")
-        check_fit_split(self.train_split, "FAAP")
+                                       "deployed model as in the paper (datasets without one use train)",
+                                           choices=FIT_SPLITS, refuse=TEST_SPLIT_REFUSED)
+    cache_mb: int = setting(1024, "keep decoded training inputs in memory when they fit in this many MB",
+                            min=0, unit="MB")
 
 
 # ---------------------------------------------------------------------------- training step

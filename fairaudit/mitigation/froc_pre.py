@@ -145,70 +145,44 @@ def build_surrogate(kind: str, n_features: int, seed: int = 0) -> nn.Module:
 class FrocPreConfig(RetrainConfig):
     """FRoC-PRE settings (``epochs``, ``lr``, ``batch_size``, ``weight_decay`` train the target model)."""
 
-    epochs: int = setting(20, "training epochs of the new model (paper §7.1: 500; 20 keeps a CPU run short)")
-    lr: float = setting(0.01, "Adam learning rate of the new model (paper §7.1: 0.01)")
-    batch_size: int = setting(256, "mini-batch size of the new model (paper §7.1: 256)")
+    epochs: int = setting(20, "training epochs of the new model (paper §7.1: 500; 20 keeps a CPU run short)", min=1)
+    lr: float = setting(0.01, "Adam learning rate of the new model (paper §7.1: 0.01)", min=0, min_inclusive=False)
+    batch_size: int = setting(256, "mini-batch size of the new model (paper §7.1: 256)", min=1)
 
-    delta_f: float = setting(0.05, "δ_F: fairness threshold, stop once the bias score S_B <= δ_F (paper: 0.01–0.2)")
+    delta_f: float = setting(0.05, "δ_F: fairness threshold, stop once the bias score S_B <= δ_F (paper: 0.01–0.2)",
+                             min=0, max=1)
     delta_r: float = setting(0.75, "δ_R: robustness threshold, stop once the adversarial accuracy S_R >= δ_R "
                                    "(paper: 0–1; an ERM surrogate on Adult scores about 0.65 under the default "
-                                   "attack, so the augmentation runs)")
+                                   "attack, so the augmentation runs)", min=0, max=1)
     ell: int = setting(0, "ℓ: labels flipped and adversarial examples added per iteration (0 = 1 % of the "
-                          "training rows)")
-    iterations: int = setting(1000, "L: maximum number of iterations (paper: 1000)")
-    max_flip_fraction: float = setting(0.2, "budget: at most this fraction of the training labels is flipped")
+                          "training rows)", min=0)
+    iterations: int = setting(1000, "L: maximum number of iterations (paper: 1000)", min=1)
+    max_flip_fraction: float = setting(0.2, "budget: at most this fraction of the training labels is flipped",
+                                       min=0, max=1)
     max_add_fraction: float = setting(0.2, "budget: at most this many adversarial rows, as a fraction of the "
-                                           "training rows")
-    eps: float = setting(0.3, "PGD radius (L∞, standardised units of the numeric features; paper: 0.3)")
-    attack_steps: int = setting(10, "PGD iterations (step 2.5·eps/steps)")
+                                           "training rows", min=0, max=1)
+    eps: float = setting(0.3, "PGD radius (L∞, standardised units of the numeric features; paper: 0.3)", min=0)
+    attack_steps: int = setting(10, "PGD iterations (step 2.5·eps/steps)", min=1)
     surrogate: str = setting("logistic", "surrogate M_S: 'logistic' (L2-regularised logistic regression) or "
-                                         "'mlp' (one hidden layer of 128 units, the paper's NN1x128)")
+                                         "'mlp' (one hidden layer of 128 units, the paper's NN1x128)",
+                                             choices=SURROGATES)
     surrogate_epochs: int = setting(5, "epochs per surrogate fit (warm-started each iteration; 0 = same as "
-                                       "epochs)")
-    surrogate_lr: float = setting(0.01, "Adam learning rate of the surrogate")
-    surrogate_l2: float = setting(1e-3, "L2 penalty (weight decay) of the surrogate, part of its Hessian")
+                                       "epochs)", min=0)
+    surrogate_lr: float = setting(0.01, "Adam learning rate of the surrogate", min=0, min_inclusive=False)
+    surrogate_l2: float = setting(1e-3, "L2 penalty (weight decay) of the surrogate, part of its Hessian", min=0)
     curvature: str = setting("gauss_newton", "curvature matrix H of the influence: 'hessian' or 'gauss_newton' "
-                                             "(positive definite; the same matrix for the logistic surrogate)")
-    damping: float = setting(0.0, "extra damping added to H (useful with the mlp surrogate)")
-    solver: str = setting("auto", "H⁻¹ solver: 'auto', 'exact', 'cg' or 'lissa'")
+                                             "(positive definite; the same matrix for the logistic surrogate)",
+                                                 choices=("hessian", "gauss_newton"))
+    damping: float = setting(0.0, "extra damping added to H (useful with the mlp surrogate)", min=0)
+    solver: str = setting("auto", "H⁻¹ solver: 'auto', 'exact', 'cg' or 'lissa'",
+                          choices=("auto", "exact", "cg", "lissa"))
     flip_selection: str = setting("influence", "which labels are flipped: 'influence' (Eq. 21) or 'random' (as "
-                                               "many labels as the influence rule flips, drawn at random: a control)")
+                                               "many labels as the influence rule flips, drawn at random: a control)",
+                                                   choices=("influence", "random"))
     add_selection: str = setting("influence", "which adversarial examples are added: 'influence' (most lowering the "
                                               "surrogate's adversarial loss, the authors' released rule), "
                                               "'smallest_grad' (smallest ‖∇θL‖, Eq. 22 as printed) or 'random' "
-                                              "(a control)")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 <= self.delta_f <= 1.0:
-            raise FairauditError(f"setting 'delta_f' must lie in [0, 1], got {self.delta_f}.")
-        if not 0.0 <= self.delta_r <= 1.0:
-            raise FairauditError(f"setting 'delta_r' must lie in [0, 1], got {self.delta_r}.")
-        for name in ("ell", "surrogate_epochs"):
-            if getattr(self, name) < 0:
-                raise FairauditError(f"setting '{name}' must be >= 0, got {getattr(self, name)}.")
-        for name in ("iterations", "attack_steps"):
-            if getattr(self, name) < 1:
-                raise FairauditError(f"setting '{name}' must be >= 1, got {getattr(self, name)}.")
-        for name in ("max_flip_fraction", "max_add_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise FairauditError(f"setting '{name}' must lie in [0, 1], got {getattr(self, name)}.")
-        if self.eps < 0:
-            raise FairauditError(f"setting 'eps' must be >= 0, got {self.eps}.")
-        if self.surrogate not in SURROGATES:
-            raise FairauditError(f"setting 'surrogate' must be 'logistic' or 'mlp', got '{self.surrogate}'.")
-        if not self.surrogate_lr > 0 or self.surrogate_l2 < 0 or self.damping < 0:
-            raise FairauditError("settings 'surrogate_lr' must be > 0 and 'surrogate_l2', 'damping' >= 0.")
-        if self.curvature not in ("hessian", "gauss_newton"):
-            raise FairauditError(f"setting 'curvature' must be 'hessian' or 'gauss_newton', got '{self.curvature}'.")
-        if self.solver not in ("auto", "exact", "cg", "lissa"):
-            raise FairauditError(f"setting 'solver' must be 'auto', 'exact', 'cg' or 'lissa', got '{self.solver}'.")
-        if self.flip_selection not in ("influence", "random"):
-            raise FairauditError(f"setting 'flip_selection' must be 'influence' or 'random', got "
-                                 f"'{self.flip_selection}'.")
-        if self.add_selection not in ADD_SELECTIONS:
-            raise FairauditError(f"setting 'add_selection' must be 'influence', 'smallest_grad' or 'random', got "
-                                 f"'{self.add_selection}'.")
+                                              "(a control)", choices=ADD_SELECTIONS)
 
 
 @dataclass
