@@ -86,8 +86,14 @@ def test_identify_cli_contract(demo_model, tmp_path, capsys):
     out = tmp_path / "faces.json"
     code = main(["identify", "--dataset", "synthetic-identities", "--model", "demo", "--sensitive", "Male",
                  "--rank", "1,5", "--fmr", "1e-3", "--gallery-sweep", "ids", "--bootstrap", "200", "--device", "cpu",
-                 "--json", str(out)])
+                 "--json", str(out), "--html", str(tmp_path / "faces.html")])
     assert code == 0
+    html = (tmp_path / "faces.html").read_text()
+    assert re.findall(r"<h2>([^<]*)</h2>", html) == ["Identification", "Verification", "Gallery composition",
+                                                     "Score distributions", "DET curves", "Gallery sweep",
+                                                     "Missed probes"]
+    assert html.count('id="figure-') == 3 and html.count("<img") == 16  # 4 missed probes + matches per group
+    assert f"<td>{515 / 600:.3f}</td>" in html
     result = json.loads(out.read_text())
     ident = result["identification"]["groups"]
     assert set(ident) == {"Female", "Male"}

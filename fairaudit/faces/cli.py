@@ -4,7 +4,7 @@
 [--gallery-sweep ids|images] --json out.json`` embeds the split with the model's ``g``, and writes per group the
 leave-one-out rank-k accuracy with intervals (``identification``), the error ratio to the best group
 (``error_ratio``), the L2 ratio, verification rates at one global threshold (``verification``) and, when asked,
-rank-1 against the group's share of the gallery (``gallery_sweep``).
+rank-1 against the group's share of the gallery (``gallery_sweep``); ``--html`` adds a self-contained report.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", required=True, help="output JSON path")
+    p.add_argument("--html", help="also write a self-contained HTML report of the same sections")
     p.set_defaults(func=cmd_identify)
     return p
 
@@ -72,6 +73,10 @@ def cmd_identify(args) -> int:
                                meta={"model": description, "data_options": options})
     result = audit.to_dict()
     _write_json(result, args.json)
+    if args.html:
+        from fairaudit.faces.report import write_face_report
+
+        write_face_report(audit, dataset, args.html)
     k = f"rank{ranks[0]}"
     parts = [f"{g} {k} {e[k]:.3f}" for g, e in result["identification"]["groups"].items()]
     ratio = result["error_ratio"]["max"]
