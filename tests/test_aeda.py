@@ -210,5 +210,5 @@ def test_aeda_refuses_tabular_data(tmp_path):
     with pytest.raises(FairauditError, match="AEDA augments images"):
         method().run(ctx, make_config(method, {}))
     assert method.kinds == ("image",)
-    with pytest.raises(FairauditError, match="'lam' must lie in"):
+    with pytest.raises(FairauditError, match="'lam' of 'aeda_online' must lie in"):
         make_config(method, {"lam": "2"})

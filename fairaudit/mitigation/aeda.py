@@ -108,30 +108,23 @@ __all__ = ["AedaConfig", "AedaOnline", "AedaPre", "AedaRobust", "AdversarialSet"
 class AedaConfig:
     """AEDA hyper-parameters (none is stated in the paper; defaults tuned on colored-digits)."""
 
-    epochs: int = setting(10, "training epochs of the target model (paper: >= 40 on CelebA; bias stable after ~15)")
-    lr: float = setting(2e-3, "Adam learning rate of the target model g, h_t")
-    batch_size: int = setting(64, "mini-batch size")
+    epochs: int = setting(10, "training epochs of the target model (paper: >= 40 on CelebA; bias stable after ~15)",
+                          min=1)
+    lr: float = setting(2e-3, "Adam learning rate of the target model g, h_t", min=0, min_inclusive=False)
+    batch_size: int = setting(64, "mini-batch size", min=1)
     epsilon: float = setting(0.1, "L∞ bound of the I-FGSM perturbation on [0, 1] pixels (keep it below the "
                                   "pixel gap between the groups, or examples are repaints: colored-digits' "
-                                  "backgrounds differ by at most 0.25 per channel)")
-    steps: int = setting(5, "I-FGSM iterations (step size epsilon / steps)")
-    lam: float = setting(0.8, "λ of Eq. 3: weight of the bias-attack loss against the target-preserving loss")
-    bias_epochs: int = setting(1, "epochs of the bias classifier per round (aeda_pre: of the separate bias network)")
+                                  "backgrounds differ by at most 0.25 per channel)",
+                                      min=0, min_inclusive=False, max=1, unit="pixels in [0, 1]")
+    steps: int = setting(5, "I-FGSM iterations (step size epsilon / steps)", min=1)
+    lam: float = setting(0.8, "λ of Eq. 3: weight of the bias-attack loss against the target-preserving loss",
+                         min=0, max=1)
+    bias_epochs: int = setting(1, "epochs of the bias classifier per round (aeda_pre: of the separate bias network)",
+                               min=1)
     bias_lr: float = setting(1e-2, "Adam learning rate of the linear bias head h_b on frozen features "
-                                        "(online / robust; aeda_pre's bias network uses lr)")
-    attack_batch_size: int = setting(256, "samples attacked at once")
-
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size", "steps", "bias_epochs", "attack_batch_size"):
-            if getattr(self, name) < 1:
-                raise FairauditError(f"AEDA setting '{name}' must be >= 1, got {getattr(self, name)}.")
-        for name in ("lr", "bias_lr"):
-            if not getattr(self, name) > 0:
-                raise FairauditError(f"AEDA setting '{name}' must be > 0, got {getattr(self, name)}.")
-        if not 0.0 < self.epsilon <= 1.0:
-            raise FairauditError(f"AEDA setting 'epsilon' must lie in (0, 1], got {self.epsilon}.")
-        if not 0.0 <= self.lam <= 1.0:
-            raise FairauditError(f"AEDA setting 'lam' must lie in [0, 1], got {self.lam}.")
+                                        "(online / robust; aeda_pre's bias network uses lr)",
+                                            min=0, min_inclusive=False)
+    attack_batch_size: int = setting(256, "samples attacked at once", min=1)
 
 
 # ---------------------------------------------------------------------------- which samples to attack
