@@ -17,7 +17,7 @@ RUNTIME = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pa
            "sklearn": "scikit-learn", "fairlearn": "fairlearn", "plotly": "plotly", "streamlit": "streamlit",
            "captum": "captum", "safetensors": "safetensors", "tqdm": "tqdm", "PIL": "pillow",
            "umap": "umap-learn", "openTSNE": "openTSNE"}
-DEV = {"pytest": "pytest", "pytest_timeout": "pytest-timeout", "playwright": "playwright", "ray": "ray"}
+DEV = {"pytest": "pytest", "pytest_timeout": "pytest-timeout", "playwright": "playwright", "ray": "ray", "ruff": "ruff"}
 
 
 def _names(requirements):

@@ -400,6 +400,7 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
     parents = np.arange(n_values)[:, None]
     base = n_values + 1
     n_candidates = 0
+    large_keys = None  # the keys of the previous depth's slices large enough to extend
     for depth in range(1, min(max_depth, n_attr) + 1):
         cand = parents if depth == 1 else _extend(parents, col_attr, large_keys, base)
         if len(cand) == 0:
