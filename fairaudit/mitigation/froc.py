@@ -145,8 +145,8 @@ from fairaudit.device import default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import MethodContext, MitigationMethod, MitigationResult, register_method, setting
 from fairaudit.mitigation.baselines.common import CachedDataset, fresh_model, in_memory
-from fairaudit.mitigation.baselines.disparate_impact import (QuantileRepair, RepairedPredictions, check_repair_level,
-                                                             numeric_columns, repair_stats)
+from fairaudit.mitigation.baselines.disparate_impact import (QuantileRepair, RepairedPredictions, numeric_columns,
+                                                             repair_stats)
 from fairaudit.mitigation.baselines.retraining import cell_weights
 from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
 from fairaudit.robustness import AttackSurface, ThreatModel, attack_surface
@@ -352,72 +352,50 @@ def _gradient_angle(model: nn.Module, first: torch.Tensor, second: torch.Tensor)
 
 # ---------------------------------------------------------------------------- settings
 
+def _ARCHES() -> tuple[str, ...]:
+    """The architectures a FRoC method may train: the deployed model's, or a registered builder."""
+    return ("deployed", *sorted(MODEL_BUILDERS))
+
+
 @dataclass
 class _FrocTraining:
     """Training and threat-model settings shared by froc_in, rbf and fbr (defaults of §7.1)."""
 
-    epochs: int = setting(500, "training epochs (paper §7.1: 500)")
-    batch_size: int = setting(256, "mini-batch size (paper: 256)")
-    lr: float = setting(0.01, "learning rate (paper: 0.01)")
-    optimizer: str = setting("sgd", "'sgd' (momentum 0.9, as in the paper) or 'adam'")
-    attack: str = setting("pgd", "training attack (the robustness term / adversarial training): 'pgd' or 'fgsm'")
+    epochs: int = setting(500, "training epochs (paper §7.1: 500)", min=1)
+    batch_size: int = setting(256, "mini-batch size (paper: 256)", min=1)
+    lr: float = setting(0.01, "learning rate (paper: 0.01)", min=0, min_inclusive=False)
+    optimizer: str = setting("sgd", "'sgd' (momentum 0.9, as in the paper) or 'adam'", choices=("sgd", "adam"))
+    attack: str = setting("pgd", "training attack (the robustness term / adversarial training): 'pgd' or 'fgsm'",
+                          choices=("pgd", "fgsm"))
     epsilon: float = setting(0.3, "L∞ radius ξ of the training attack (paper: 0.3, on standardised numeric "
-                                  "features)")
-    steps: int = setting(10, "PGD steps of the training attack, of size epsilon / steps")
+                                  "features)", min=0)
+    steps: int = setting(10, "PGD steps of the training attack, of size epsilon / steps", min=1)
     arch: str = setting("deployed", "architecture trained: 'deployed' (that of the deployed model) or a builder, "
-                                    "e.g. 'tabular_cnn' (the paper's conv net, §7.1) or 'mlp'")
+                                    "e.g. 'tabular_cnn' (the paper's conv net, §7.1) or 'mlp'", choices=_ARCHES)
     eval_robustness: bool = setting(True, "measure S_R (accuracy under attack, Eq. 8) before and after, on the "
                                           "test split, under the sr_* threat model")
-    sr_eps: float = setting(0.1, "S_R threat model: L∞ radius (the authors' released code: 0.1)")
+    sr_eps: float = setting(0.1, "S_R threat model: L∞ radius (the authors' released code: 0.1)", min=0)
     sr_features: str = setting("all", "S_R threat model: attacked columns, 'all' (one-hot blocks included, as the "
-                                      "released code) or 'numeric'")
+                                      "released code) or 'numeric'", choices=("all", "numeric"))
     sr_labels: str = setting("predicted", "S_R threat model: labels attacked and scored against, 'predicted' (the "
-                                          "model's clean prediction, as the released code) or 'true'")
-    sr_steps: int = setting(10, "S_R threat model: PGD steps of size sr_eps / sr_steps from the clean input")
+                                          "model's clean prediction, as the released code) or 'true'",
+                                              choices=("predicted", "true"))
+    sr_steps: int = setting(10, "S_R threat model: PGD steps of size sr_eps / sr_steps from the clean input", min=1)
     sr_clip: str = setting("observed", "S_R threat model: 'observed' (attacked columns stay within their range "
-                                       "observed in the test split) or 'none' (unclipped, as the released code)")
-
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size", "steps", "sr_steps"):
-            if getattr(self, name) < 1:
-                raise FairauditError(f"setting '{name}' must be >= 1, got {getattr(self, name)}.")
-        if not self.lr > 0:
-            raise FairauditError(f"setting 'lr' must be > 0, got {self.lr}.")
-        if self.optimizer not in ("sgd", "adam"):
-            raise FairauditError(f"setting 'optimizer' must be 'sgd' or 'adam', got '{self.optimizer}'.")
-        if self.attack not in ("pgd", "fgsm"):
-            raise FairauditError(f"setting 'attack' must be 'pgd' or 'fgsm', got '{self.attack}'.")
-        if not self.epsilon >= 0:
-            raise FairauditError(f"setting 'epsilon' must be >= 0, got {self.epsilon}.")
-        if not 0 <= self.sr_eps < float("inf"):
-            raise FairauditError(f"setting 'sr_eps' must be >= 0, got {self.sr_eps}.")
-        if self.sr_features not in ("all", "numeric"):
-            raise FairauditError(f"setting 'sr_features' must be 'all' or 'numeric', got '{self.sr_features}'.")
-        if self.sr_labels not in ("predicted", "true"):
-            raise FairauditError(f"setting 'sr_labels' must be 'predicted' or 'true', got '{self.sr_labels}'.")
-        if self.sr_clip not in ("observed", "none"):
-            raise FairauditError(f"setting 'sr_clip' must be 'observed' or 'none', got '{self.sr_clip}'.")
-        if self.arch != "deployed" and self.arch not in MODEL_BUILDERS:
-            raise FairauditError(f"setting 'arch' must be 'deployed' or one of {', '.join(sorted(MODEL_BUILDERS))}, "
-                                 f"got '{self.arch}'.")
+                                       "observed in the test split) or 'none' (unclipped, as the released code)",
+                                           choices=("observed", "none"))
 
 
 @dataclass
 class FrocInConfig(_FrocTraining):
     """FRoC-IN settings (Eq. 10)."""
 
-    lambda_f: float = setting(1.0, "λ_F, weight of the statistical-parity regulariser F (Eq. 13-14)")
-    lambda_r: float = setting(0.1, "λ_R, weight of the robustness regulariser R = L_U(X̃, Y) (Eq. 15; Table 3: 0.1)")
-    init: str = setting("fresh", "'fresh': train a new model (as the paper); 'deployed': fine-tune the deployed one")
+    lambda_f: float = setting(1.0, "λ_F, weight of the statistical-parity regulariser F (Eq. 13-14)", min=0)
+    lambda_r: float = setting(0.1, "λ_R, weight of the robustness regulariser R = L_U(X̃, Y) (Eq. 15; Table 3: 0.1)",
+                              min=0)
+    init: str = setting("fresh", "'fresh': train a new model (as the paper); 'deployed': fine-tune the deployed one",
+                        choices=("fresh", "deployed"))
     track_angle: bool = setting(False, "log the angle between the gradients of F and R per epoch (Fig. 4; slower)")
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("lambda_f", "lambda_r"):
-            if not getattr(self, name) >= 0:
-                raise FairauditError(f"setting '{name}' must be >= 0, got {getattr(self, name)}.")
-        if self.init not in ("fresh", "deployed"):
-            raise FairauditError(f"setting 'init' must be 'fresh' or 'deployed', got '{self.init}'.")
 
 
 @dataclass
@@ -425,33 +403,21 @@ class _SequentialConfig(_FrocTraining):
     """Settings of the sequential baselines (§7.2)."""
 
     epsilon: float = setting(0.3, "L∞ radius ξ of the training attack with train_threat=numeric (paper: 0.3, on "
-                                  "standardised numeric features); with train_threat=sr the radius is sr_eps")
+                                  "standardised numeric features); with train_threat=sr the radius is sr_eps", min=0)
     steps: int = setting(10, "PGD steps of the training attack with train_threat=numeric (sr_steps with "
-                             "train_threat=sr)")
+                             "train_threat=sr)", min=1)
     lam: float = setting(0.1, "λ of adversarial training (Eq. 3), weight of the loss on the adversarial examples "
-                              "(paper grid 0, 0.01, 0.05, 0.1, 0.5, 1)")
+                              "(paper grid 0, 0.01, 0.05, 0.1, 0.5, 1)", min=0)
     fairness: str = setting("rw", "fairness pre-processor: 'rw' (reweighing, Kamiran & Calders) or 'dir' (Disparate "
-                                  "Impact Remover, Feldman et al.; numeric tabular features)")
+                                  "Impact Remover, Feldman et al.; numeric tabular features)", choices=("rw", "dir"))
     scheme: str = setting("kamiran", "reweighing (fairness=rw): 'kamiran' (P(y)P(a)/P(y,a), AIF360's Reweighing) "
-                                     "or 'balanced'")
+                                     "or 'balanced'", choices=("kamiran", "balanced"))
     repair_level: float = setting(1.0, "λ of DIR's repair (fairness=dir): 0 keeps the features, 1 gives both groups "
-                                       "the median distribution of each numeric feature")
+                                       "the median distribution of each numeric feature", min=0, max=1)
     train_threat: str = setting("sr", "threat model of the training attack: 'sr' (the one S_R is measured under: "
                                       "sr_eps on sr_features in sr_steps steps, clipped as sr_clip; epsilon and "
                                       "steps are then unused) or 'numeric' (the paper's ξ: epsilon on the numeric "
-                                      "columns, steps steps, clipped to the observed range)")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.train_threat not in ("sr", "numeric"):
-            raise FairauditError(f"setting 'train_threat' must be 'sr' or 'numeric', got '{self.train_threat}'.")
-        if not self.lam >= 0:
-            raise FairauditError(f"setting 'lam' must be >= 0, got {self.lam}.")
-        if self.fairness not in ("rw", "dir"):
-            raise FairauditError(f"setting 'fairness' must be 'rw' or 'dir', got '{self.fairness}'.")
-        if self.scheme not in ("kamiran", "balanced"):
-            raise FairauditError(f"setting 'scheme' must be 'kamiran' or 'balanced', got '{self.scheme}'.")
-        check_repair_level(self.repair_level)
+                                      "columns, steps steps, clipped to the observed range)", choices=("sr", "numeric"))
 
 
 @dataclass

@@ -14,18 +14,19 @@ def _mitigate(method: str, dataset: str, *settings: str):
     return build
 
 
-LEVEL = "setting 'repair_level' must be a number in [0, 1]"
-
 CASES = [
-    BadInput("dir-repair-level-above-one", _mitigate("dir", "adult", "repair_level=1.5"), f"{LEVEL} (0: no repair, "
-             "1: full repair), got 1.5"),
-    BadInput("dir-repair-level-negative", _mitigate("dir", "adult", "repair_level=-0.2"), f"{LEVEL}"),
+    BadInput("dir-repair-level-above-one", _mitigate("dir", "adult", "repair_level=1.5"),
+             "setting 'repair_level' of 'dir' must lie in [0, 1], got 1.5"),
+    BadInput("dir-repair-level-negative", _mitigate("dir", "adult", "repair_level=-0.2"),
+             "setting 'repair_level' of 'dir' must lie in [0, 1]"),
     BadInput("dir-repair-level-not-a-number", _mitigate("dir", "adult", "repair_level=full"),
              "setting 'repair_level' of 'dir' expects"),
-    BadInput("rbf-dir-repair-level-above-one", _mitigate("rbf", "adult", "fairness=dir", "repair_level=2"), LEVEL),
-    BadInput("fbr-repair-level-negative", _mitigate("fbr", "adult", "repair_level=-1"), LEVEL),
+    BadInput("rbf-dir-repair-level-above-one", _mitigate("rbf", "adult", "fairness=dir", "repair_level=2"),
+             "setting 'repair_level' of 'rbf' must lie in [0, 1]"),
+    BadInput("fbr-repair-level-negative", _mitigate("fbr", "adult", "repair_level=-1"),
+             "setting 'repair_level' of 'fbr' must lie in [0, 1]"),
     BadInput("fbr-unknown-fairness-preprocessor", _mitigate("fbr", "adult", "fairness=lfr"),
-             "setting 'fairness' must be 'rw' or 'dir', got 'lfr'"),
+             "setting 'fairness' of 'fbr' must be one of rw, dir, got 'lfr'"),
     BadInput("dir-on-an-image-dataset", _mitigate("dir", "synthetic-faces"),
              "method 'dir' works on tabular datasets; 'synthetic-faces' is image"),
     BadInput("benchmark-dir-on-an-image-dataset",
