@@ -18,6 +18,11 @@ from fairaudit.compare.table import LABELS
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "assets" / "benchmarks"
 
+SUPERSEDED: dict[str, frozenset[str]] = {"adult_froc": frozenset({"rbf", "fbr"})}
+"""Methods whose rows in a shipped benchmark (by file name) measured what the method no longer does, so they
+are not shown: ``adult_froc`` ran RbF and FbR when they trained against ξ 0.3 on the numeric columns only;
+``adult_rbf_fbr`` measures them training within their S_R threat model."""
+
 
 @dataclass(frozen=True)
 class PublishedEffect:
@@ -69,6 +74,8 @@ def published_effects(method: str, directory: Path | None = None) -> list[Publis
     """Every shipped comparison of ``method`` (a method name or a control row such as ``faap[only_task]``)."""
     effects = []
     for path in sorted((directory or PUBLISHED_DIR).glob("*.json")):
+        if method in SUPERSEDED.get(path.stem, ()):
+            continue
         result = _load(str(path), path.stat().st_mtime_ns)
         setup = result.get("setup", {})
         row_settings = {row.get("method"): row.get("settings") or {} for row in result.get("rows", [])}

@@ -662,9 +662,9 @@ class _SequentialRun:
 @register_method
 class RbF(MitigationMethod):
     name = "rbf"
-    summary = ("Robustness before fairness (FRoC §7.2 baseline): PGD adversarial training (Eq. 3) in which the "
-               "examples of each epoch are added to the data before the fairness pre-processor (reweighing or "
-               "DIR) is applied.")
+    summary = ("Robustness before fairness (FRoC §7.2 baseline): PGD adversarial training (Eq. 3) within the "
+               "threat model S_R is measured under, the examples of each epoch added to the data before the "
+               "fairness pre-processor (reweighing or DIR) is applied.")
     Config = RbfConfig
     # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
     # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
@@ -700,7 +700,8 @@ class RbF(MitigationMethod):
 class FbR(MitigationMethod):
     name = "fbr"
     summary = ("Fairness before robustness (FRoC §7.2 baseline): apply the fairness pre-processor (reweighing or "
-               "DIR) to the training data, then PGD adversarial training (Eq. 3) on it, with the same budget.")
+               "DIR) to the training data, then PGD adversarial training (Eq. 3) on it within the threat model S_R "
+               "is measured under, with the same budget.")
     Config = FbrConfig
     # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
     # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
