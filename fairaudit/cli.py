@@ -127,6 +127,7 @@ def cmd_audit(args) -> int:
     print(f"accuracy {report.overall['accuracy']:.4f}  spd {_metric(d['spd'])}  deo {_metric(d['deo'])}  "
           f"eo_max {_metric(d['eo_max'])}  -> {args.json}")
     _print_undefined(report.undefined)
+    _warn_flagged(report)
     return 0
 
 
@@ -137,6 +138,15 @@ def _metric(value, spec: str = ".4f") -> str:
     except (TypeError, ValueError):
         return "n/a"
     return format(number, spec) if number == number and abs(number) != float("inf") else "n/a"
+
+
+def _warn_flagged(report) -> None:
+    """One stderr warning per group too small or too uncertain to judge (the audit JSON's ``flagged_groups``)."""
+    from fairaudit.metrics.guardrails import describe_flag
+
+    for flag in report.flagged_groups():
+        print(f"fairaudit: warning: group {describe_flag(flag)}: too small or uncertain to judge; every "
+              "disparity involving it is inconclusive.", file=sys.stderr)
 
 
 def _print_undefined(undefined, stage: str = "") -> None:
@@ -193,6 +203,7 @@ def cmd_audit_predictions(args) -> int:
     _write_groups_csv(report, args.csv)
     print(f"accuracy {report.overall['accuracy']:.4f}  spd {_metric(report.disparities['spd'])}  -> {args.json}")
     _print_undefined(report.undefined)
+    _warn_flagged(report)
     return 0
 
 

@@ -91,3 +91,16 @@ def test_the_report_names_flagged_groups_under_their_stage():
     html = "".join(b for b in section.blocks if isinstance(b, str))
     assert html.count('<div class="flag">') == 1
     assert S.esc(describe_flag(flagged["before"][0])) in html and S.esc(WHY_FLAGGED) in html
+
+
+def test_the_cli_warns_on_stderr_about_a_flagged_group(tmp_path, capsys):
+    from fairaudit.cli import main
+
+    # 15 rows: enough for audit-predictions to accept the group (--min-group-size 10), too few to judge it (30).
+    for sizes, warned in (({**LARGE, "x": 15}, True), (LARGE, False)):
+        csv = tmp_path / "preds.csv"
+        _table(sizes).to_csv(csv, index=False)
+        assert main(["audit-predictions", str(csv), "--label", "label", "--pred", "pred", "--sensitive", "sex",
+                     "--score", "score", "--json", str(tmp_path / "out.json")]) == 0
+        err = capsys.readouterr().err
+        assert ("group 'sex=x': 15 rows" in err and "inconclusive" in err) is warned, err
