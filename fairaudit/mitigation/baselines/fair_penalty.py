@@ -73,6 +73,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
                                        MitigationResult, register_method)
 from fairaudit.mitigation.baselines.common import RetrainConfig, group_name, in_memory, retrain, setting
+from fairaudit.train.variants import group_ids
 
 __all__ = ["FairPenalty", "FairPenaltyConfig", "MinMax", "MinMaxConfig", "fairness_penalty", "group_means",
            "HeldOutBatches"]
@@ -84,13 +85,7 @@ UPDATES = ("max", "exp_grad")
 
 # ---------------------------------------------------------------------------- the penalties
 
-def batch_groups(sensitive: torch.Tensor, cardinalities: list[int]) -> torch.Tensor:
-    """One group code per sample: the intersection of its sensitive attributes (mixed radix, as ``group_codes``)."""
-    sensitive = sensitive.view(len(sensitive), -1)
-    codes = torch.zeros(len(sensitive), dtype=torch.int64, device=sensitive.device)
-    for j, k in enumerate(cardinalities):
-        codes = codes * k + sensitive[:, j].long()
-    return codes
+batch_groups = group_ids  # one group code per sample of a batch, numbered as everywhere else
 
 
 def group_means(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
