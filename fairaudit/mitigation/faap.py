@@ -66,7 +66,7 @@ from fairaudit.device import resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
                                        MitigationResult, fit_split, register_method, setting)
-from fairaudit.models.split import SplitModel
+from fairaudit.models.split import SplitModel, latent_dim
 from fairaudit.seeding import seed_everything
 from fairaudit.train.variants import group_ids
 
@@ -277,11 +277,6 @@ def _check_model(model: nn.Module) -> None:
                              "this model exposes no latent features.")
 
 
-def _latent_dim(model: SplitModel, ds: FairDataset, device: torch.device) -> int:
-    with torch.no_grad():
-        return int(model.g(torch.zeros(1, *ds.input_shape, device=device)).flatten(1).shape[1])
-
-
 # ---------------------------------------------------------------------------- the method
 
 @register_method
@@ -314,7 +309,7 @@ class FAAP(MitigationMethod):
             generator = PerturbationGenerator(train_ds.input_shape[0], config.generator_width,
                                               config.generator_blocks, config.epsilon).to(device)
             model = FaapModel(generator, deployed).to(device)
-            discriminator = SensitiveDiscriminator(_latent_dim(deployed, train_ds, device),
+            discriminator = SensitiveDiscriminator(latent_dim(deployed, train_ds.input_shape),
                                                    math.prod(cardinalities), config.discriminator_hidden).to(device)
             d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator)
             data = _materialise(train_ds, config.cache_mb, device)

@@ -84,7 +84,7 @@ from fairaudit.models.checkpoint_files import (EMBEDDED_KEY, atomic_write, check
                                                sidecar_path, torchscript_refusal)
 from fairaudit.models.registry import MODEL_BUILDERS, check_input_shape, check_kind
 from fairaudit.registry import did_you_mean
-from fairaudit.models.split import _HEAD_NAMES, SplitModel, _Flattened, split_torchvision
+from fairaudit.models.split import _HEAD_NAMES, SplitModel, _Flattened, latent_dim, split_torchvision
 
 __all__ = ["ScriptedModel", "features_available", "head_name", "load_checkpoint_file", "load_model",
            "model_summary", "read_sidecar", "save_checkpoint", "sidecar_path"]
@@ -574,12 +574,7 @@ def _latent_dim(model: SplitModel) -> int | None:
     if model.arch == SCRIPTED_ARCH:  # a user's program: read the width the head takes, run nothing
         weights = [t for t in model.f.state_dict().values() if t.ndim == 2]
         return int(weights[0].shape[1]) if weights else None
-    was_training = model.training
-    model.eval()
     try:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return int(model.g(torch.zeros(1, *model.input_shape, device=device)).shape[-1])
+        return latent_dim(model)
     except Exception:  # a summary must not fail on a model that needs other inputs
         return None
-    finally:
-        model.train(was_training)

@@ -69,3 +69,18 @@ def split_torchvision(model: nn.Module, arch: str, num_classes: int, input_shape
     f = getattr(model, name)
     setattr(model, name, nn.Identity())
     return SplitModel(_Flattened(model), f, arch, num_classes, input_shape)
+
+
+@torch.no_grad()
+def latent_dim(model: SplitModel, input_shape: Sequence[int] | None = None) -> int:
+    """Width of the flat latent ``g(x)``, read by running ``g`` once on a zero input of ``input_shape``
+    (the model's own by default) in eval mode, so batch-norm statistics are untouched: the one place that
+    probes it (discriminators, adversaries, bias heads and model summaries size themselves from it)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        shape = tuple(input_shape if input_shape is not None else model.input_shape)
+        return int(model.g(torch.zeros(1, *shape, device=device)).flatten(1).shape[1])
+    finally:
+        model.train(was_training)

@@ -42,6 +42,7 @@ from torch import nn
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
 from fairaudit.metrics.groups import intersection_codes
+from fairaudit.models.split import latent_dim
 from fairaudit.train.loop import StepFn, cross_entropy_step
 
 VARIANTS = ("normal", "fair", "lf", "rg")
@@ -162,12 +163,7 @@ def adversarial_step(model: nn.Module, ds: FairDataset, device, *, hide_group: b
                              f"'confusion', got '{adv_update}'.")
     cardinalities = _cardinalities(ds)
     if adv_input == "latent":
-        with torch.no_grad():
-            was_training = model.training
-            model.eval()
-            probe = torch.zeros(1, *ds.input_shape, device=next(model.parameters()).device)
-            in_dim = model.g(probe).flatten(1).shape[1]
-            model.train(was_training)
+        in_dim = latent_dim(model, ds.input_shape)
     else:
         in_dim = ds.num_classes
     with_label = adv_criterion == "equalized_odds"

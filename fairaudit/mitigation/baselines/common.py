@@ -26,7 +26,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.metrics.groups import intersection_codes
 from fairaudit.mitigation.base import MethodContext, setting  # noqa: F401  (re-exported for the baselines)
 from fairaudit.models.registry import MODEL_BUILDERS, build_model
-from fairaudit.models.split import SplitModel
+from fairaudit.models.split import SplitModel, latent_dim  # noqa: F401  (latent_dim re-exported)
 from fairaudit.seeding import seed_everything
 from fairaudit.train.loop import cross_entropy_step
 
@@ -69,18 +69,6 @@ def fresh_model(deployed: nn.Module, seed: int = 0) -> SplitModel:
     _reset_parameters(model)
     model.requires_grad_(True)
     return model
-
-
-@torch.no_grad()
-def latent_dim(model: SplitModel) -> int:
-    """Width of the flat latent ``g(x)``."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        return int(model.g(torch.zeros(1, *model.input_shape, device=device)).flatten(1).shape[1])
-    finally:
-        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------- groups and cells
