@@ -374,6 +374,29 @@ def _job_fields(args) -> dict:
                 allow_torchscript=args.allow_torchscript)
 
 
+def _list_settings_json(method: str | None, out: str) -> int:
+    """Every method's settings (or ``method``'s) and every dataset's options, with type, default, help, range or
+    choices and unit, as JSON on stdout (``out`` is ``-``) or into the file ``out``."""
+    from fairaudit.data import list_datasets
+    from fairaudit.data.registry import option_help
+    from fairaudit.mitigation import METHODS, config_help
+
+    names = [method] if method is not None else list(METHODS)
+    listing = {"methods": {name: {"summary": METHODS[name].summary, "kinds": list(METHODS[name].kinds),
+                                  "settings": config_help(METHODS[name])} for name in names}}
+    if method is None:
+        listing["datasets"] = {spec.name: {"kind": spec.kind, "options": option_help(spec)}
+                               for spec in list_datasets()}
+    text = json.dumps(listing, indent=2, ensure_ascii=False)
+    if out == "-":
+        print(text)
+    else:
+        if not Path(out).parent.exists():
+            raise FairauditError(f"output folder '{Path(out).parent}' does not exist.")
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
 def cmd_mitigate(args) -> int:
     from fairaudit.jobs import JobSpec, run_job, submit
     from fairaudit.jobs.spec import load_methods
@@ -381,9 +404,17 @@ def cmd_mitigate(args) -> int:
 
     if args.list_settings:
         load_methods()
+        if args.json is not None:
+            return _list_settings_json(args.method, args.json)
+        if args.method is None:
+            raise FairauditError("mitigate --list-settings: name a method, or add --json for every method.")
         for item in config_help(get_method(args.method)):
             print(f"{item['name']:24s} default {item['default']!r:12}  {item['help']}")
         return 0
+    if args.method is None:
+        raise FairauditError("mitigate: the following arguments are required: method")
+    if args.json == "-":
+        raise FairauditError("mitigate: --json needs the path of the output file.")
     if not args.dataset:
         raise FairauditError("mitigate: the following arguments are required: --dataset")
     if not args.json and not args.detach:
@@ -636,15 +667,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("mitigate", help="run a bias-mitigation method and audit before/after")
-    p.add_argument("method", help="mitigation method name")
+    p.add_argument("method", nargs="?", help="mitigation method name (optional with --list-settings --json)")
     _add_data_args(p, dataset_required=False)
     _add_job_args(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="output JSON path")
+    p.add_argument("--json", nargs="?", const="-", help="output JSON path (with --list-settings: the listing, "
+                                                         "on stdout without a path)")
     p.add_argument("--ray-address", help="run on a Ray cluster ('local', 'auto' or an address) and wait "
                                          "(default: $FAIRAUDIT_RAY_ADDRESS; none: run here)")
     p.add_argument("--detach", action="store_true", help="queue the run for the background workers, print its id")
-    p.add_argument("--list-settings", action="store_true", help="print the method's settings and exit")
+    p.add_argument("--list-settings", action="store_true",
+                   help="print the method's settings and exit; with --json: every method's settings and every "
+                        "dataset's options (type, default, help, range or choices, unit) as JSON")
     p.set_defaults(func=cmd_mitigate)
 
     p = sub.add_parser("sweep", help="queue a method over a grid of settings and/or seeds (tagged runs)")

@@ -204,8 +204,10 @@ def setting_of(declared: Any, default: Any = dataclasses.MISSING) -> Setting:
         found = declared.metadata.get("setting")
         if found is not None:
             return found
-        return Setting(declared.default, declared.metadata.get("help", ""))
-    return Setting(declared if default is dataclasses.MISSING else default)
+        return Setting(declared.default, declared.metadata.get("help", ""),
+                       type=str if declared.default is None else None)
+    value = declared if default is dataclasses.MISSING else default
+    return Setting(value, type=str if value is None else None)
 
 
 def describe_settings(settings: Mapping[str, Setting]) -> list[dict[str, Any]]:

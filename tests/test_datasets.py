@@ -88,7 +88,7 @@ def test_colored_digits_test_bias_gives_a_deployment_like_test_split():
     digits, colors = ds.attributes["digit"].to_numpy(), ds.attributes["color"].to_numpy()
     assert (colors == (digits >= 5)).mean() == pytest.approx(0.9, abs=0.01)
     assert load("colored-digits", "train", test_bias="0.9").attributes.equals(load("colored-digits", "train").attributes)
-    with pytest.raises(DatasetError, match="test_bias must lie between 0 and 1"):
+    with pytest.raises(DatasetError, match=r"option 'test_bias' of dataset 'colored-digits' must lie in \[0, 1\]"):
         load("colored-digits", "test", test_bias=-1.0)
 
 
@@ -100,7 +100,7 @@ def test_colored_digits_bias_option_and_determinism():
     assert torch.equal(ds[7][0], again[7][0])
     other = load("colored-digits", "train", bias=0.8, seed=1)
     assert not np.array_equal(other.attributes["digit"].to_numpy()[:50], digits[:50])
-    with pytest.raises(DatasetError, match="bias must lie between 0 and 1"):
+    with pytest.raises(DatasetError, match=r"option 'bias' of dataset 'colored-digits' must lie in \[0, 1\]"):
         load("colored-digits", "train", bias=1.5)
 
 

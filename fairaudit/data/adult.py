@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaudit.options import setting
 from fairaudit.data.loaders.common import code_values, first_existing, read_csv
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.data.tabular import TabularFairDataset, encode_train_test
@@ -107,6 +108,7 @@ register_dataset(DatasetSpec(
     default_target="income",
     default_sensitive=["sex"],
     embedded=True,
-    options={"seed": 0, "include_sensitive": False},
+    options={"seed": setting(0, "seed of the random draws that build the data", min=0),
+             "include_sensitive": setting(False, "keep the sensitive columns among the model's input features")},
     splits=("train", "test"),
 ))

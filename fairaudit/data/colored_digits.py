@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+from fairaudit.options import setting
 from fairaudit.data.base import FairDataset
 from fairaudit.data.loaders.common import check_image_size, seeded_split
 from fairaudit.data.render_cache import RenderCache
@@ -117,6 +118,11 @@ register_dataset(DatasetSpec(
     default_target="digit",
     default_sensitive=["color"],
     embedded=True,
-    options={"image_size": 28, "bias": 1.0, "seed": 0, "test_bias": 0.5},
+    options={"image_size": setting(28, "side of the square images the model reads", min=8, unit="pixels"),
+             "bias": setting(1.0, "share of the train digits on their class colour (0–4 red, 5–9 brown)",
+                             min=0, max=1),
+             "seed": setting(0, "seed of the random draws that build the data", min=0),
+             "test_bias": setting(0.5, "that share in the test split (0.5: colour independent of the digit)",
+                                  min=0, max=1)},
     splits=("train", "test"),
 ))

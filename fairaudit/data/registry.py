@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import DatasetError
-from fairaudit.options import coerce_like
+from fairaudit.options import Setting, describe_settings, parse_values, setting_of
 from fairaudit.registry import Registry
 
 
@@ -26,8 +26,17 @@ class DatasetSpec:
     default_target: str
     default_sensitive: list[str]
     embedded: bool = True  # False: needs a user-given ``data_dir``
-    options: dict[str, Any] = field(default_factory=dict)  # option -> default (type used for parsing)
+    options: dict[str, Any] = field(default_factory=dict)
+    """``option → default``; given as :func:`~fairaudit.options.setting` declarations (help, type, range or
+    choices), or as plain defaults (the type of the default, any value), and kept as the defaults."""
     splits: tuple[str, ...] = ("train", "test")
+    settings: dict[str, Setting] = field(default_factory=dict, compare=False, repr=False)
+    """``option → Setting``, filled from ``options``."""
+
+    def __post_init__(self) -> None:
+        declared = {name: setting_of(value) for name, value in self.options.items()}
+        self.settings = {**declared, **self.settings}
+        self.options = {name: s.default for name, s in self.settings.items()}
 
 
 def _ensure_loaded() -> None:
@@ -52,15 +61,17 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def parse_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
-    """Coerce option values (strings from ``--data-opt k=v``) to the default's type."""
-    parsed = {}
-    for key, value in options.items():
-        if key not in spec.options:
-            known = ", ".join(sorted(spec.options)) or "none"
-            raise DatasetError(f"dataset '{spec.name}' has no option '{key}'; options: {known}.")
-        value = coerce_like(value, spec.options[key], f"option '{key}' of dataset '{spec.name}'")
-        parsed[key] = value
-    return parsed
+    """Option values (strings from ``--data-opt k=v``) converted to each option's type and checked against its
+    range or choices (:func:`fairaudit.options.parse_values`)."""
+    known = ", ".join(sorted(spec.options)) or "none"
+    return parse_values(spec.settings, dict(options), lambda key: f"option '{key}' of dataset '{spec.name}'",
+                        owner=spec.name, error=DatasetError,
+                        unknown=lambda key: f"dataset '{spec.name}' has no option '{key}'; options: {known}.")
+
+
+def option_help(spec: DatasetSpec) -> list[dict[str, Any]]:
+    """One row per option of ``spec``, in the shape of :func:`fairaudit.mitigation.config_help`'s rows."""
+    return describe_settings(spec.settings)
 
 
 def load_dataset(name: str, split: str = "test", target: str | None = None,

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fairaudit.options import setting
 from fairaudit.data.base import FairDataset
 from fairaudit.data.faces_draw import REGION_NAMES, render_face
 from fairaudit.data.render_cache import RenderCache
@@ -204,7 +205,16 @@ register_dataset(DatasetSpec(
     default_target="Smiling",
     default_sensitive=["Male"],
     embedded=True,
-    options={"bias": 0.9, "seed": 0, "image_size": 64, "n_train": DEFAULT_SIZES["train"],
-             "n_val": DEFAULT_SIZES["val"], "n_test": DEFAULT_SIZES["test"], "val_bias": None, "test_bias": 0.5},
+    options={"bias": setting(0.9, "tie of Smiling to Male in the train split: P(Male=0 | Smiling=1) = "
+                                  "P(Male=1 | Smiling=0) = bias (0.5: independent)", min=0, max=1),
+             "seed": setting(0, "seed of the random draws that build the data",
+                             min=0),
+             "image_size": setting(64, "side of the square images the model reads", min=8, unit="pixels"),
+             "n_train": setting(DEFAULT_SIZES["train"], "faces in the train split", min=1),
+             "n_val": setting(DEFAULT_SIZES["val"], "faces in the val split", min=1),
+             "n_test": setting(DEFAULT_SIZES["test"], "faces in the test split", min=1),
+             "val_bias": setting(None, "bias of the val split (empty: the same as bias)", type=float, min=0, max=1,
+                                 null_text=("", "none", "bias")),
+             "test_bias": setting(0.5, "bias of the test split (0.5: smiling independent of sex)", min=0, max=1)},
     splits=("train", "val", "test"),
 ))
