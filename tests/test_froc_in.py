@@ -228,7 +228,10 @@ def test_rbf_and_fbr_run_as_jobs_and_write_the_mitigation_json(home, tiny_model)
         assert weights[(">50K", "Female")] > 1.5 and weights[(">50K", "Male")] < 1.0
         # One training of `epochs` epochs (the reweight control's budget), examples regenerated every epoch.
         assert len(on_disk["history"]) == 1 and "robustness" in on_disk["history"][0]
-        assert on_disk["stats"]["regenerations"] == 1 and on_disk["stats"]["training_attack"]["clip"] == "observed range"
+        attack = on_disk["stats"]["training_attack"]
+        assert on_disk["stats"]["regenerations"] == 1 and attack["clip"] == "observed range (training split)"
+        # Trained within the threat model S_R is measured under: ε 0.1 on all columns, one-hot blocks included.
+        assert attack["same_as_s_r"] and (attack["epsilon"], attack["features"]) == (0.1, "all")
 
 
 def test_cli_mitigate_froc_in_with_one_epoch(home, tmp_path, capsys):

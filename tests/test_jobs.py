@@ -163,10 +163,13 @@ def test_post_processing_result_and_failures_are_recorded(home, tiny_model):
         run_job(_spec(tiny_model, fail="the labels look odd."))
     failed = list_runs(status="failed")[0]
     assert failed["message"] == "the labels look odd."
-    with pytest.raises(ValueError):
-        run_job(_spec(tiny_model, lr=-1.0))  # a bug, not bad input: type + message + traceback are kept
+    with pytest.raises(FairauditError, match="setting 'lr' of 'noop_finetune'"):
+        run_job(_spec(tiny_model, lr=-1.0))  # refused before a run is recorded
+    assert list_runs(status="failed")[0]["message"] == "the labels look odd."
+    with pytest.raises(RuntimeError):
+        run_job(_spec(tiny_model, crash="index 7 is out of range"))  # a bug: type + message + traceback are kept
     crashed = get_run(list_runs(status="failed")[0]["id"])
-    assert crashed["message"].startswith("ValueError: Invalid learning rate: -1.0")
+    assert crashed["message"].startswith("RuntimeError: index 7 is out of range")
     assert "Traceback" in crashed["traceback"]
 
 

@@ -38,7 +38,7 @@ from fairaudit.errors import FairauditError
 Objective = Callable[[torch.Tensor], torch.Tensor]
 Clip = tuple[float | torch.Tensor, float | torch.Tensor] | None
 
-__all__ = ["fgsm_attack", "ifgsm_attack", "pgd_attack"]
+__all__ = ["ATTACKS", "attack_by_name", "check_attack", "fgsm_attack", "ifgsm_attack", "pgd_attack"]
 
 
 def _takes_one_argument(fn: Callable) -> bool:
@@ -247,3 +247,34 @@ def fgsm_attack(model_or_loss_fn, x, y=None, *, eps: float, norm: str = "linf", 
     return pgd_attack(model_or_loss_fn, x, y, eps=eps, steps=1, step_size=eps, norm=norm,
                       random_start=random_start, targeted=targeted, loss_fn=loss_fn, clip=clip,
                       feature_mask=feature_mask, generator=generator)
+
+
+ATTACKS = ("fgsm", "pgd")
+"""The attacks selectable by name, weakest first."""
+
+
+def check_attack(name: str, what: str = "attack") -> str:
+    """``name`` if it is one of :data:`ATTACKS`, else one sentence naming them."""
+    if name not in ATTACKS:
+        raise FairauditError(f"unknown {what} '{name}'; use {' or '.join(ATTACKS)}.")
+    return name
+
+
+def attack_by_name(name: str, model_or_loss_fn, x, y=None, *, eps: float, steps: int = 10,
+                   step_size: float | None = None, random_start: bool = True, restarts: int = 1,
+                   stop_when=None, **common) -> torch.Tensor:
+    """The attack ``name`` (``"fgsm"`` or ``"pgd"``) with one set of documented defaults.
+
+    ``"fgsm"`` is :func:`fgsm_attack` (one step of length ``eps``; ``steps``,
+    ``step_size``, ``random_start``, ``restarts`` and ``stop_when`` do not apply);
+    ``"pgd"`` is :func:`pgd_attack` with 10 steps of ``2.5 · eps / steps`` from a
+    random start (Madry et al. 2018). A caller that follows a paper's own
+    schedule passes it explicitly (e.g. FRoC's ``step_size = eps / steps`` from the
+    clean input). ``common`` (``norm``, ``clip``, ``feature_mask``, ``targeted``,
+    ``loss_fn``, ``generator``) goes to either attack.
+    """
+    if check_attack(name) == "fgsm":
+        common.pop("generator", None)
+        return fgsm_attack(model_or_loss_fn, x, y, eps=eps, **common)
+    return pgd_attack(model_or_loss_fn, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start,
+                      restarts=restarts, stop_when=stop_when, **common)

@@ -2,7 +2,7 @@
 
 It fine-tunes the deployed model with plain cross-entropy for a few short
 epochs, checkpointing after each one, so it can be cancelled, killed and
-resumed; ``sleep`` slows every step down, ``fail`` makes it raise, ``post``
+resumed; ``sleep`` slows every step down, ``fail`` makes it raise bad-input, ``crash`` a bug, ``post``
 hands back predictions instead of a model. It is registered only when this
 module is imported, which :func:`fairaudit.jobs.spec.load_methods` does in
 every process (workers and Ray tasks included) when
@@ -28,6 +28,7 @@ class NoopFinetuneConfig:
     lr: float = setting(1e-4, "learning rate", min=0, min_inclusive=False)
     sleep: float = setting(0.0, "seconds to wait in every step (to test cancel/kill)", min=0, unit="s")
     fail: str = setting("", "raise a FairauditError with this message")
+    crash: str = setting("", "raise a RuntimeError with this message, as a bug would")
     post: bool = setting(False, "return predictions instead of a model")
 
 
@@ -40,6 +41,8 @@ class NoopFinetune(MitigationMethod):
     def run(self, ctx: MethodContext, config: NoopFinetuneConfig) -> MitigationResult:
         if config.fail:
             raise FairauditError(config.fail)
+        if config.crash:
+            raise RuntimeError(config.crash)
         resumed_from = ctx.checkpoint_epoch()
 
         def step(model, batch):

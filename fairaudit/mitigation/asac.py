@@ -125,7 +125,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from fairaudit.attacks import fgsm_attack, pgd_attack
+from fairaudit.attacks import ATTACKS, attack_by_name, check_attack
 from fairaudit.data import get_spec
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
@@ -142,7 +142,6 @@ __all__ = ["ASAC", "AsacConfig", "AttributeClassifier", "CounterfactualBank", "C
            "curriculum_selection", "difficulty_scores", "make_counterfactuals", "pace", "parse_epsilons",
            "train_attribute_classifier"]
 
-ATTACKS = ("fgsm", "pgd")
 ORDERS = ("increasing", "decreasing", "random")
 
 
@@ -280,16 +279,12 @@ def make_counterfactuals(classifier: nn.Module, x: torch.Tensor, groups: torch.T
     for eps in epsilons:
         if eps == 0:
             out.append(x.detach())
-        elif attack == "fgsm":
-            out.append(fgsm_attack(classifier, x, groups, eps=eps, clip=(0.0, 1.0)))
-        elif attack == "pgd":
+        else:
             def fooled(x_adv, groups=groups):
                 return classifier(x_adv).argmax(1) != groups
 
-            out.append(pgd_attack(classifier, x, groups, eps=eps, steps=pgd_steps, clip=(0.0, 1.0),
-                                  stop_when=fooled, generator=generator))
-        else:
-            raise FairauditError(f"unknown ASAC attack '{attack}'; use {' or '.join(ATTACKS)}.")
+            out.append(attack_by_name(check_attack(attack, "ASAC attack"), classifier, x, groups, eps=eps,
+                                      steps=pgd_steps, clip=(0.0, 1.0), stop_when=fooled, generator=generator))
     return out
 
 

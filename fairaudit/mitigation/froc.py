@@ -139,7 +139,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from fairaudit.attacks import fgsm_attack, pgd_attack
+from fairaudit.attacks import attack_by_name, check_attack
 from fairaudit.data.base import FairDataset
 from fairaudit.device import default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
@@ -236,15 +236,14 @@ class Adversary:
     clip: tuple[float, float] | None = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        if self.attack not in ("pgd", "fgsm"):
-            raise FairauditError(f"unknown attack '{self.attack}'; use pgd or fgsm.")
+        check_attack(self.attack)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mask = None if self.feature_mask is None else self.feature_mask.to(x.device)
-        if self.attack == "fgsm":
-            return fgsm_attack(model, x, y, eps=self.epsilon, clip=self.clip, feature_mask=mask)
-        return pgd_attack(model, x, y, eps=self.epsilon, steps=self.steps, step_size=self.epsilon / self.steps,
-                          random_start=False, clip=self.clip, feature_mask=mask)
+        # FRoC's schedule: steps of eps / steps from the clean input (not the library's random-start default).
+        return attack_by_name(self.attack, model, x, y, eps=self.epsilon, steps=self.steps,
+                              step_size=self.epsilon / self.steps, random_start=False, clip=self.clip,
+                              feature_mask=mask)
 
 
 def make_adversary(ds: FairDataset, attack: str = "pgd", epsilon: float = 0.3, steps: int = 10) -> Adversary:

@@ -61,7 +61,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fairaudit.attacks import fgsm_attack, pgd_attack
+from fairaudit.attacks import ATTACKS, attack_by_name
 from fairaudit.attacks.norms import NORMS
 from fairaudit.audit.inference import Predictions, iterate_batches
 from fairaudit.data.base import FairDataset, TensorFairDataset
@@ -73,7 +73,7 @@ __all__ = ["ATTACKS", "AttackConfig", "AttackSurface", "FEATURES", "LABELS", "Ro
            "ThreatModel", "attack_surface", "default_eps", "describe_threat_model", "epsilon_sweep", "parse_attacks",
            "robustness_audit", "sample_rows", "threat_model"]
 
-ATTACKS = ("fgsm", "pgd")  # weakest first: each attack is pooled with the ones before it
+# ATTACKS (from fairaudit.attacks) lists the attacks weakest first: each one is pooled with the ones before it.
 IMAGE_EPS = 8 / 255
 TABULAR_EPS = 0.1
 FEATURES = ("numeric", "all")  # which tabular columns an attack may move
@@ -496,11 +496,9 @@ class RobustnessAuditor:
         mask = None if threat.feature_mask is None else threat.feature_mask.to(x.device)
         clip = None if threat.clip is None else tuple(torch.as_tensor(b, dtype=x.dtype, device=x.device)
                                                       for b in threat.clip)
-        if config.name == "fgsm":
-            return fgsm_attack(forward, x, y, eps=config.eps, norm=config.norm, clip=clip, feature_mask=mask)
-        return pgd_attack(forward, x, y, eps=config.eps, steps=config.steps, step_size=config.step_size,
-                          norm=config.norm, random_start=config.random_start, clip=clip, feature_mask=mask,
-                          restarts=config.restarts, generator=generator)
+        return attack_by_name(config.name, forward, x, y, eps=config.eps, steps=config.steps,
+                              step_size=config.step_size, random_start=config.random_start, restarts=config.restarts,
+                              norm=config.norm, clip=clip, feature_mask=mask, generator=generator)
 
     def perturb(self, model: nn.Module, dataset: FairDataset, attack: str = "pgd") -> tuple[torch.Tensor, torch.Tensor]:
         """The clean inputs of the (subsampled) ``dataset`` and their adversarial versions under ``attack``.
