@@ -139,14 +139,17 @@ def model_choice(setup: AuditSetup) -> tuple[str, str | None]:
 
 
 def setting_widget(field: SettingField, key: str) -> Any:
-    """One form widget typed by the setting's default, with its one-line help."""
+    """One form widget generated from the setting's declaration: a drop-down for choices, a number input whose
+    help states the range, a checkbox for a bool. A number outside the range is refused on Launch with the
+    declaration's message (one error line, nothing queued); the widget itself does not clamp it, so the
+    message says what was wrong instead of the value silently changing."""
     if field.kind == "bool":
         return st.checkbox(field.label, value=field.default, key=key, help=field.help)
     if field.kind == "int":
-        return int(st.number_input(field.label, value=field.default, step=1, key=key, help=field.help))
+        return int(st.number_input(field.label, value=field.default, step=1, key=key, help=field.help_text))
     if field.kind == "float":
         return float(st.number_input(field.label, value=float(field.default), step=float(field.step), format="%g",
-                                     key=key, help=field.help))
+                                     key=key, help=field.help_text))
     if field.kind == "choice":
         return st.selectbox(field.label, field.choices, index=field.choices.index(field.default), key=key,
                             help=field.help)

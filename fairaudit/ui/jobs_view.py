@@ -12,7 +12,6 @@ recorded audits.
 from __future__ import annotations
 
 import math
-import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -292,7 +291,18 @@ class SettingField:
     default: Any
     help: str
     kind: str
-    choices: tuple[str, ...] = ()
+    choices: tuple[Any, ...] = ()
+    min: float | None = None  # the range of a number, as declared
+    max: float | None = None
+    unit: str | None = None
+    range_text: str | None = None  # "[0, 1]", ">= 1", "> 0"
+
+    @property
+    def help_text(self) -> str:
+        """The help with the range and unit appended (what a number input shows under its **?**)."""
+        extra = [f"range {self.range_text}"] if self.range_text else []
+        extra += [f"in {self.unit}"] if self.unit else []
+        return self.help + (f" ({'; '.join(extra)})" if extra else "")
 
     @property
     def label(self) -> str:
@@ -307,30 +317,30 @@ class SettingField:
         return 10.0 ** math.floor(math.log10(magnitude)) if magnitude else 0.01
 
 
-_QUOTED = re.compile(r"'([\w.\-]+)'")
-
-
 def setting_fields(help_rows: Sequence[Mapping[str, Any]]) -> list[SettingField]:
-    """Form fields from :func:`fairaudit.mitigation.config_help` rows, typed by each default; a string
-    setting whose help names its values in quotes (``'train' … or 'val'``) becomes a choice."""
+    """Form fields from :func:`fairaudit.mitigation.config_help` rows (or a dataset's
+    :func:`fairaudit.data.registry.option_help` rows), from each setting's declaration: a drop-down for a
+    setting with choices, a number input bounded by its range, a checkbox for a bool, text otherwise."""
     out = []
     for row in help_rows:
         default, text = row["default"], str(row.get("help") or "")
-        if default is None:
+        kind_name = row.get("type") or (type(default).__name__ if default is not None else "str")
+        bounds = row.get("range") or {}
+        choices = tuple(row.get("choices") or ())
+        if row.get("optional") or default is None:
             kind, choices = "optional", ()
         elif not isinstance(default, (bool, int, float, str)):
             kind, choices = "fixed", ()
-        elif isinstance(default, bool):
+        elif kind_name == "bool":
             kind, choices = "bool", ()
-        elif isinstance(default, int):
-            kind, choices = "int", ()
-        elif isinstance(default, float):
-            kind, choices = "float", ()
+        elif choices and default in choices:
+            kind = "choice"
+        elif kind_name in ("int", "float"):
+            kind, choices = kind_name, ()
         else:
-            quoted = tuple(dict.fromkeys(_QUOTED.findall(text)))
-            usable = isinstance(default, str) and len(quoted) >= 2 and default in quoted
-            kind, choices = ("choice", quoted) if usable else ("text", ())
-        out.append(SettingField(row["name"], default, text, kind, choices))
+            kind, choices = "text", ()
+        out.append(SettingField(row["name"], default, text, kind, choices, bounds.get("min"), bounds.get("max"),
+                                row.get("unit"), bounds.get("text")))
     return out
 
 
