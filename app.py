@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from appkit.query_state import copy_link
+from appkit.figures import FORMAT_KEY, FORMATS, PRESENT_KEY, presenter_styles
+from appkit.query_state import copy_link, sync, url_value
 from appkit.state import current_setup, start_run, use_setup
 from appkit.widgets import guard_page
 from fairaudit.ui.setup import demo_setup
 
+PRESENTING = st.query_params.get("present") == "1"
 st.set_page_config(page_title="fairaudit", page_icon=":material/balance:", layout="wide",
-                   initial_sidebar_state="expanded")
+                   initial_sidebar_state="collapsed" if PRESENTING else "expanded")
 
 AUDIT_PAGE = "app_pages/audit.py"
 DATA_PAGE = "app_pages/data_and_model.py"
@@ -80,6 +82,16 @@ navigation = st.navigation([
     st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(FACES_PAGE, title="Face recognition", icon=":material/face:", url_path="faces"),
 ])
+with st.sidebar:
+    present = st.toggle("Presenter mode", value=url_value("present", False), key=PRESENT_KEY,
+                        help="Hides the sidebar and the widgets and enlarges text and charts, for a projector. "
+                             "Leave it by removing present=1 from the address.")
+    sync("present", present, False)
+    st.segmented_control("Chart downloads", list(FORMATS), format_func=FORMATS.get, key=FORMAT_KEY,
+                         default=url_value("figures", "png", choices=list(FORMATS)),
+                         help="What the camera button of every chart's toolbar downloads.")
+    sync("figures", st.session_state.get(FORMAT_KEY) or "png", "png")
+presenter_styles()
 link_slot = st.sidebar.empty()  # filled after the page has put its state in the URL
 guard_page(navigation.run)
 with link_slot.container():

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from appkit.figures import chart, chart_in
 from appkit.query_state import sync, url_value, url_values
 from appkit.state import cached_report, current_setup, remember_in_url
 from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary, show_error
@@ -98,7 +99,7 @@ def groups_tab(report: AuditReport, run_key: str) -> None:
     sync("metrics", metrics, list(DEFAULT_BAR_METRICS))
     if metrics:
         has_ci = f"{metrics[0]}_ci_low" in frame.columns
-        st.plotly_chart(charts.metric_bars(metric_with_errors(frame, metrics), title="Metrics per group"),
+        chart(charts.metric_bars(metric_with_errors(frame, metrics), title="Metrics per group"),
                         key="bars")
         st.caption("Error bars: 95 % bootstrap confidence intervals." if has_ci
                    else "No confidence intervals (bootstrap resamples = 0).")
@@ -123,7 +124,7 @@ def confusion_tab(report: AuditReport, class_names: list[str]) -> None:
             fig = charts.confusion_heatmap(group["confusion"], class_names,
                                            title=f"{group['group']} · n={group['n']:,}",
                                            height=220 + 30 * len(class_names))
-            col.plotly_chart(fig, key=f"confusion-{start}-{group['group']}")
+            chart_in(col, fig, key=f"confusion-{start}-{group['group']}")
     if len(report.groups) > MAX_CONFUSION:
         st.caption(f"{len(report.groups) - MAX_CONFUSION} more groups: see the JSON report.")
 
@@ -154,7 +155,7 @@ def intersection_tab(run: AuditRun, threshold: float, report: AuditReport) -> No
         preds = regroup(run, [first, second])
         cross = cached_report(f"{run.setup.key()}:{first}:{second}", threshold, 0, preds)
     values, counts = intersection_matrix(cross.groups, first, second, metric)
-    st.plotly_chart(charts.intersection_heatmap(values, counts, METRIC_LABELS[metric],
+    chart(charts.intersection_heatmap(values, counts, METRIC_LABELS[metric],
                                                 title=f"{METRIC_LABELS[metric]} by {first} × {second}"),
                     key="intersection")
 
@@ -268,9 +269,9 @@ def robustness_tab(run: AuditRun) -> None:
                                 help="Largest minus smallest group accuracy under this attack.")
     st.caption(f"Threat model: {describe_threat_model(report.threat)}.")
     frame = report.groups_frame()
-    st.plotly_chart(accuracy_bars(frame, title=f"Clean vs. adversarial accuracy per group · "
+    chart(accuracy_bars(frame, title=f"Clean vs. adversarial accuracy per group · "
                                                f"{report.meta['n']:,} samples"), key="rob-bars")
-    st.plotly_chart(sweep_curves(sweep, title=f"{sweep_attack.upper()} accuracy against ε"), key="rob-sweep-chart")
+    chart(sweep_curves(sweep, title=f"{sweep_attack.upper()} accuracy against ε"), key="rob-sweep-chart")
     table = frame.pivot_table(index="group", columns="condition", values="accuracy", sort=False).reset_index()
     st.dataframe(table, hide_index=True)
     st.download_button("Robustness report (JSON)", json.dumps(report.to_dict(), indent=2),

@@ -13,6 +13,8 @@ from typing import Any
 
 import streamlit as st
 
+from appkit.figures import chart, chart_in
+from appkit.query_state import sync, url_value, url_values
 from appkit.runs import format_seconds, poll_interval, run_page_link
 from appkit.state import current_setup
 from appkit.widgets import USER_ERRORS, show_error
@@ -56,7 +58,8 @@ def filters(table) -> dict[str, list[str]]:
                                            ("status", "Status"))):
         options = sorted(runs[column].dropna().astype(str).unique())
         chosen[column] = col.multiselect(label, options, key=f"compare-filter-{column}",
-                                         placeholder="all")
+                                         default=url_values(column, [], options), placeholder="all")
+        sync(column, chosen[column], [])
     return chosen
 
 
@@ -77,8 +80,11 @@ def runs_panel(table, aggregate: bool) -> list[str]:
 
 def tradeoff_panel(table, aggregate: bool) -> None:
     left, right = st.columns([1, 3])
-    fairness = left.selectbox("Fairness metric", compare.FAIRNESS_CHOICES, key="compare-fairness",
+    choices = list(compare.FAIRNESS_CHOICES)
+    fairness = left.selectbox("Fairness metric", choices, key="compare-fairness",
+                              index=choices.index(url_value("metric", choices[0], choices=choices)),
                               format_func=lambda m: LABELS.get(m, m))
+    sync("metric", fairness, choices[0])
     left.caption("Lower disparity and higher accuracy are better (worst-group accuracy: higher is better). "
                  "Black star: the model before mitigation. Dashed line: the Pareto front. Marker size: "
                  "robustness S_R, when the run measured it, under the run's recorded threat model (the "
@@ -94,7 +100,7 @@ def tradeoff_panel(table, aggregate: bool) -> None:
             column_config={"Accuracy": st.column_config.NumberColumn(format="%.3f"),
                            LABELS.get(fairness, fairness): st.column_config.NumberColumn(format="%.3f")})
     with right:
-        st.plotly_chart(compare.tradeoff_figure(table, fairness, aggregate_seeds=aggregate), key="compare-scatter")
+        chart(compare.tradeoff_figure(table, fairness, aggregate_seeds=aggregate), key="compare-scatter")
         missing = compare.unplotted_runs(table, fairness)
         if missing:
             st.caption("Not on the plot, because the audit could not define the value: " + "; ".join(missing))
@@ -106,13 +112,14 @@ def radar_panel(table, selected: list[str]) -> None:
     if not options:
         st.caption("The radar view appears when a run is done.")
         return
-    default = [r for r in selected if r in options] or options[:min(3, len(options))]
+    default = [r for r in selected if r in options] or url_values("runs", options[:min(3, len(options))], options)
     labels = dict(zip(finished["run_id"], finished["method"] + " · " + finished["settings"]))
     chosen = st.multiselect("Runs to compare", options, default=default, key="compare-radar",
                             format_func=lambda r: f"{labels[r]} ({r})" if not r.startswith("baseline") else
                             f"baseline ({r.split(':', 1)[1]})")
+    sync("runs", chosen, options[:min(3, len(options))])
     if chosen:
-        st.plotly_chart(compare.radar_figure(table, chosen), key="compare-radar-chart")
+        chart(compare.radar_figure(table, chosen), key="compare-radar-chart")
 
 
 # ---------------------------------------------------------------------------- sweeps
@@ -220,7 +227,7 @@ def sweep_curves(table) -> None:
     sweep = st.selectbox("Sweep", sweeps, key="compare-sweep-shown")
     fairness = st.session_state.get("compare-fairness", "deo")
     try:
-        st.plotly_chart(compare.sweep_figure(table, sweep, fairness), key="compare-sweep-chart")
+        chart(compare.sweep_figure(table, sweep, fairness), key="compare-sweep-chart")
     except FairauditError as exc:
         st.caption(str(exc))
         return
@@ -318,7 +325,7 @@ def benchmark_view() -> None:
     left, right = st.columns([1, 3])
     fairness = left.selectbox("Fairness metric", [m for m in compare.FAIRNESS_CHOICES if m != "leakage"],
                               key="compare-bench-fairness", format_func=lambda m: LABELS.get(m, m))
-    right.plotly_chart(benchmark_figure(result, fairness), key="compare-bench-scatter")
+    chart_in(right, benchmark_figure(result, fairness), key="compare-bench-scatter")
     st.markdown("**Comparisons** (paired by seed; ✓: the claimed direction holds and the interval excludes 0)")
     st.dataframe(comparisons_frame(result), hide_index=True, key="compare-bench-comparisons",
                  column_config={"Mean difference": st.column_config.NumberColumn(format="%+.3f")})
@@ -416,7 +423,7 @@ def composition_check(records: list[dict]) -> None:
     left, right = st.columns([2, 3])
     left.dataframe(result.summary, hide_index=True, key="compare-composition-splits")
     left.dataframe(result.table, hide_index=True, key="compare-composition-groups")
-    right.plotly_chart(composition_figure(result.table), key="compare-composition-chart")
+    chart_in(right, composition_figure(result.table), key="compare-composition-chart")
 
 
 # ---------------------------------------------------------------------------- page
@@ -449,7 +456,9 @@ def main() -> None:
     else:
         chosen = filters(table)
         aggregate = st.toggle("Mean ± std over seeds", key="compare-aggregate",
+                              value=url_value("seeds", False),
                               help="One row per configuration repeated over seeds.")
+        sync("seeds", aggregate, False)
         shown = filter_table(table, **chosen)
         selected = runs_panel(shown, aggregate)
         mixed = threat_model_caption(shown)

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from appkit.query_state import sync, url_value
 from appkit.state import current_setup, setup_dataset, start_run, use_setup
 from appkit.widgets import USER_ERRORS, image_grid, show_error
 from fairaudit.audit.external import predictions_from_frame
@@ -260,8 +261,9 @@ def main() -> None:
     st.caption(f"Currently audited: {setup.title()}")
 
     keys = list(SOURCES)
-    source = st.segmented_control("Data source", keys, default=source_of(setup), format_func=SOURCES.get,
-                                  key="data-source") or source_of(setup)
+    source = st.segmented_control("Data source", keys, default=url_value("source", source_of(setup), choices=keys),
+                                  format_func=SOURCES.get, key="data-source") or source_of(setup)
+    sync("source", source, source_of(setup))
     candidate: AuditSetup | None = None  # complete setup, ready to audit
     selected: AuditSetup | None = None  # data and attributes chosen (enough for the preview)
     dataset: FairDataset | None = None

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import streamlit as st
 
+from appkit.figures import chart
+from appkit.query_state import sync, url_value
 from appkit.runs import choose_run, run_page_link
 from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import embed, jobs
@@ -26,8 +28,11 @@ AXES_HELP = ("FAAP keeps the deployed extractor, so one projection is fitted on 
 
 def settings_panel() -> dict[str, Any]:
     sidebar = st.sidebar
-    method = sidebar.radio("Projection", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True,
+    methods = list(METHOD_LABELS)
+    method = sidebar.radio("Projection", methods, format_func=METHOD_LABELS.get, horizontal=True,
+                           index=methods.index(url_value("projection", "tsne", choices=methods)),
                            key="embeddings-method")
+    sync("projection", method, "tsne")
     settings: dict[str, Any] = {"method": method}
     if method == "tsne":
         settings["perplexity"] = sidebar.slider("Perplexity", 5, 100, 30, key="embeddings-perplexity",
@@ -95,7 +100,9 @@ def main() -> None:
                "before and after mitigation.")
     run_page_link(run_id, label="Open the run page")
     color = st.segmented_control("Colour by", list(COLOR_LABELS), format_func=COLOR_LABELS.get,
-                                 default="sensitive", key="embeddings-color") or "sensitive"
+                                 default=url_value("color", "sensitive", choices=list(COLOR_LABELS)),
+                                 key="embeddings-color") or "sensitive"
+    sync("color", color, "sensitive")
     try:
         ready = embed.embedding_cached(run_id, **settings)
     except USER_ERRORS as exc:
@@ -111,7 +118,7 @@ def main() -> None:
     except USER_ERRORS as exc:
         show_error(exc)
         return
-    st.plotly_chart(result.figure(color), key="embeddings-figure")
+    chart(result.figure(color), key="embeddings-figure")
     leakage_panel(result)
 
 

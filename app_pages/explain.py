@@ -12,6 +12,8 @@ from typing import Any, Mapping
 import pandas as pd
 import streamlit as st
 
+from appkit.figures import chart
+from appkit.query_state import sync, url_value
 from appkit.runs import RUN_PAGE, choose_run
 from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
@@ -45,18 +47,25 @@ def group_names(run: Mapping[str, Any]) -> list[str]:
 
 def controls(run: Mapping[str, Any]) -> dict:
     left, middle, right = st.columns([2, 3, 2])
-    method = left.segmented_control("Method", list(EXPLAINERS), format_func=lambda name: EXPLAINERS[name].label, default="gradcam",
+    methods, rules, groups = list(EXPLAINERS), list(RULES), [ALL_GROUPS, *group_names(run)]
+    method = left.segmented_control("Method", methods, format_func=lambda name: EXPLAINERS[name].label,
+                                    default=url_value("method", "gradcam", choices=methods),
                                     key="explain-method") or "gradcam"
-    selection = middle.selectbox("Images", list(RULES), format_func=RULES.get, key="explain-selection")
-    group = right.selectbox("Group", [ALL_GROUPS, *group_names(run)], key="explain-group")
+    selection = middle.selectbox("Images", rules, format_func=RULES.get, key="explain-selection",
+                                 index=rules.index(url_value("images", rules[0], choices=rules)))
+    group = right.selectbox("Group", groups, key="explain-group",
+                            index=groups.index(url_value("group", ALL_GROUPS, choices=groups)))
     with st.sidebar:
-        n = st.slider("Images to show", 1, 16, 6, key="explain-n")
+        n = st.slider("Images to show", 1, 16, url_value("n", 6, bounds=(1, 16)), key="explain-n")
         seed = st.number_input("Seed", 0, 10_000, 0, key="explain-seed")
         bias_samples = st.slider("Images per group for the bias table", 0, 128, 32, step=8, key="explain-bias-n",
                                  help="A seeded random sample of each group's test images; 0 skips the table.")
         with st.expander("Integrated Gradients", expanded=method == "ig"):
             baseline = st.radio("Baseline", ["black", "blur"], horizontal=True, key="explain-baseline")
             n_steps = st.slider("Steps", 8, 128, 32, step=8, key="explain-steps")
+    for param, value, default in (("method", method, "gradcam"), ("images", selection, rules[0]),
+                                  ("group", group, ALL_GROUPS), ("n", n, 6)):
+        sync(param, value, default)
     return {"method": method, "selection": selection, "group": None if group == ALL_GROUPS else group, "n": n,
             "baseline": baseline, "n_steps": n_steps, "bias_samples": bias_samples, "seed": int(seed)}
 
@@ -109,7 +118,7 @@ def main() -> None:
     if grid.note:
         st.info(grid.note, icon=":material/info:")
     if len(grid):
-        st.plotly_chart(grid.figure(opacity), key="explain-grid")
+        chart(grid.figure(opacity), key="explain-grid")
     bias_section(run["id"], settings)
     st.page_link(RUN_PAGE, label="Back to the run", icon=":material/list_alt:", query_params={"run": run["id"]})
 

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 import pandas as pd
 import streamlit as st
 
+from appkit.figures import chart
+from appkit.query_state import sync, url_value
 from appkit.runs import MITIGATE_PAGE, before_after_card, choose_run, curves_chart, run_controls, status_line
 from appkit.widgets import USER_ERRORS, image_grid, show_error
 from fairaudit import jobs
@@ -59,7 +61,7 @@ def live_status(run_id: str) -> None:
 def comparison_tab(run: Mapping[str, Any]) -> None:
     before, after = run["before"], run["after"]
     st.dataframe(comparison_text(comparison_table(before, after)), hide_index=True)
-    st.plotly_chart(charts.metric_bars(before_after_long(before, after), title="Before and after (95 % intervals)"),
+    chart(charts.metric_bars(before_after_long(before, after), title="Before and after (95 % intervals)"),
                     key="run-before-after-bars")
 
 
@@ -70,7 +72,7 @@ def groups_tab(run: Mapping[str, Any]) -> None:
         frame = AuditReport.from_dict(run[stage]).groups_frame()
         with col:
             st.markdown(f"**{stage.capitalize()}** · {int(run[stage]['overall']['n']):,} test samples")
-            st.plotly_chart(charts.metric_bars(metric_with_errors(frame, GROUP_METRICS), height=300),
+            chart(charts.metric_bars(metric_with_errors(frame, GROUP_METRICS), height=300),
                             key=f"run-groups-{stage}")
             table = group_table(frame, GROUP_METRICS)
             st.dataframe(table, hide_index=True, column_config={
@@ -179,7 +181,7 @@ def slices_section(run: Mapping[str, Any]) -> None:
     table = slices_table(block)
     if table.empty:
         return
-    st.plotly_chart(slices_chart(table, block), key="run-slices-chart")
+    chart(slices_chart(table, block), key="run-slices-chart")
     st.dataframe(table, hide_index=True, key="run-slices-table",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("Before", "After")}
                  | {c: st.column_config.NumberColumn(c, format="%+.3f")
@@ -236,7 +238,9 @@ def main() -> None:
     names = ["Before / after", "Groups", "Training", "Configuration", "Artefacts"]
     if run["method"] == "faap":
         names.append("Samples")
-    tabs = dict(zip(names, st.tabs(names)))
+    tabs = dict(zip(names, st.tabs(names, default=url_value("tab", names[0], choices=names), key="run-tab",
+                                   on_change="rerun")))
+    sync("tab", st.session_state.get("run-tab") or names[0], names[0])
     done = run["status"] == "done"
     with tabs["Before / after"]:
         if done:

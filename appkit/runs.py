@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
+from appkit.figures import chart
 from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
 from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration, run_label,
@@ -100,7 +101,7 @@ def curves_chart(run: Mapping[str, Any], key: str) -> None:
         waiting = run["status"] in ACTIVE_STATUSES
         st.caption("Curves appear after the first epoch." if waiting else "This run recorded no epochs.")
         return
-    st.plotly_chart(fig, key=key)
+    chart(fig, key=key)
 
 
 def run_page_link(run_id: str, label: str = "Open the run page") -> None:

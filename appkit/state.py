@@ -33,7 +33,11 @@ def current_setup() -> AuditSetup:
     """The session's setup; a fresh session (e.g. a reload) resumes the audit named in the URL, else the demo."""
     setup = st.session_state.get(SETUP_KEY)
     if setup is None:
-        setup = _known_setups().get(st.query_params.get(QUERY_KEY, "")) or demo_setup()
+        wanted = st.query_params.get(QUERY_KEY, "")
+        setup = _known_setups().get(wanted) or demo_setup()
+        if wanted and wanted not in _known_setups():
+            st.caption(f":material/link_off: The link's audit `{wanted}` is not known to this server (it was "
+                       "started before the server restarted); showing the demo audit instead.")
         st.session_state[SETUP_KEY] = setup
     return setup
 

@@ -83,7 +83,9 @@ def test_audit_page_shows_disparity_cards_with_numbers(app):
     assert at.tabs and [t.label for t in at.tabs][:4] == ["Groups", "Confusion matrices", "Intersections",
                                                           "Misclassified samples"]
     assert len(at.get("plotly_chart")) >= 4  # bars + 2 confusion matrices + intersection heatmap
-    assert [d.proto.label for d in at.get("download_button")] == ["Group table (CSV)", "Full report (JSON)"]
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert [label for label in labels if label != "Chart data (CSV)"] == ["Group table (CSV)", "Full report (JSON)"]
+    assert labels.count("Chart data (CSV)") == len(at.get("plotly_chart"))  # every chart offers its data
 
 
 def test_threshold_slider_recomputes_from_stored_predictions(app):

@@ -84,3 +84,66 @@ def intersection_heatmap(values: pd.DataFrame, counts: pd.DataFrame, metric_labe
     fig.update_xaxes(title_text=str(values.columns.name), type="category")
     fig.update_yaxes(title_text=str(values.index.name), type="category", autorange="reversed")
     return _style(fig, title, height)
+
+
+# ---------------------------------------------------------------------------- figures out
+
+
+def file_stem(text: str) -> str:
+    """``"DEO by Male × Young"`` → ``"fairaudit-deo-by-male-young"``: a file name that says what the figure is."""
+    import re
+
+    words = re.sub(r"<[^>]+>", " ", str(text))  # plotly titles may hold <br> and <b>
+    slug = re.sub(r"[^0-9A-Za-z]+", "-", words).strip("-").lower()[:80].strip("-")
+    return "fairaudit-" + (slug or "chart")
+
+
+def figure_title(fig: go.Figure) -> str:
+    title = fig.layout.title.text if fig.layout.title is not None else None
+    return str(title or "")
+
+
+def export_config(name: str, image_format: str = "png") -> dict:
+    """The plotly ``config`` of a chart whose modebar camera button downloads it as ``image_format`` (``png`` or
+    ``svg``) under the file name :func:`file_stem` of ``name``."""
+    if image_format not in ("png", "svg"):
+        raise ValueError(f"image_format must be 'png' or 'svg', got {image_format!r}")
+    return {"toImageButtonOptions": {"format": image_format, "filename": file_stem(name), "scale": 2},
+            "displaylogo": False}
+
+
+def figure_data(fig: go.Figure) -> pd.DataFrame:
+    """The data behind a figure, one row per plotted point: trace name, x, y (and z, error bars, text when the
+    trace has them). Image traces carry pixels, not data, and are left out."""
+    frames = []
+    for i, trace in enumerate(fig.data):
+        if trace.type == "image":
+            continue
+        columns: dict[str, object] = {}
+        for axis in ("x", "y", "z", "r", "theta"):
+            value = getattr(trace, axis, None)
+            if value is not None:
+                array = np.asarray(value, dtype=object)
+                if array.ndim == 2:  # a heatmap: one row per cell
+                    ys = getattr(trace, "y", None)
+                    xs = getattr(trace, "x", None)
+                    rows, cols = array.shape
+                    ys = list(ys) if ys is not None else list(range(rows))
+                    xs = list(xs) if xs is not None else list(range(cols))
+                    frames.append(pd.DataFrame({"trace": trace.name or f"trace {i}",
+                                                "row": np.repeat(ys, cols), "column": np.tile(xs, rows),
+                                                "value": array.ravel()}))
+                    columns = {}
+                    break
+                columns[axis] = list(array.ravel())
+        else:
+            if not columns:
+                continue
+            n = max(len(v) for v in columns.values())
+            columns = {k: v for k, v in columns.items() if len(v) == n}
+            error = getattr(trace, "error_y", None)
+            if error is not None and error.array is not None and len(error.array) == n:
+                columns["error_plus"] = list(error.array)
+                columns["error_minus"] = list(error.arrayminus if error.arrayminus is not None else error.array)
+            frames.append(pd.DataFrame({"trace": trace.name or f"trace {i}", **columns}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trace"])

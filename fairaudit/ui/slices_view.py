@@ -7,6 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from appkit.figures import chart
+
 from fairaudit.errors import FairauditError
 from fairaudit.slices import METRICS, SliceReport, dataset_attributes, describe, find_slices
 from fairaudit.ui.charts import FONT
@@ -78,7 +80,7 @@ def slices_tab(run, threshold: float, run_key: str, n_boot: int) -> None:
     if frame.empty:
         st.info("No slice is large enough to test; lower the smallest slice size.")
         return
-    st.plotly_chart(gap_bars(frame, METRIC_NAMES[metric], title=f"Top slices by {METRIC_NAMES[metric]} gap"),
+    chart(gap_bars(frame, METRIC_NAMES[metric], title=f"Top slices by {METRIC_NAMES[metric]} gap"),
                     key="slice-bars")
     table = frame.rename(columns={"slice": "Slice", "value": "Slice value", "complement": "Rest", "gap": "Gap",
                                   "ci_low": "Gap CI low", "ci_high": "Gap CI high", "p_value": "p",
