@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import streamlit as st
 
+from appkit import pages
 from appkit.figures import FORMAT_KEY, FORMATS, PRESENT_KEY, presenter_styles
 from appkit.query_state import copy_link, sync, url_value
 from appkit.state import current_setup, start_run, use_setup
 from appkit.widgets import guard_page
-from fairaudit.ui.setup import demo_setup
+from appkit.setup import demo_setup
 
 PRESENTING = st.query_params.get("present") == "1"
 st.set_page_config(page_title="fairaudit", page_icon=":material/balance:", layout="wide",
                    initial_sidebar_state="collapsed" if PRESENTING else "expanded")
 
-AUDIT_PAGE = "app_pages/audit.py"
-DATA_PAGE = "app_pages/data_and_model.py"
-MITIGATE_PAGE = "app_pages/mitigate.py"
-RUN_PAGE = "app_pages/run.py"
-EXPLAIN_PAGE = "app_pages/explain.py"
-EMBEDDINGS_PAGE = "app_pages/embeddings.py"
-COMPARE_PAGE = "app_pages/compare.py"
-FACES_PAGE = "app_pages/faces.py"
 
 
 def home() -> None:
@@ -46,7 +39,7 @@ def home() -> None:
     )
     if st.button("Open the demo audit", type="primary", icon=":material/play_arrow:"):
         use_setup(demo_setup())
-        st.switch_page(AUDIT_PAGE)
+        st.switch_page(pages.AUDIT_PAGE)
     st.caption("The demo audits a deliberately biased *Smiling* classifier on the synthetic-faces dataset "
                "(bias 0.9, sensitive attribute *Male*, test split). The first visit trains the demo model, "
                "which takes about a minute on a CPU; afterwards it is cached.")
@@ -68,20 +61,10 @@ def home() -> None:
         st.markdown("Per-group metrics with confidence intervals, disparity cards with pass/fail "
                     "tolerances, confusion matrices, intersectional heatmaps, misclassified samples "
                     "per group, and CSV / JSON downloads.")
-    st.page_link(DATA_PAGE, label="Choose another dataset or model", icon=":material/tune:")
+    st.page_link(pages.DATA_PAGE, label="Choose another dataset or model", icon=":material/tune:")
 
 
-navigation = st.navigation([
-    st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page(DATA_PAGE, title="Data & Model", icon=":material/tune:", url_path="data"),
-    st.Page(AUDIT_PAGE, title="Audit", icon=":material/analytics:", url_path="audit"),
-    st.Page(MITIGATE_PAGE, title="Mitigate", icon=":material/healing:", url_path="mitigate"),
-    st.Page(RUN_PAGE, title="Run details", icon=":material/list_alt:", url_path="run"),
-    st.Page(EXPLAIN_PAGE, title="Explain", icon=":material/visibility:", url_path="explain"),
-    st.Page(EMBEDDINGS_PAGE, title="Embeddings", icon=":material/scatter_plot:", url_path="embeddings"),
-    st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-    st.Page(FACES_PAGE, title="Face recognition", icon=":material/face:", url_path="faces"),
-])
+navigation = pages.navigation(home)
 with st.sidebar:
     present = st.toggle("Presenter mode", value=url_value("present", False), key=PRESENT_KEY,
                         help="Hides the sidebar and the widgets and enlarges text and charts, for a projector. "

@@ -13,10 +13,10 @@ from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
 from fairaudit.metrics.guardrails import FLAG_RULE, WHY_FLAGGED, describe_flag
-from fairaudit.ui import charts, gallery
-from fairaudit.ui.runner import AuditRun, load_setup_model, regroup
-from fairaudit.ui.slices_view import slices_tab
-from fairaudit.ui.tables import (DEFAULT_TOLERANCES, METRIC_LABELS, disparity_checks, group_table,
+from fairaudit.views import charts, gallery
+from appkit.runner import AuditRun, load_setup_model, regroup
+from appkit.slices_view import slices_tab
+from fairaudit.views.tables import (DEFAULT_TOLERANCES, METRIC_LABELS, disparity_checks, group_table,
                                  intersection_matrix, metric_with_errors)
 
 PER_GROUP_ERRORS = 8

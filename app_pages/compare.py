@@ -27,7 +27,7 @@ from fairaudit.data import list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
 from fairaudit.mitigation import METHODS, config_help, get_method
-from fairaudit.ui.jobs_view import job_table, setting_fields
+from fairaudit.views.jobs_view import job_table, setting_fields
 
 MAX_RUNS = 300
 TABLE = "compare-table"

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from appkit.pages import AUDIT_PAGE
 from appkit.query_state import sync, url_value
 from appkit.state import current_setup, setup_dataset, start_run, use_setup
 from appkit.widgets import USER_ERRORS, image_grid, show_error
@@ -14,13 +15,12 @@ from fairaudit.audit.external import predictions_from_frame
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.data.base import FairDataset
 from fairaudit.models.checkpoint_files import TORCHSCRIPT_CHECKBOX
-from fairaudit.ui import gallery
-from fairaudit.ui.runner import load_setup_model, read_table
-from fairaudit.ui.setup import (MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_DATASET, SOURCE_PREDICTIONS,
+from fairaudit.views import gallery
+from appkit.runner import load_setup_model, read_table
+from appkit.setup import (MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_DATASET, SOURCE_PREDICTIONS,
                                 AuditSetup, full_options)
-from fairaudit.ui.uploads import MANIFEST_NAME, stage_manifest
+from appkit.uploads import MANIFEST_NAME, stage_manifest
 
-AUDIT_PAGE = "app_pages/audit.py"
 SOURCES = {
     "builtin": "Built-in dataset",
     "folder": "Dataset folder",

@@ -21,7 +21,7 @@ from fairaudit.faces.audit import FaceAudit, run_face_audit
 from fairaudit.faces.charts import ci_text, det_curves, score_distributions, sweep_chart
 from fairaudit.faces.demo import resolve_face_model
 from fairaudit.faces.engine import check_identity_dataset
-from fairaudit.ui.gallery import to_image
+from fairaudit.views.gallery import to_image
 
 DATASETS = {"synthetic-identities": "Synthetic identities (built in)", "identity-folders": "Your folder of people"}
 FMR_TARGETS = (1e-2, 1e-3, 1e-4)

@@ -24,9 +24,9 @@ from fairaudit.data import get_spec, list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
 from fairaudit.mitigation import METHODS, config_help, get_method
-from fairaudit.ui.jobs_view import (SettingField, changed_settings, cli_command, job_table, run_label,
+from fairaudit.views.jobs_view import (SettingField, changed_settings, cli_command, job_table, run_label,
                                     setting_fields)
-from fairaudit.ui.setup import MODEL_DEMO, MODEL_PATH, SOURCE_DATASET, AuditSetup
+from appkit.setup import MODEL_DEMO, MODEL_PATH, SOURCE_DATASET, AuditSetup
 
 SELECTED = "mitigate-run"  # the run shown below the job table
 TABLE = "mitigate-table"

@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from appkit.figures import chart
+from appkit.pages import EMBEDDINGS_PAGE, EXPLAIN_PAGE
 from appkit.query_state import sync, url_value
 from appkit.runs import MITIGATE_PAGE, before_after_card, choose_run, curves_chart, run_controls, status_line
 from appkit.widgets import USER_ERRORS, image_grid, show_error
@@ -24,11 +25,11 @@ from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
 from fairaudit.metrics import AuditReport
 from fairaudit.mitigation import METHODS, config_help
-from fairaudit.ui import charts
-from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, AMPLIFY, artifact_table, before_after_long, cli_command,
+from fairaudit.views import charts
+from fairaudit.views.jobs_view import (ACTIVE_STATUSES, AMPLIFY, artifact_table, before_after_long, cli_command,
                                     comparison_table, comparison_text, config_table, faap_samples, short_model,
                                     stats_rows, timings_table)
-from fairaudit.ui.tables import group_table, metric_with_errors
+from fairaudit.views.tables import group_table, metric_with_errors
 
 QUERY = "run"
 SELECTED = "run-page-run"
@@ -36,7 +37,6 @@ GROUP_METRICS = ("accuracy", "selection_rate", "tpr", "fpr")
 DOWNLOAD_LIMIT = 50 * 2**20  # files larger than this are listed, not offered for download
 FAAP_PER_GROUP = 3
 NOT_DONE = "Available when the run is done."
-EXPLAIN_PAGE = "app_pages/explain.py"
 
 
 def header(run: Mapping[str, Any]) -> None:
@@ -161,7 +161,7 @@ def recorded_slices(path: str, modified: float) -> dict | None:
 
 def slices_section(run: Mapping[str, Any]) -> None:
     """The worst slice before with its gap before and after, and the top slices after: did the harm move?"""
-    from fairaudit.ui.slices_compare import available, metric_label, slices_chart, slices_summary, slices_table
+    from fairaudit.views.slices_compare import available, metric_label, slices_chart, slices_summary, slices_table
 
     st.subheader("Slices before → after")
     name = (run.get("artifacts") or {}).get("result") or run.get("result_path")
@@ -275,7 +275,7 @@ def main() -> None:
             st.code(run["traceback"], language="text")
     if done:
         slices_section(run)
-        st.page_link("app_pages/embeddings.py", label="Embeddings of this run", icon=":material/scatter_plot:",
+        st.page_link(EMBEDDINGS_PAGE, label="Embeddings of this run", icon=":material/scatter_plot:",
                      query_params={"run": run["id"]})
     st.page_link(MITIGATE_PAGE, label="Back to the Mitigate page", icon=":material/healing:")
 

@@ -8,7 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from fairaudit.ui.charts import export_config, figure_data, figure_title, file_stem
+from fairaudit.views.charts import export_config, figure_data, figure_title, file_stem
 
 FORMAT_KEY = "figure-format"
 FORMATS = {"png": "PNG", "svg": "SVG"}

@@ -1,6 +1,6 @@
 """The one long pass behind an audit page: data, model, inference.
 
-:func:`run_setup` turns an :class:`~fairaudit.ui.setup.AuditSetup` into an
+:func:`run_setup` turns an :class:`~appkit.setup.AuditSetup` into an
 :class:`AuditRun` holding the stored predictions. Every threshold, metric and
 chart of the page is then computed from those predictions with
 :func:`fairaudit.audit.audit_predictions`, so moving the threshold slider
@@ -22,8 +22,8 @@ from fairaudit.audit.external import predictions_from_frame
 from fairaudit.data import load_dataset
 from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
-from fairaudit.ui.gallery import suggest_sensitive
-from fairaudit.ui.setup import MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_PREDICTIONS, AuditSetup
+from fairaudit.views.gallery import suggest_sensitive
+from appkit.setup import MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_PREDICTIONS, AuditSetup
 
 ProgressFn = Callable[[float, str], None]
 

@@ -13,13 +13,12 @@ from typing import Any, Mapping, Sequence
 import streamlit as st
 
 from appkit.figures import chart
+from appkit.pages import MITIGATE_PAGE, RUN_PAGE  # noqa: F401  (re-exported for the pages)
 from appkit.widgets import USER_ERRORS, show_error
 from fairaudit import jobs
-from fairaudit.ui.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration, run_label,
+from fairaudit.views.jobs_view import (ACTIVE_STATUSES, epoch_text, headline_comparisons, run_duration, run_label,
                                     training_curves)
 
-RUN_PAGE = "app_pages/run.py"
-MITIGATE_PAGE = "app_pages/mitigate.py"
 POLL_SECONDS = 2.0
 
 

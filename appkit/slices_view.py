@@ -11,7 +11,7 @@ from appkit.figures import chart
 
 from fairaudit.errors import FairauditError
 from fairaudit.slices import METRICS, SliceReport, dataset_attributes, describe, find_slices
-from fairaudit.ui.charts import FONT
+from fairaudit.views.charts import FONT
 
 TOP = 15
 GALLERY = 8
@@ -95,7 +95,7 @@ def slices_tab(run, threshold: float, run_key: str, n_boot: int) -> None:
 
 def _slice_gallery(run, report: SliceReport, threshold: float) -> None:
     from appkit.widgets import image_grid
-    from fairaudit.ui import gallery
+    from fairaudit.views import gallery
 
     choices = list(range(min(TOP, len(report.slices))))
     pick = st.selectbox("Show samples of", choices, format_func=lambda i: describe(report.slices[i]["slice"]),

@@ -1,6 +1,6 @@
 """Session state and caches of the app.
 
-The current :class:`~fairaudit.ui.setup.AuditSetup` lives in
+The current :class:`~appkit.setup.AuditSetup` lives in
 ``st.session_state`` (default: the demo audit). Predictions live in the
 process-wide background registry, keyed by the setup; reports are cached per
 (setup, grouping, threshold, bootstrap size), so returning to a page or to a
@@ -14,9 +14,9 @@ import streamlit as st
 from fairaudit.audit import Predictions, audit_predictions
 from fairaudit.data.base import FairDataset
 from fairaudit.metrics import AuditReport
-from fairaudit.ui import background
-from fairaudit.ui.runner import open_dataset, run_setup
-from fairaudit.ui.setup import AuditSetup, demo_setup
+from appkit import background
+from appkit.runner import open_dataset, run_setup
+from appkit.setup import AuditSetup, demo_setup
 
 SETUP_KEY = "audit_setup"
 QUERY_KEY = "audit"

@@ -8,7 +8,7 @@ from pathlib import Path
 from fairaudit import workspace
 from fairaudit.data.loaders.manifest import contained_paths
 from fairaudit.errors import DatasetError
-from fairaudit.ui.runner import read_table
+from appkit.runner import read_table
 
 MANIFEST_NAME = "manifest.csv"
 

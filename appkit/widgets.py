@@ -14,13 +14,14 @@ from typing import Sequence
 import numpy as np
 import streamlit as st
 
+from appkit.pages import DATA_PAGE
 from appkit.state import start_run, task_key
 from fairaudit import workspace
 from fairaudit.errors import FairauditError
-from fairaudit.ui import background
-from fairaudit.ui.runner import AuditRun
-from fairaudit.ui.setup import AuditSetup
-from fairaudit.ui.tables import DisparityCheck
+from appkit import background
+from appkit.runner import AuditRun
+from appkit.setup import AuditSetup
+from fairaudit.views.tables import DisparityCheck
 
 POLL_SECONDS = 0.3
 
@@ -133,7 +134,7 @@ def setup_summary(setup: AuditSetup) -> None:
         st.caption(f"Dataset `{setup.dataset}`" + (f" ({opts})" if opts else "") + f" · split `{setup.split}`")
         st.caption(f"Target `{setup.target}` · {setup.model_title()}")
     st.caption(f"Sensitive `{', '.join(setup.sensitive)}`")
-    st.page_link("app_pages/data_and_model.py", label="Change data or model", icon=":material/tune:")
+    st.page_link(DATA_PAGE, label="Change data or model", icon=":material/tune:")
 
 
 def disparity_cards(checks: Sequence[DisparityCheck], per_row: int = 4) -> None:

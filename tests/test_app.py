@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from fairaudit.audit import audit_predictions
-from fairaudit.ui import background
-from fairaudit.ui.tables import disparity_checks
+from appkit import background
+from fairaudit.views.tables import disparity_checks
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -286,7 +286,7 @@ def test_disparity_checks_use_direction_of_each_metric():
 
 
 def test_suggested_sensitive_columns_put_named_and_few_valued_columns_first():
-    from fairaudit.ui.gallery import suggest_sensitive
+    from fairaudit.views.gallery import suggest_sensitive
 
     frame = pd.DataFrame({"id": range(50), "label": [0, 1] * 25, "pred": [1, 0] * 25,
                           "region": ["n", "s", "e", "w", "c"] * 10, "race": ["a", "b"] * 25})
@@ -296,7 +296,7 @@ def test_suggested_sensitive_columns_put_named_and_few_valued_columns_first():
 def test_setup_key_follows_every_choice_that_changes_predictions():
     from dataclasses import replace
 
-    from fairaudit.ui.setup import AuditSetup, demo_setup, full_options
+    from appkit.setup import AuditSetup, demo_setup, full_options
 
     demo = demo_setup()
     same = AuditSetup().with_options(full_options("synthetic-faces", {"bias": 0.9}))
@@ -310,7 +310,7 @@ def test_setup_key_follows_every_choice_that_changes_predictions():
 
 def test_undefined_checks_carry_their_reason_and_multiclass_rates_show_per_class():
     from fairaudit.metrics import audit_metrics
-    from fairaudit.ui.tables import group_table, metric_with_errors
+    from fairaudit.views.tables import group_table, metric_with_errors
 
     checks = {c.name: c for c in disparity_checks({"spd": 0.2, "eod": None}, None, {"eod": "only group 'g=A' "
                                                                                           "defines it"})}

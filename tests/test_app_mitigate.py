@@ -19,7 +19,7 @@ from fairaudit.errors import FairauditError
 from fairaudit.jobs import JobSpec, get_run, list_runs, run_job
 from fairaudit.jobs import worker as worker_module
 from fairaudit.mitigation.base import METHODS, config_help
-from fairaudit.ui import jobs_view
+from fairaudit.views import jobs_view
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fairaudit.slices import find_slices
-from fairaudit.ui import background
-from fairaudit.ui.slices_view import slice_attributes
+from appkit import background
+from appkit.slices_view import slice_attributes
 from tests.test_app import AUDIT, app, open_page  # noqa: F401  (app: the demo AppTest fixture)
 
 

@@ -78,7 +78,7 @@ def test_audit_page_group_download_is_neutralised(tmp_path, monkeypatch):
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
     from streamlit.testing.v1 import AppTest
 
-    from fairaudit.ui import background
+    from appkit import background
 
     downloads = {}
     original = MemoryMediaFileStorage.load_and_get_id

@@ -480,7 +480,7 @@ def test_contained_manifest_accepts_its_own_images(tmp_path):
 
 
 def test_uploaded_manifest_is_contained_in_its_image_folder(tmp_path):
-    from fairaudit.ui.uploads import stage_manifest
+    from appkit.uploads import stage_manifest
 
     data, outside = _escaping_manifest(tmp_path)
     good = (data / "manifest.csv").read_bytes()

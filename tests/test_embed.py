@@ -267,7 +267,7 @@ def test_behaviour_table_shows_an_undefined_gap_empty_with_its_reason():
 
 
 def test_map_groups_get_distinct_colour_blind_safe_palette_colours():
-    from fairaudit.ui.palette import PALETTE
+    from fairaudit.views.palette import PALETTE
 
     rng = np.random.default_rng(0)
     n = 60

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fairaudit.ui import background
+from appkit import background
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

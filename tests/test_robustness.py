@@ -216,7 +216,7 @@ def test_audit_page_robustness_section(demo_home):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
-    from fairaudit.ui import background
+    from appkit import background
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
     try:

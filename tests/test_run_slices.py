@@ -190,7 +190,7 @@ def test_report_holds_the_slices_table(run, tmp_path):
 
 
 def test_summary_says_whether_the_harm_moved():
-    from fairaudit.ui.slices_compare import slices_summary, slices_table
+    from fairaudit.views.slices_compare import slices_summary, slices_table
 
     def entry(gap, q, significant, **slice_):
         return {"slice": slice_, "n": 80, "value": 0.8 + gap, "complement": 0.8, "gap": gap, "ci": [gap, gap],

@@ -343,7 +343,7 @@ def composition_figure(groups: pd.DataFrame, *, height: int = 360):
     """Grouped bars of each group's share of its split, with the group's base rate in the hover."""
     import plotly.express as px
 
-    from fairaudit.ui.palette import PALETTE
+    from fairaudit.views.palette import PALETTE
 
     fig = px.bar(groups, x="group", y="share", color="split", barmode="group", height=height,
                  color_discrete_sequence=PALETTE,

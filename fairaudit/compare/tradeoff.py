@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from fairaudit.compare.table import BASELINE, LABELS, LOWER_IS_BETTER, done_runs, seed_summary, undefined_text
 from fairaudit.errors import FairauditError
-from fairaudit.ui.palette import PALETTE_NO_BLACK
+from fairaudit.views.palette import PALETTE_NO_BLACK
 
 FAIRNESS_CHOICES = ("deo", "spd", "eod", "aaod", "aed", "worst_group_accuracy", "leakage")
 RADAR_METRICS = ("accuracy", "balanced_accuracy", "worst_group_accuracy", "spd", "deo", "eod", "aed", "s_r")

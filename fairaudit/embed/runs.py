@@ -37,7 +37,7 @@ from fairaudit.embed.projection import METHODS, project_pair
 from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
 from fairaudit.metrics.groups import describe
-from fairaudit.ui.palette import PALETTE
+from fairaudit.views.palette import PALETTE
 
 LEAKAGE_FILE = "leakage.json"
 LEAKAGE_SAMPLE = 5000

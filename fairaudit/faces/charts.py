@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from fairaudit.faces.engine import Verification
-from fairaudit.ui.palette import colour
+from fairaudit.views.palette import colour
 
 FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
 

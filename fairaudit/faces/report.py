@@ -57,7 +57,7 @@ def _verification(audit: FaceAudit) -> list:
 
 
 def _missed(audit: FaceAudit, dataset, per_group: int = 4) -> list:
-    from fairaudit.ui.gallery import to_image
+    from fairaudit.views.gallery import to_image
 
     blocks = []
     names = dataset.value_names["identity"]

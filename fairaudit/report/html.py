@@ -224,7 +224,7 @@ def report_bytes(run_ids: Sequence[str], **options: Any) -> bytes:
 
 def report_tolerances(values: Mapping[str, Any] | None) -> dict[str, float]:
     """Tolerances from ``name=value`` pairs (CLI) checked against the known disparities and kinds."""
-    from fairaudit.ui.tables import DISPARITIES
+    from fairaudit.views.tables import DISPARITIES
 
     known = {info.name for info in DISPARITIES} | {"gap", "ratio", "floor"}
     out = {}

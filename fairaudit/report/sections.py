@@ -28,10 +28,10 @@ from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
 from fairaudit.metrics.guardrails import FLAG_RULE, WHY_FLAGGED, describe_flag
 from fairaudit.robustness.audit import describe_threat_model
-from fairaudit.ui import charts
-from fairaudit.ui.jobs_view import (before_after_long, cli_command, comparison_table, comparison_text, config_table,
+from fairaudit.views import charts
+from fairaudit.views.jobs_view import (before_after_long, cli_command, comparison_table, comparison_text, config_table,
                                     short_model, stats_rows, timings_table, training_curves)
-from fairaudit.ui.tables import DISPARITIES, disparity_checks, group_table
+from fairaudit.views.tables import DISPARITIES, disparity_checks, group_table
 
 Block = Union[str, go.Figure]
 """An HTML fragment (already escaped) or a plotly figure, rendered in order."""
@@ -357,7 +357,7 @@ def verdicts_section(runs: Sequence[Mapping[str, Any]], tolerances: Mapping[str,
 
     Differences pass at ``≤`` their tolerance (default 0.1), the DP ratio at
     ``≥ 0.8`` (the 80 % rule) and the worst-group accuracy at ``≥ 0.8``, as on
-    the Audit page (:func:`fairaudit.ui.tables.disparity_checks`). A disparity the audit could not define
+    the Audit page (:func:`fairaudit.views.tables.disparity_checks`). A disparity the audit could not define
     (a gap that fewer than two groups define) reads "n/a", neither passes nor fails, and its reason is given.
     """
     section = Section("verdicts", "Disparity verdicts")
@@ -531,7 +531,7 @@ def explanations_section(runs: Sequence[Mapping[str, Any]], *, enabled: bool = T
 
 def perturbations_section(runs: Sequence[Mapping[str, Any]], per_group: int = 2) -> Section:
     """FAAP runs: test images of each group, their learned perturbation and the perturbed image (inline PNGs)."""
-    from fairaudit.ui.jobs_view import AMPLIFY, faap_samples
+    from fairaudit.views.jobs_view import AMPLIFY, faap_samples
 
     section = Section("perturbations", "Perturbed inputs (FAAP)")
     data = {}

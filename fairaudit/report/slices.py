@@ -2,7 +2,7 @@
 
 It shows what the run recorded in its ``slices`` block (:mod:`fairaudit.slices.compare`): the
 worst slice before with its gap to the rest before and after, and the top slices after, as
-the same table the Run page shows (:func:`fairaudit.ui.slices_compare.slices_table`), with a
+the same table the Run page shows (:func:`fairaudit.views.slices_compare.slices_table`), with a
 chart of the gaps and a sentence on whether the harm moved. Nothing is recomputed.
 """
 
@@ -16,7 +16,7 @@ NO_SLICES = "this run recorded no slices"
 def slices_part(run: Mapping[str, Any]) -> tuple[list, dict[str, Any]]:
     """``(blocks, data)`` of one run: HTML blocks and plotly figure for the report, and the JSON of the same."""
     from fairaudit.report.sections import esc, note_html, paragraph, records, table_html
-    from fairaudit.ui.slices_compare import available, metric_label, slices_chart, slices_summary, slices_table
+    from fairaudit.views.slices_compare import available, metric_label, slices_chart, slices_summary, slices_table
 
     title = "<h4>Slices before → after</h4>"
     block = run.get("slices")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from fairaudit.ui.charts import FONT, PALETTE
+from fairaudit.views.charts import FONT, PALETTE
 
 CONDITION_LABELS = {"clean": "Clean", "fgsm": "FGSM", "pgd": "PGD"}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from fairaudit.ui.palette import PALETTE, colour  # noqa: F401  (re-exported: the pages' and reports' group colours)
+from fairaudit.views.palette import PALETTE, colour  # noqa: F401  (re-exported: the pages' and reports' group colours)
 
 FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
 
@@ -23,7 +23,7 @@ def _style(fig: go.Figure, title: str | None, height: int) -> go.Figure:
 def metric_bars(table: pd.DataFrame, *, title: str | None = None, height: int = 360) -> go.Figure:
     """Grouped bars: one cluster per metric, one coloured bar per group, CI error bars.
 
-    ``table`` is the long table of :func:`fairaudit.ui.tables.metric_with_errors`
+    ``table`` is the long table of :func:`fairaudit.views.tables.metric_with_errors`
     (``group, metric, value, err_minus, err_plus, n``).
     """
     fig = go.Figure()

@@ -24,8 +24,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fairaudit.errors import FairauditError
-from fairaudit.ui.charts import FONT, PALETTE
-from fairaudit.ui.tables import DISPARITIES
+from fairaudit.views.charts import FONT, PALETTE
+from fairaudit.views.tables import DISPARITIES
 
 ACTIVE_STATUSES = ("queued", "running")
 
@@ -150,7 +150,7 @@ def before_after_long(before: Mapping[str, Any], after: Mapping[str, Any],
                       names: Sequence[str] = ("accuracy", "spd", "deo", "eod", "worst_group_accuracy")
                       ) -> pd.DataFrame:
     """Long table ``group, metric, value, err_minus, err_plus, n`` (group = Before / After) for
-    :func:`fairaudit.ui.charts.metric_bars`, the errors reaching the interval bounds."""
+    :func:`fairaudit.views.charts.metric_bars`, the errors reaching the interval bounds."""
     rows = []
     for stage, report in (("Before", before), ("After", after)):
         n = int((report.get("overall") or {}).get("n") or 0)
@@ -457,7 +457,7 @@ def faap_samples(run: Mapping[str, Any], per_group: int = 2, amplify: float = AM
 
     from fairaudit.data import load_dataset
     from fairaudit.mitigation import faap
-    from fairaudit.ui.gallery import dataset_samples, to_image
+    from fairaudit.views.gallery import dataset_samples, to_image
 
     path = (run.get("artifacts") or {}).get("generator")
     if not path or not Path(path).is_file():

@@ -12,8 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fairaudit.slices import describe
-from fairaudit.ui.charts import FONT
-from fairaudit.ui.palette import colour
+from fairaudit.views.charts import FONT
+from fairaudit.views.palette import colour
 
 METRIC_LABELS = {"accuracy": "Accuracy", "error_rate": "Error rate", "selection_rate": "Selection rate",
                  "tpr": "TPR", "fnr": "FNR", "fpr": "FPR", "tnr": "TNR", "ppv": "Precision"}

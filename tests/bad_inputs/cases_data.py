@@ -166,7 +166,7 @@ def escaping_path(sandbox: Path) -> list[str]:
 def upload_manifest(sandbox: Path) -> None:
     """The app's path: stage ``images/manifest.csv`` with ``images`` as the image folder, load it, read every image."""
     from fairaudit.data import load_dataset
-    from fairaudit.ui.uploads import stage_manifest
+    from appkit.uploads import stage_manifest
 
     images = sandbox / "images"
     staged = stage_manifest((images / "manifest.csv").read_bytes(), "manifest.csv", str(images))
