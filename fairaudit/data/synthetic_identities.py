@@ -32,6 +32,7 @@ from fairaudit.data.faces_draw import IDENTITY_DRAWS, _N_DRAWS, render_face
 from fairaudit.data.render_cache import RenderCache
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 __all__ = ["SyntheticIdentities", "build_synthetic_identities", "identity_table"]
 
@@ -153,6 +154,14 @@ register_dataset(DatasetSpec(
     default_target="identity",
     default_sensitive=["Male"],
     embedded=True,
-    options=dict(DEFAULTS),
+    options={"seed": setting(DEFAULTS["seed"], "seed of the random draws that build the people and photos", min=0),
+             "image_size": setting(DEFAULTS["image_size"], "side of the square images the model reads", min=8,
+                                   unit="pixels"),
+             "n_train_ids": setting(DEFAULTS["n_train_ids"], "people in the train split", min=2),
+             "train_images": setting(DEFAULTS["train_images"], "photos of each train person", min=1),
+             "n_test_ids": setting(DEFAULTS["n_test_ids"], "people in the test split", min=2),
+             "test_images": setting(DEFAULTS["test_images"], "photos of each test person", min=1),
+             "train_male": setting(DEFAULTS["train_male"], "share of men among the train people", min=0, max=1),
+             "test_male": setting(DEFAULTS["test_male"], "share of men among the test people", min=0, max=1)},
     splits=("train", "test"),
 ))

@@ -23,6 +23,7 @@ import pandas as pd
 from fairaudit.data.loaders.common import ImageFileDataset, check_first_image, read_csv, require_path
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 IMAGE_DIR = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
@@ -77,6 +78,6 @@ register_dataset(DatasetSpec(
     default_target="Smiling",
     default_sensitive=["Male"],
     embedded=False,
-    options={"image_size": 64},
+    options={"image_size": setting(64, "side of the square images the model reads", min=8, unit="pixels")},
     splits=("train", "val", "test"),
 ))

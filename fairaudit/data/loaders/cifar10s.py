@@ -36,6 +36,7 @@ from fairaudit.data.base import FairDataset
 from fairaudit.data.loaders.common import check_image_size
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 BATCH_FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{k}" for k in range(1, 6)]
@@ -193,6 +194,8 @@ register_dataset(DatasetSpec(
     default_target="label",
     default_sensitive=["color"],
     embedded=False,
-    options={"image_size": 32, "skew": 0.95, "seed": 0},
+    options={"image_size": setting(32, "side of the square images the model reads", min=8, unit="pixels"),
+             "skew": setting(0.95, "share of the train images in colour for classes 0-4 and in grey for 5-9 (0.5: no skew)", min=0.5, max=1),
+             "seed": setting(0, "seed of the random draws that build the data", min=0)},
     splits=("train", "test"),
 ))

@@ -32,6 +32,7 @@ from fairaudit.data.loaders.common import code_values, first_existing, read_csv,
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.data.tabular import TabularFairDataset, encode_train_test
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 FILE_NAMES = ["compas-scores-two-years.csv", "compas-scores-two-years.csv.gz"]
 NUMERIC = ["age", "priors_count", "juv_fel_count", "juv_misd_count", "juv_other_count"]
@@ -109,6 +110,8 @@ register_dataset(DatasetSpec(
     default_target="two_year_recid",
     default_sensitive=["race_binary"],
     embedded=False,
-    options={"seed": 0, "include_sensitive": False, "two_races": False},
+    options={"seed": setting(0, "seed of the random train/val/test division", min=0),
+             "include_sensitive": setting(False, "keep the sensitive columns among the model's input features"),
+             "two_races": setting(False, "keep only African-American and Caucasian defendants (race_binary 0 is then African-American)")},
     splits=("train", "test"),
 ))

@@ -18,6 +18,7 @@ import pandas as pd
 from fairaudit.data.loaders.common import (ImageFileDataset, check_first_image, code_values, read_csv, require_columns,
                                            require_path)
 from fairaudit.data.registry import DatasetSpec, register_dataset
+from fairaudit.options import setting
 
 LABEL_FILES = {"train": "fairface_label_train.csv", "val": "fairface_label_val.csv",
                "test": "fairface_label_val.csv"}
@@ -48,6 +49,6 @@ register_dataset(DatasetSpec(
     default_target="gender",
     default_sensitive=["race"],
     embedded=False,
-    options={"image_size": 64},
+    options={"image_size": setting(64, "side of the square images the model reads", min=8, unit="pixels")},
     splits=("train", "val", "test"),
 ))

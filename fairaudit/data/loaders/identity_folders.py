@@ -23,6 +23,7 @@ import pandas as pd
 from fairaudit.data.loaders.common import ImageFileDataset, code_values, read_csv, require_columns
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 NAME = "identity-folders"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -101,6 +102,7 @@ register_dataset(DatasetSpec(
     default_target="identity",
     default_sensitive=[],
     embedded=False,
-    options={"attributes": "", "image_size": 64},
+    options={"attributes": setting("", "the attributes CSV keyed by identity (empty: <root>/identities.csv)"),
+             "image_size": setting(64, "side of the square images the model reads", min=8, unit="pixels")},
     splits=("test",),
 ))

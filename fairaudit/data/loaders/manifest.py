@@ -36,6 +36,7 @@ from fairaudit.data.loaders.common import (ImageFileDataset, code_values, read_c
                                            seeded_split)
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 MAX_CLASSES = 100
 TARGET_NAMES = ("label", "target", "y", "class")
@@ -172,7 +173,11 @@ register_dataset(DatasetSpec(
     default_target="label",
     default_sensitive=["group"],
     embedded=False,
-    options={"manifest": "manifest.csv", "path_column": "path", "split_column": "", "image_size": 64, "seed": 0,
-             "contained": False},
+    options={"manifest": setting("manifest.csv", "the CSV listing the images, relative to the root folder"),
+             "path_column": setting("path", "the column holding each image's path"),
+             "split_column": setting("", "the column naming each row's split (empty: a seeded random division)"),
+             "image_size": setting(64, "side of the square images the model reads", min=8, unit="pixels"),
+             "seed": setting(0, "seed of the random train/val/test division", min=0),
+             "contained": setting(False, "refuse image paths that leave the root folder")},
     splits=("train", "val", "test"),
 ))

@@ -20,6 +20,7 @@ import pandas as pd
 from fairaudit.data.loaders.common import ImageFileDataset, seeded_split
 from fairaudit.data.registry import DatasetSpec, register_dataset
 from fairaudit.errors import DatasetError
+from fairaudit.options import setting
 
 NAME_PATTERN = re.compile(r"^(\d{1,3})_([01])_([0-4])_[^_]+?\.jpg(?:\.chip\.jpg)?$", re.IGNORECASE)
 GENDERS = ["Male", "Female"]
@@ -72,6 +73,7 @@ register_dataset(DatasetSpec(
     default_target="gender",
     default_sensitive=["race"],
     embedded=False,
-    options={"image_size": 64, "seed": 0},
+    options={"image_size": setting(64, "side of the square images the model reads", min=8, unit="pixels"),
+             "seed": setting(0, "seed of the random train/val/test division", min=0)},
     splits=("train", "test"),
 ))
