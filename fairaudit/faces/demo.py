@@ -125,11 +125,12 @@ def get_face_demo_model(data_options: dict | None = None, *, device="cpu",
 
 
 def resolve_face_model(model: str | Path, dataset, *, data_options: dict | None = None, device="auto",
-                       allow_torchscript: bool = False, progress=None):
+                       allow_torchscript: bool = False, progress=None, num_classes: int | None = None):
     """``(model, description)`` for ``"demo"`` or a checkpoint whose ``g`` gives an embedding.
 
     The demo model belongs to ``synthetic-identities``; a checkpoint is checked against the dataset's input
-    shape only (its head, if any, predicts its own training identities, not the gallery's).
+    shape only (its head, if any, predicts its own training identities, not the gallery's); ``num_classes`` is
+    the head's size where the file cannot tell it.
     """
     from fairaudit.faces import model as _registers  # noqa: F401
     from fairaudit.models.io import load_model
@@ -141,5 +142,5 @@ def resolve_face_model(model: str | Path, dataset, *, data_options: dict | None 
         net, path = get_face_demo_model(data_options, device=device, progress=progress)
         return net, f"demo ({path.name})"
     net = load_model(model, expected_input_shape=dataset.input_shape, device=device,
-                     allow_torchscript=allow_torchscript)
+                     allow_torchscript=allow_torchscript, num_classes=num_classes)
     return net, str(model)
