@@ -10,12 +10,15 @@ import streamlit as st
 from appkit.pages import AUDIT_PAGE
 from appkit.query_state import sync, url_value
 from appkit.state import current_setup, setup_dataset, start_run, use_setup
-from appkit.widgets import USER_ERRORS, image_grid, show_error
+from appkit.widgets import USER_ERRORS, image_grid, setting_input, show_error
 from fairaudit.audit.external import predictions_from_frame
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.data.base import FairDataset
+from fairaudit.data.registry import option_help, parse_options
+from fairaudit.errors import FairauditError
 from fairaudit.models.checkpoint_files import TORCHSCRIPT_CHECKBOX
 from fairaudit.views import gallery
+from fairaudit.views.jobs_view import setting_fields
 from appkit.runner import load_setup_model, read_table
 from appkit.setup import (MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_DATASET, SOURCE_PREDICTIONS,
                                 AuditSetup, full_options)
@@ -41,26 +44,22 @@ def source_of(setup: AuditSetup) -> str:
     return "builtin" if get_spec(setup.dataset).embedded else "folder"
 
 
-def option_inputs(spec, current: dict, hidden: tuple[str, ...] = ()) -> dict:
-    """One widget per dataset option, typed by the option's default value."""
+def option_inputs(spec, current: dict, hidden: tuple[str, ...] = ()) -> dict | None:
+    """One widget per dataset option, generated from the option's declaration (type, range, choices, unit);
+    ``None`` after one error line when a value is refused (its range, in the declaration's words)."""
     values = dict(current)
-    shown = [(k, v) for k, v in spec.options.items() if k not in hidden]
+    shown = [f for f in setting_fields(option_help(spec)) if f.name not in hidden]
     if not shown:
         return full_options(spec.name, values)
     cols = st.columns(min(3, len(shown)))
-    for i, (name, default) in enumerate(shown):
-        value = current.get(name, default)
-        key = f"option:{spec.name}:{name}"
-        col = cols[i % len(cols)]
-        label = name.replace("_", " ")
-        if isinstance(default, bool):
-            values[name] = col.toggle(label, value=bool(value), key=key)
-        elif isinstance(default, int):
-            values[name] = int(col.number_input(label, value=int(value), step=1, key=key))
-        elif isinstance(default, float):
-            values[name] = float(col.number_input(label, value=float(value), step=0.05, format="%.2f", key=key))
-        else:
-            values[name] = col.text_input(label, value=str(value), key=key)
+    for i, field in enumerate(shown):
+        values[field.name] = setting_input(field, f"option:{spec.name}:{field.name}",
+                                           value=current.get(field.name, field.default), where=cols[i % len(cols)])
+    try:
+        parse_options(spec, {k: v for k, v in values.items() if k in spec.options})
+    except FairauditError as exc:
+        show_error(exc)
+        return None
     return full_options(spec.name, values)
 
 
@@ -111,6 +110,8 @@ def dataset_choice(setup: AuditSetup, source: str) -> AuditSetup | None:
         current = {**current, "manifest": MANIFEST_NAME}
     with st.expander("Dataset options", expanded=source == "builtin"):
         options = option_inputs(spec, current, hidden)
+    if options is None:
+        return None
     split = choose_split(spec, setup)
     return AuditSetup(source=SOURCE_DATASET, dataset=name, data_dir=data_dir or None, split=split,
                       target=setup.target if same else None, sensitive=setup.sensitive if same else ()

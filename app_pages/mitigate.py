@@ -16,7 +16,7 @@ import streamlit as st
 from appkit.runs import (before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
                          status_line)
 from appkit.state import current_setup
-from appkit.widgets import USER_ERRORS, show_error
+from appkit.widgets import USER_ERRORS, setting_input, show_error
 from fairaudit import jobs
 from fairaudit.benchmark.published import published_effects
 from fairaudit.compare.table import LABELS
@@ -24,7 +24,7 @@ from fairaudit.data import get_spec, list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.jobs.spec import load_methods
 from fairaudit.mitigation import METHODS, config_help, get_method
-from fairaudit.views.jobs_view import (SettingField, changed_settings, cli_command, job_table, run_label,
+from fairaudit.views.jobs_view import (changed_settings, cli_command, job_table, run_label,
                                     setting_fields)
 from appkit.setup import MODEL_DEMO, MODEL_PATH, SOURCE_DATASET, AuditSetup
 
@@ -138,26 +138,6 @@ def model_choice(setup: AuditSetup) -> tuple[str, str | None]:
     return path.strip(), arch.strip() or None
 
 
-def setting_widget(field: SettingField, key: str) -> Any:
-    """One form widget generated from the setting's declaration: a drop-down for choices, a number input whose
-    help states the range, a checkbox for a bool. A number outside the range is refused on Launch with the
-    declaration's message (one error line, nothing queued); the widget itself does not clamp it, so the
-    message says what was wrong instead of the value silently changing."""
-    if field.kind == "bool":
-        return st.checkbox(field.label, value=field.default, key=key, help=field.help)
-    if field.kind == "int":
-        return int(st.number_input(field.label, value=field.default, step=1, key=key, help=field.help_text))
-    if field.kind == "float":
-        return float(st.number_input(field.label, value=float(field.default), step=float(field.step), format="%g",
-                                     key=key, help=field.help_text))
-    if field.kind == "choice":
-        return st.selectbox(field.label, field.choices, index=field.choices.index(field.default), key=key,
-                            help=field.help)
-    if field.kind == "optional":
-        return st.text_input(field.label, key=key, placeholder="none", help=field.help).strip() or None
-    return st.text_input(field.label, value=str(field.default), key=key, help=field.help)
-
-
 def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
     """Hyper-parameters (the method's defaults), run settings and the Launch button."""
     target = setup.target if setup.dataset == dataset else None
@@ -181,7 +161,7 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                         st.text_input(field.label, "default", disabled=True, help=field.help,
                                       key=f"setting:{method}:{field.name}")
                     else:
-                        values[field.name] = setting_widget(field, f"setting:{method}:{field.name}")
+                        values[field.name] = setting_input(field, f"setting:{method}:{field.name}")
         st.markdown("**Run**")
         c1, c2, c3, _ = st.columns(4)
         seed = int(c1.number_input("Seed", value=0, step=1, key="mitigate-seed"))

@@ -9,7 +9,7 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import streamlit as st
@@ -21,6 +21,7 @@ from fairaudit.errors import FairauditError
 from appkit import background
 from appkit.runner import AuditRun
 from appkit.setup import AuditSetup
+from fairaudit.views.jobs_view import SettingField
 from fairaudit.views.tables import DisparityCheck
 
 POLL_SECONDS = 0.3
@@ -156,3 +157,27 @@ def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], per_row: i
         cols = st.columns(per_row)
         for col, image, caption in zip(cols, images[start:start + per_row], captions[start:start + per_row]):
             col.image(image, caption=caption, width="stretch")
+
+
+def setting_input(field: SettingField, key: str, value: Any = None, where: Any = None) -> Any:
+    """One widget generated from a setting's declaration (a method's setting or a dataset's option): a
+    drop-down for choices, a number input whose help states the range and unit, a checkbox for a bool, text
+    otherwise; ``value`` (default: the declared default) is where it starts. A number outside the range is
+    refused when it is used, with the declaration's message (one error line, nothing queued or loaded); the
+    widget itself does not clamp it, so the message says what was wrong instead of the value silently
+    changing."""
+    where = where if where is not None else st
+    value = field.default if value is None else value
+    if field.kind == "bool":
+        return where.checkbox(field.label, value=bool(value), key=key, help=field.help)
+    if field.kind == "int":
+        return int(where.number_input(field.label, value=int(value), step=1, key=key, help=field.help_text))
+    if field.kind == "float":
+        return float(where.number_input(field.label, value=float(value), step=float(field.step), format="%g",
+                                        key=key, help=field.help_text))
+    if field.kind == "choice":
+        index = field.choices.index(value) if value in field.choices else field.choices.index(field.default)
+        return where.selectbox(field.label, field.choices, index=index, key=key, help=field.help)
+    if field.kind == "optional":
+        return where.text_input(field.label, key=key, placeholder="none", help=field.help).strip() or None
+    return where.text_input(field.label, value=str(value), key=key, help=field.help)

@@ -7,6 +7,8 @@ registry, so only the first test that opens the Audit page waits for it.
 
 from __future__ import annotations
 
+import json
+
 import io
 import time
 from pathlib import Path
@@ -86,6 +88,9 @@ def test_audit_page_shows_disparity_cards_with_numbers(app):
     labels = [d.proto.label for d in at.get("download_button")]
     assert [label for label in labels if label != "Chart data (CSV)"] == ["Group table (CSV)", "Full report (JSON)"]
     assert labels.count("Chart data (CSV)") == len(at.get("plotly_chart"))  # every chart offers its data
+    names = [json.loads(c.proto.config)["toImageButtonOptions"] for c in at.get("plotly_chart")]
+    assert names[0] == {"format": "png", "filename": "fairaudit-metrics-per-group", "scale": 2}
+    assert all(n["filename"].startswith("fairaudit-") and n["format"] == "png" for n in names)
 
 
 def test_threshold_slider_recomputes_from_stored_predictions(app):
