@@ -15,18 +15,22 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from appkit import background
 from appkit.widgets import USER_ERRORS, image_grid, show_error
 from fairaudit.data import load_dataset
 from fairaudit.faces.audit import FaceAudit, run_face_audit
-from fairaudit.faces.charts import ci_text, det_curves, score_distributions, sweep_chart
+from fairaudit.faces.charts import ci_text, det_curves, score_distributions, sweep_chart, training_chart
 from fairaudit.faces.demo import resolve_face_model
 from fairaudit.faces.engine import check_identity_dataset
+from fairaudit.faces.train_sweep import ID_MIXES, IMAGE_MIXES, training_sweep
 from fairaudit.views.gallery import to_image
 
 DATASETS = {"synthetic-identities": "Synthetic identities (built in)", "identity-folders": "Your folder of people"}
 FMR_TARGETS = (1e-2, 1e-3, 1e-4)
 SWEEPS = {"none": "None", "ids": "Identities", "images": "Images per identity"}
 BOOTSTRAP = 500
+TRAIN_SWEEPS = {"ids": "Identities", "images": "Photos per person"}
+TRAIN_POLL_SECONDS = 2.0
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -150,6 +154,89 @@ def failed_probes(audit: FaceAudit, ds) -> None:
     image_grid(images, captions, per_row=6)
 
 
+def train_task_key(chosen: dict[str, Any]) -> str:
+    return "faces-train:" + ":".join(f"{k}={v}" for k, v in sorted(chosen.items()))
+
+
+def _train(kind: str, mixes: tuple[float, ...], seeds: int, epochs: int, n_train_ids: int, train_images: int,
+           sensitive: str, progress) -> dict[str, Any]:
+    return training_sweep(kind, mixes, tuple(range(seeds)), data_options={"n_train_ids": n_train_ids,
+                                                                           "train_images": train_images},
+                          sensitive=sensitive, epochs=epochs, progress=progress)
+
+
+def _mixes(text: str) -> tuple[float, ...]:
+    from fairaudit.errors import FairauditError
+
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise FairauditError(f"the men's shares must be numbers separated by commas, e.g. 0,0.5,1; got {text!r}.") \
+            from None
+
+
+def training_composition(sensitive: str) -> None:
+    """Train the demo recipe at several men's shares of the training data, in the background, and plot rank-1."""
+    st.subheader("Training composition")
+    st.caption("Trains the demo model's recipe once per men's share of the training identities (or of the "
+               "training photos, with as many men as women) and seed, and audits every model on the same test "
+               "people. It runs in the background: leave the page and come back.")
+    a, b, c, d, e, f = st.columns([3, 3, 2, 2, 2, 2])
+    kind = a.segmented_control("Vary", list(TRAIN_SWEEPS), format_func=TRAIN_SWEEPS.get, default="ids",
+                               key="faces-train-kind") or "ids"
+    default = ",".join(f"{m:g}" for m in (ID_MIXES if kind == "ids" else IMAGE_MIXES))
+    mixes_text = b.text_input("Men's shares", default, key=f"faces-train-mixes-{kind}")
+    seeds = int(c.number_input("Seeds", 1, 5, 3, key="faces-train-seeds"))
+    epochs = int(d.number_input("Epochs", 1, 50, 10, key="faces-train-epochs"))
+    n_ids = int(e.number_input("Training people", 4, 2000, 200, key="faces-train-ids"))
+    images = int(f.number_input("Photos per person", 2, 100, 10, key="faces-train-images"))
+    try:
+        chosen = {"kind": kind, "mixes": _mixes(mixes_text), "seeds": seeds, "epochs": epochs, "n_train_ids": n_ids,
+                  "train_images": images, "sensitive": sensitive}
+    except USER_ERRORS as exc:
+        show_error(exc)
+        return
+    key = train_task_key(chosen)
+    if background.get(key) is None:
+        if st.button(f"Train {len(chosen['mixes']) * seeds} models in the background", key="faces-train-start",
+                     icon=":material/model_training:"):
+            background.submit(key, _train, **chosen)
+        else:
+            return
+    state = background.get(key)
+    st.fragment(training_result, run_every=TRAIN_POLL_SECONDS if state is not None and state.running else None)(key)
+
+
+def training_result(key: str) -> None:
+    state = background.get(key)
+    if state is None:
+        return
+    if state.running:
+        st.progress(state.fraction, text=state.message or "Loading the training people…")
+        st.caption(f"{state.elapsed:.0f} s elapsed")
+        return
+    if state.failed:
+        show_error(state.error, state.traceback)
+        if st.button("Try again", key="faces-train-retry", icon=":material/refresh:"):
+            background.forget(key)
+            st.rerun()
+        return
+    sweep = state.result
+    st.plotly_chart(training_chart(sweep), key="faces-train-chart")
+    rows = []
+    for i, share in enumerate(sweep["share"]):
+        row = {"men's share": share}
+        for g in sweep["groups"]:
+            row[f"rank-1 · {g}"] = sweep["rank1"][g][i]
+            row[f"sd · {g}"] = sweep["rank1_std"][g][i]
+            row[f"FNMR · {g}"] = sweep["fnmr"][g][i]
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="faces-train-table")
+    st.caption(f"{len(sweep['seeds'])} seed(s) per share, {sweep['epochs']} epochs; test: "
+               f"{sweep['test']['identities']} people, {sweep['test']['images']} photos; FNMR at a global threshold "
+               f"for an FMR of {sweep['fmr']:g}.")
+
+
 def main() -> None:
     st.title("Face recognition")
     st.caption("Identification and verification per group, and how the gallery's make-up moves them.")
@@ -179,6 +266,8 @@ def main() -> None:
             st.plotly_chart(sweep_chart(audit.sweep), key="faces-sweep-chart")
     with tabs[3]:
         failed_probes(audit, ds)
+    if chosen["name"] == "synthetic-identities":
+        training_composition(chosen["sensitive"])
 
 
 main()

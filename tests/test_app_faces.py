@@ -63,3 +63,29 @@ def test_bad_inputs_show_one_sentence(at, tmp_path):
     at.text_input(key="faces-folder").input(str(tmp_path / "missing")).run()
     assert not at.exception
     assert [e.value for e in at.error] == [f"data folder '{tmp_path / 'missing'}' does not exist."]
+
+
+def test_training_composition_runs_in_the_background_and_shows_the_engines_numbers(at):
+    from appkit import background
+    from fairaudit.faces.train_sweep import training_sweep
+
+    at.text_input(key="faces-train-mixes-ids").input("0,1").run()
+    for key, value in (("faces-train-seeds", 1), ("faces-train-epochs", 1), ("faces-train-ids", 8),
+                       ("faces-train-images", 4)):
+        at.number_input(key=key).set_value(value).run()
+    at.button(key="faces-train-start").click().run()
+    assert not at.exception
+    keys = [k for k in background.keys() if k.startswith("faces-train:")]
+    assert len(keys) == 1
+    state = background.wait(keys[0], timeout=TIMEOUT)
+    assert state.done, state.traceback
+    at.run()
+    assert not at.exception
+    assert len(charts(at)) == 3  # score distributions, DET curves and the training composition
+    table = at.dataframe[-1].value  # after the gallery composition table
+    direct = training_sweep("ids", (0.0, 1.0), (0,), data_options={"n_train_ids": 8, "train_images": 4},
+                            epochs=1, device="cpu")
+    assert table["men's share"].tolist() == [0.0, 1.0]
+    for group in ("Female", "Male"):
+        assert table[f"rank-1 · {group}"].tolist() == direct["rank1"][group]
+        assert table[f"FNMR · {group}"].tolist() == direct["fnmr"][group]

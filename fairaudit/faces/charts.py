@@ -81,6 +81,23 @@ def sweep_chart(sweep: dict[str, Any], height: int = 380) -> go.Figure:
                   yaxis=dict(title="rank-1 accuracy (mean ± sd over seeds)"))
 
 
+def training_chart(sweep: dict[str, Any], height: int = 380) -> go.Figure:
+    """Mean rank-1 (± standard deviation over seeds) of every group against the men's share of the training data
+    (a :func:`fairaudit.faces.train_sweep.training_sweep` result)."""
+    fig = go.Figure()
+    what = "identities" if sweep["kind"] == "ids" else "photos"
+    for g, (name, means) in enumerate(sweep["rank1"].items()):
+        std = [s or 0.0 for s in sweep["rank1_std"][name]]
+        fig.add_trace(go.Scatter(x=sweep["share"], y=means, mode="lines+markers", name=name,
+                                 line=dict(color=colour(g), width=2),
+                                 error_y=dict(type="data", array=std, visible=True, thickness=1.2, width=4),
+                                 hovertemplate=f"{name}<br>men's share %{{x:.2f}}<br>rank-1 %{{y:.3f}}"
+                                               "<extra></extra>"))
+    return _style(fig, f"Rank-1 against the men's share of the training {what}", height,
+                  xaxis=dict(title=f"men's share of the training {what}"),
+                  yaxis=dict(title="rank-1 accuracy (mean ± sd over seeds)"))
+
+
 def ci_text(ci: Sequence[float | None] | None) -> str:
     if not ci or any(v is None or not np.isfinite(v) for v in ci):
         return "CI n/a"
