@@ -10,6 +10,7 @@ from typing import Callable
 
 import streamlit as st
 
+STORY_PAGE = "app_pages/story.py"
 DATA_PAGE = "app_pages/data_and_model.py"
 AUDIT_PAGE = "app_pages/audit.py"
 FACES_PAGE = "app_pages/faces.py"
@@ -21,9 +22,10 @@ COMPARE_PAGE = "app_pages/compare.py"
 
 
 def navigation(home: Callable[[], None]):
-    """The app's ``st.navigation``: Home first, then the pages in three sections (Audit · Mitigate · Analyse)."""
+    """The app's ``st.navigation``: Home and the guided demo first, then the pages in three sections (Audit · Mitigate · Analyse)."""
     return st.navigation({
-        "": [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True)],
+        "": [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True),
+             st.Page(STORY_PAGE, title="Guided demo", icon=":material/auto_stories:", url_path="story")],
         "Audit": [
             st.Page(DATA_PAGE, title="Data & Model", icon=":material/tune:", url_path="data"),
             st.Page(AUDIT_PAGE, title="Audit", icon=":material/analytics:", url_path="audit"),
