@@ -11,12 +11,12 @@ from appkit.query_state import sync, url_value, url_values
 from appkit.state import cached_report, current_setup, remember_in_url
 from appkit.widgets import await_run, disparity_cards, image_grid, setup_summary, show_error
 from fairaudit.errors import FairauditError
-from fairaudit.metrics import AuditReport
+from fairaudit.metrics import AuditReport, catalogue
 from fairaudit.metrics.guardrails import FLAG_RULE, WHY_FLAGGED, describe_flag
 from fairaudit.views import charts, gallery
 from appkit.runner import AuditRun, load_setup_model, regroup
 from appkit.slices_view import slices_tab
-from fairaudit.views.tables import (DEFAULT_TOLERANCES, METRIC_LABELS, disparity_checks, group_table,
+from fairaudit.views.tables import (DEFAULT_TOLERANCES, GROUP_METRICS, disparity_checks, group_table,
                                  intersection_matrix, metric_with_errors)
 
 PER_GROUP_ERRORS = 8
@@ -93,9 +93,9 @@ def small_group_warning(report: AuditReport) -> None:
 
 def groups_tab(report: AuditReport, run_key: str) -> None:
     frame = report.groups_frame()
-    metrics = st.multiselect("Metrics", list(METRIC_LABELS),
-                             default=url_values("metrics", DEFAULT_BAR_METRICS, list(METRIC_LABELS)),
-                             format_func=METRIC_LABELS.get, key="bar-metrics")
+    metrics = st.multiselect("Metrics", list(GROUP_METRICS),
+                             default=url_values("metrics", DEFAULT_BAR_METRICS, list(GROUP_METRICS)),
+                             format_func=catalogue.label, key="bar-metrics")
     sync("metrics", metrics, list(DEFAULT_BAR_METRICS))
     if metrics:
         has_ci = f"{metrics[0]}_ci_low" in frame.columns
@@ -143,9 +143,9 @@ def intersection_tab(run: AuditRun, threshold: float, report: AuditReport) -> No
     second = middle.selectbox("Columns", others, index=others.index(wanted), key="ix-cols",
                               help="Any other attribute can be crossed with the first, without running the "
                                    "model again.")
-    names = list(METRIC_LABELS)
+    names = list(GROUP_METRICS)
     metric = right.selectbox("Metric", names, index=names.index(url_value("ix-metric", names[0], choices=names)),
-                             format_func=METRIC_LABELS.get, key="ix-metric")
+                             format_func=catalogue.label, key="ix-metric")
     sync("ix-metric", metric, names[0])
     if len(sensitive) == 1:
         st.caption(f"Only '{sensitive[0]}' is audited; the heatmap crosses it with another attribute of the data.")
@@ -155,8 +155,8 @@ def intersection_tab(run: AuditRun, threshold: float, report: AuditReport) -> No
         preds = regroup(run, [first, second])
         cross = cached_report(f"{run.setup.key()}:{first}:{second}", threshold, 0, preds)
     values, counts = intersection_matrix(cross.groups, first, second, metric)
-    chart(charts.intersection_heatmap(values, counts, METRIC_LABELS[metric],
-                                                title=f"{METRIC_LABELS[metric]} by {first} × {second}"),
+    chart(charts.intersection_heatmap(values, counts, catalogue.label(metric),
+                                                title=f"{catalogue.label(metric)} by {first} × {second}"),
                     key="intersection")
 
 

@@ -22,9 +22,10 @@ from fairaudit import benchmark, compare, jobs
 from fairaudit.compare.checks import composition_figure, split_display
 from fairaudit.compare.leaderboard import benchmark_figure, comparisons_frame, leaderboard_frame
 from fairaudit.compare.sweeps import sweep_progress as progress_of
-from fairaudit.compare.table import LABELS, display_table, done_runs, filter_table, threat_model_caption
+from fairaudit.compare.table import display_table, done_runs, filter_table, threat_model_caption
 from fairaudit.data import list_datasets
 from fairaudit.errors import FairauditError
+from fairaudit.metrics import catalogue
 from fairaudit.jobs.spec import load_methods
 from fairaudit.mitigation import METHODS, config_help, get_method
 from fairaudit.views.jobs_view import job_table, setting_fields
@@ -83,7 +84,7 @@ def tradeoff_panel(table, aggregate: bool) -> None:
     choices = list(compare.FAIRNESS_CHOICES)
     fairness = left.selectbox("Fairness metric", choices, key="compare-fairness",
                               index=choices.index(url_value("metric", choices[0], choices=choices)),
-                              format_func=lambda m: LABELS.get(m, m))
+                              format_func=catalogue.label)
     sync("metric", fairness, choices[0])
     left.caption("Lower disparity and higher accuracy are better (worst-group accuracy: higher is better). "
                  "Black star: the model before mitigation. Dashed line: the Pareto front. Marker size: "
@@ -96,9 +97,9 @@ def tradeoff_panel(table, aggregate: bool) -> None:
         left.markdown("**On the Pareto front**")
         left.dataframe(front[["method", "settings", "accuracy", fairness]].rename(
             columns={"method": "Method", "settings": "Settings", "accuracy": "Accuracy",
-                     fairness: LABELS.get(fairness, fairness)}), hide_index=True,
+                     fairness: catalogue.label(fairness)}), hide_index=True,
             column_config={"Accuracy": st.column_config.NumberColumn(format="%.3f"),
-                           LABELS.get(fairness, fairness): st.column_config.NumberColumn(format="%.3f")})
+                           catalogue.label(fairness): st.column_config.NumberColumn(format="%.3f")})
     with right:
         chart(compare.tradeoff_figure(table, fairness, aggregate_seeds=aggregate), key="compare-scatter")
         missing = compare.unplotted_runs(table, fairness)
@@ -324,7 +325,7 @@ def benchmark_view() -> None:
     st.caption(f"Cells: mean ± standard deviation over seeds [{setup['ci_method']}].")
     left, right = st.columns([1, 3])
     fairness = left.selectbox("Fairness metric", [m for m in compare.FAIRNESS_CHOICES if m != "leakage"],
-                              key="compare-bench-fairness", format_func=lambda m: LABELS.get(m, m))
+                              key="compare-bench-fairness", format_func=catalogue.label)
     chart_in(right, benchmark_figure(result, fairness), key="compare-bench-scatter")
     st.markdown("**Comparisons** (paired by seed; ✓: the claimed direction holds and the interval excludes 0)")
     st.dataframe(comparisons_frame(result), hide_index=True, key="compare-bench-comparisons",

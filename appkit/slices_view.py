@@ -10,13 +10,12 @@ import streamlit as st
 from appkit.figures import chart
 
 from fairaudit.errors import FairauditError
+from fairaudit.metrics import catalogue
 from fairaudit.slices import METRICS, SliceReport, dataset_attributes, describe, find_slices
 from fairaudit.views.charts import FONT
 
 TOP = 15
 GALLERY = 8
-METRIC_NAMES = {"accuracy": "Accuracy", "error_rate": "Error rate", "selection_rate": "Selection rate",
-                "tpr": "TPR", "fnr": "FNR", "fpr": "FPR", "tnr": "TNR", "ppv": "Precision"}
 
 
 def slice_attributes(run) -> pd.DataFrame:
@@ -59,7 +58,7 @@ def slices_tab(run, threshold: float, run_key: str, n_boot: int) -> None:
     binary = run.predictions.probs.shape[1] == 2
     metrics = [m for m, (_, _, needs_binary) in METRICS.items() if binary or not needs_binary]
     left, middle, right = st.columns(3)
-    metric = left.selectbox("Metric", metrics, format_func=METRIC_NAMES.get, key="sl-metric")
+    metric = left.selectbox("Metric", metrics, format_func=catalogue.label, key="sl-metric")
     depth = middle.selectbox("Most conditions per slice", [1, 2, 3], index=2, key="sl-depth")
     min_size = right.number_input("Smallest slice", 5, 100000, 50, 5, key="sl-min",
                                   help="Slices with fewer rows are not tested.")
@@ -80,7 +79,7 @@ def slices_tab(run, threshold: float, run_key: str, n_boot: int) -> None:
     if frame.empty:
         st.info("No slice is large enough to test; lower the smallest slice size.")
         return
-    chart(gap_bars(frame, METRIC_NAMES[metric], title=f"Top slices by {METRIC_NAMES[metric]} gap"),
+    chart(gap_bars(frame, catalogue.label(metric), title=f"Top slices by {catalogue.label(metric)} gap"),
                     key="slice-bars")
     table = frame.rename(columns={"slice": "Slice", "value": "Slice value", "complement": "Rest", "gap": "Gap",
                                   "ci_low": "Gap CI low", "ci_high": "Gap CI high", "p_value": "p",

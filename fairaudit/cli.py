@@ -368,7 +368,13 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
 def _job_fields(args) -> dict:
     return dict(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
                 sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
-                settings=_settings(args.set), device=args.device, seed=args.seed, arch=args.arch,
+                settings=_preset_settings(args.method, args), device=args.device, seed=args.seed, arch=args.arch,
+    p.add_argument("--preset", metavar="NAME",
+                   help="start from the method's named settings: 'quick' (a demo of seconds to a minute) or "
+                        "'paper' (the published settings); --set values override them")
+    p.add_argument("--estimate", action="store_true",
+                   help="print how long the settings will take on this device and exit (times a few steps of "
+                        "the job first unless finished runs or an earlier timing say it)")
                 n_boot=args.bootstrap, robustness_samples=args.robustness_samples,
                 robustness_eps=args.robustness_eps, split_samples=args.split_samples,
                 allow_torchscript=args.allow_torchscript)
@@ -380,6 +386,29 @@ def _list_settings_json(method: str | None, out: str) -> int:
     from fairaudit.data import list_datasets
     from fairaudit.data.registry import option_help
     from fairaudit.mitigation import METHODS, config_help
+def _preset_settings(method: str, args) -> dict:
+    """``--set`` over the method's ``--preset`` (if any)."""
+    from fairaudit.jobs.spec import load_methods
+    from fairaudit.mitigation.base import get_method, preset_settings
+
+    load_methods()
+    return preset_settings(get_method(method), getattr(args, "preset", None), _settings(args.set))
+
+
+def _print_estimate(specs, args) -> bool:
+    """With ``--estimate``: print the estimate of ``specs`` (calibrating if needed) and return True. Otherwise
+    print it to stderr when it is known without running anything, and return False."""
+    from fairaudit.jobs.estimate import estimate_many
+
+    found = estimate_many(specs, calibrate_if_needed=bool(getattr(args, "estimate", False)))
+    if getattr(args, "estimate", False):
+        print(f"estimated time: {found.text}")
+        return True
+    if found is not None:
+        print(f"estimated time: {found.text}", file=sys.stderr)
+    return False
+
+
 
     names = [method] if method is not None else list(METHODS)
     listing = {"methods": {name: {"summary": METHODS[name].summary, "kinds": list(METHODS[name].kinds),
@@ -417,7 +446,7 @@ def cmd_mitigate(args) -> int:
         raise FairauditError("mitigate: --json needs the path of the output file.")
     if not args.dataset:
         raise FairauditError("mitigate: the following arguments are required: --dataset")
-    if not args.json and not args.detach:
+    if not args.json and not args.detach and not args.estimate:
         raise FairauditError("mitigate: --json OUT is required (or --detach to queue the run and return).")
     if args.json and not Path(args.json).parent.exists():
         raise FairauditError(f"output folder '{Path(args.json).parent}' does not exist.")
@@ -437,6 +466,8 @@ def cmd_mitigate(args) -> int:
         _write_json(result, args.json)
     _print_outcome(result, args.json)
     return 0
+    if _print_estimate([spec], args):
+        return 0
 
 
 def cmd_sweep(args) -> int:
@@ -467,6 +498,10 @@ def cmd_sweep(args) -> int:
     bar.unit = "%"
     with bar:
         while True:
+    from fairaudit.compare.sweeps import sweep_specs
+
+    if _print_estimate(sweep_specs(base, args.grid, args.seeds if args.seeds > 1 else None).specs, args):
+        return 0
             runs = [get_run(r) for r in sweep.run_ids]
             done = sum(r["status"] in FINISHED for r in runs)
             bar.n = round(100 * sum(float(r.get("progress") or 0) for r in runs) / len(runs), 1)

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from fairaudit.compare.table import LABELS
+from fairaudit.metrics import catalogue
 
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "deo", "spd", "eod", "bias_sum", "worst_group_accuracy", "s_r",
                  "leakage")
-SHORT = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "deo": "DEO", "spd": "SPD", "eod": "EOD",
-         "worst_group_accuracy": "worst-group acc.", "s_r": "S_R", "leakage": "leakage", "aaod": "AAOD",
-         "aed": "AED", "bias_sum": "Σ-class bias"}
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -78,7 +75,7 @@ def to_markdown(result: Mapping[str, Any]) -> str:
                  + (" · quick" if setup.get("quick") else "") + ". Cells: mean ± std over seeds [95 % "
                  "t-interval].")
     lines.append("")
-    header = ["method", "settings", "seeds", *[SHORT.get(m, m) for m in metrics], "seconds / run", "status"]
+    header = ["method", "settings", "seeds", *[catalogue.short(m) for m in metrics], "seconds / run", "status"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         name = row["method"] + (f" (control of {row['control_of']})" if row.get("control_of") else "")
@@ -98,7 +95,7 @@ def to_markdown(result: Mapping[str, Any]) -> str:
         lines += ["| method | against | metric | better if | mean difference | 95 % CI | seeds | holds |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in comparisons:
-            metric = LABELS.get(c["metric"], c["metric"])
+            metric = catalogue.label(c["metric"])
             lines.append(f"| `{c['method']}` | {'baseline' if c['against'] == 'baseline' else '`' + c['against'] + '`'}"
                          f" | {metric} | {c.get('direction', '')} | {_signed(c.get('mean_diff'))} | "
                          f"{_interval(c.get('ci'), signed=True)} | {seeds_cell(c)} | {comparison_mark(c)} |")

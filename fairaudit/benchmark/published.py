@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from fairaudit.compare.table import LABELS
+from fairaudit.metrics import catalogue
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "assets" / "benchmarks"
 
@@ -47,7 +47,7 @@ class PublishedEffect:
 
     def sentence(self) -> str:
         """``SPD vs erm: −0.080 [−0.094, −0.066] over 3 seeds on adult ✓ (lower is better)``."""
-        label = LABELS.get(self.metric, self.metric)
+        label = catalogue.label(self.metric)
         if self.mean_diff is None:
             diff = "no value"
         else:

@@ -23,15 +23,11 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from fairaudit.compare.table import LOWER_IS_BETTER
+from fairaudit.metrics.catalogue import lower_is_better
 
 CONFIDENCE = 0.95
 CI_METHOD = ("95 % Student-t interval over seeds (n − 1 degrees of freedom); comparisons use the differences "
              "paired by seed; undefined (null) for a single seed")
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric in LOWER_IS_BETTER
 
 
 def _finite(values: Sequence[float | None]) -> list[float]:

@@ -28,8 +28,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fairaudit.compare.table import LABELS, LOWER_IS_BETTER, audit_undefined, audit_value, full_record
+from fairaudit.compare.table import audit_undefined, audit_value, full_record
 from fairaudit.errors import FairauditError
+from fairaudit.metrics.catalogue import label as _label, lower_is_better
 
 SPLITS = ("train", "val", "test")
 SPLIT_SEP = " | "
@@ -68,10 +69,6 @@ def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _label(metric: str) -> str:
-    return LABELS.get(metric, metric)
-
-
 # ---------------------------------------------------------------------------- train / val / test
 
 
@@ -106,7 +103,7 @@ def split_disparities(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] 
         audits = _split_audits(record)
         run_id, method = record.get("id"), record.get("method")
         for metric in metrics:
-            sign = 1.0 if metric in LOWER_IS_BETTER else -1.0  # gains are reductions of a gap
+            sign = 1.0 if lower_is_better(metric) else -1.0  # gains are reductions of a gap
             values = {stage: {split: audit_value((audits.get(split) or {}).get(stage), metric) for split in SPLITS}
                       for stage in ("before", "after")}
             reasons = {stage: {split: audit_undefined((audits.get(split) or {}).get(stage), [metric]).get(metric)

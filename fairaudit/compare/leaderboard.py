@@ -11,10 +11,11 @@ from typing import Any, Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from fairaudit.benchmark.markdown import SHORT, TABLE_METRICS, comparison_mark, metric_cell, seeds_cell, settings_text
-from fairaudit.compare.table import LABELS
+from fairaudit.benchmark.markdown import TABLE_METRICS, comparison_mark, metric_cell, seeds_cell, settings_text
+from fairaudit.compare.table import METRICS
 from fairaudit.compare.tradeoff import COLORS, trade_off_layout
 from fairaudit.errors import FairauditError
+from fairaudit.metrics import catalogue
 
 BASELINE = "baseline"
 
@@ -34,7 +35,7 @@ def leaderboard_frame(result: Mapping[str, Any]) -> pd.DataFrame:
                 "Settings": "no mitigation" if row["method"] == BASELINE else settings_text(row.get("settings")),
                 "Seeds": int(row.get("n_seeds") or 0), "Status": row.get("status", "")}
         for m in metrics:
-            line[LABELS.get(m, m)] = metric_cell((row.get("metrics") or {}).get(m))
+            line[catalogue.label(m)] = metric_cell((row.get("metrics") or {}).get(m))
         line["Seconds / run"] = (row.get("seconds") or {}).get("mean")
         line["Message"] = row.get("message") or ""
         lines.append(line)
@@ -47,7 +48,7 @@ def comparisons_frame(result: Mapping[str, Any]) -> pd.DataFrame:
     lines = []
     for c in result.get("comparisons") or []:
         ci = c.get("ci")
-        lines.append({"Method": c["method"], "Against": c["against"], "Metric": LABELS.get(c["metric"], c["metric"]),
+        lines.append({"Method": c["method"], "Against": c["against"], "Metric": catalogue.label(c["metric"]),
                       "Better if": c.get("direction", ""), "Mean difference": c.get("mean_diff"),
                       "95 % CI": "n/a" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]", "Seeds": seeds_cell(c),
                       "Holds": comparison_mark(c)})
@@ -65,8 +66,8 @@ def benchmark_figure(result: Mapping[str, Any], fairness: str = "deo", accuracy:
     """The trade-off of a benchmark: x = ``accuracy``, y = ``fairness``, one point per row (mean over
     seeds), error bars ± one standard deviation over seeds, the baseline as a black star and controls as
     open markers in the colour of their method."""
-    if fairness not in SHORT:
-        raise FairauditError(f"unknown metric '{fairness}'; choose one of {', '.join(SHORT)}.")
+    if fairness not in METRICS:
+        raise FairauditError(f"unknown metric '{fairness}'; choose one of {', '.join(METRICS)}.")
     fig = go.Figure()
     rows = result.get("rows") or []
     methods = [r["method"] for r in rows if r["method"] != BASELINE and not r.get("control_of")]
@@ -89,8 +90,8 @@ def benchmark_figure(result: Mapping[str, Any], fairness: str = "deo", accuracy:
             error_x={"type": "data", "array": [dx], "visible": True, "thickness": 1},
             error_y={"type": "data", "array": [dy], "visible": True, "thickness": 1},
             hovertext=[f"<b>{name}</b><br>{settings_text(row.get('settings'))}<br>"
-                       f"{LABELS.get(accuracy, accuracy)} {metric_cell((row.get('metrics') or {}).get(accuracy))}"
-                       f"<br>{LABELS.get(fairness, fairness)} "
+                       f"{catalogue.label(accuracy)} {metric_cell((row.get('metrics') or {}).get(accuracy))}"
+                       f"<br>{catalogue.label(fairness)} "
                        f"{metric_cell((row.get('metrics') or {}).get(fairness))}"], hoverinfo="text"))
     return trade_off_layout(fig, fairness, accuracy, height, "(higher is better): mean ± std over seeds",
                             "filled: method · open: control")

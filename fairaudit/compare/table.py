@@ -27,17 +27,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fairaudit.metrics import catalogue
+
 OVERALL = ("accuracy", "balanced_accuracy")
 DISPARITIES = ("spd", "deo", "eod", "bias_sum", "aaod", "aed", "worst_group_accuracy")
 EXTRA = ("s_r", "leakage")
 METRICS = OVERALL + DISPARITIES + EXTRA
 """Every metric column of :func:`runs_table` (after values; ``before_<name>`` holds the before values)."""
 
-LOWER_IS_BETTER = frozenset({"spd", "deo", "eod", "bias_sum", "aaod", "aed", "eo_max", "bias_score", "leakage"})
-LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "spd": "SPD", "deo": "DEO",
-          "eod": "EOD", "aaod": "AAOD", "aed": "AED", "worst_group_accuracy": "Worst-group accuracy",
-          "s_r": "S_R (robustness)", "leakage": "Leakage", "eo_max": "EO max", "dp_ratio": "DP ratio",
-          "bias_sum": "AEDA bias (Σ over classes)"}
 
 BASELINE = "baseline"
 COLLAPSE_MARGIN = 0.02
@@ -210,7 +207,7 @@ def undefined_text(undefined: Mapping[str, str] | None) -> str:
     """``EOD n/a: only group 'g=A' defines ...; DEO n/a: ...`` (empty when nothing is undefined)."""
     if not isinstance(undefined, Mapping):
         return ""
-    return "; ".join(f"{LABELS.get(name, name)} n/a: {reason}" for name, reason in undefined.items())
+    return "; ".join(f"{catalogue.label(name)} n/a: {reason}" for name, reason in undefined.items())
 
 
 def audit_interval(audit: Mapping[str, Any] | None, name: str) -> tuple[float, float]:
@@ -437,7 +434,7 @@ def display_table(table: pd.DataFrame, *, aggregate_seeds: bool = False) -> pd.D
                             **{label: summary[col] for col, label in names.items()},
                             "Seeds": summary["n_seeds"]})
         for metric in METRICS:
-            out[LABELS.get(metric, metric)] = [
+            out[catalogue.label(metric)] = [
                 mean_std_text(m, s, n_undefined=int(k), n=int(n)) for m, s, k, n in
                 zip(summary[metric], summary[f"{metric}_std"], summary[f"{metric}_n_undefined"],
                     summary["n_seeds"])]
@@ -448,9 +445,9 @@ def display_table(table: pd.DataFrame, *, aggregate_seeds: bool = False) -> pd.D
     none = pd.Series([{}] * len(table), index=table.index, dtype=object)
     after, before = table.get("undefined", none), table.get("before_undefined", none)
     for metric in METRICS:
-        label = LABELS.get(metric, metric)
-        out[label] = _cells(table[metric], after, metric)
-        out[f"{label} before"] = _cells(table[f"before_{metric}"], before, metric)
+        shown = catalogue.label(metric)
+        out[shown] = _cells(table[metric], after, metric)
+        out[f"{shown} before"] = _cells(table[f"before_{metric}"], before, metric)
     out["Undefined"] = after.map(undefined_text)
     out["Undefined before"] = before.map(undefined_text)
     out["Seconds"] = table["seconds"]

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from fairaudit.compare.table import BASELINE, LABELS, LOWER_IS_BETTER, done_runs, seed_summary, undefined_text
+from fairaudit.compare.table import BASELINE, done_runs, seed_summary, undefined_text
 from fairaudit.errors import FairauditError
+from fairaudit.metrics import catalogue
+from fairaudit.metrics.catalogue import lower_is_better
 from fairaudit.views.palette import PALETTE_NO_BLACK
 
 FAIRNESS_CHOICES = ("deo", "spd", "eod", "aaod", "aed", "worst_group_accuracy", "leakage")
@@ -26,10 +28,6 @@ RADAR_METRICS = ("accuracy", "balanced_accuracy", "worst_group_accuracy", "spd",
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "triangle-down", "pentagon", "hexagon", "cross")
 COLORS = PALETTE_NO_BLACK  # method colours; black marks the baseline
 BASE_SIZE, SIZE_RANGE = 9.0, 16.0
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric in LOWER_IS_BETTER
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], *, minimize_y: bool = True) -> np.ndarray:
@@ -70,7 +68,7 @@ def _hover(frame: pd.DataFrame, fairness: str, accuracy: str, aggregated: bool) 
         head = f"<b>{r['method']}</b> · {r['dataset']} · {short_model(r['model'])}"
         where = f"run {r['run_id']}" if not aggregated else f"{int(r['n_seeds'])} seed(s): {r['seeds']}"
         settings = r.get("settings") or "defaults"
-        values = f"{LABELS.get(accuracy, accuracy)} {r[accuracy]:.3f} · {LABELS.get(fairness, fairness)} " \
+        values = f"{catalogue.label(accuracy)} {r[accuracy]:.3f} · {catalogue.label(fairness)} " \
                  f"{r[fairness]:.3f}"
         extra = "" if math.isnan(r.get("s_r", math.nan)) else f" · S_R {r['s_r']:.3f}"
         flag = "<br><b>collapsed</b> (chance-level or one predicted class)" if r.get("collapsed") else ""
@@ -153,7 +151,7 @@ def unplotted_runs(table: pd.DataFrame, fairness: str = "deo", *, accuracy: str 
             continue
         reasons = r.get("undefined") if isinstance(r.get("undefined"), dict) else {}
         why = undefined_text({m: reasons[m] for m in missing if m in reasons}) or \
-            ", ".join(f"{LABELS.get(m, m)} not recorded" for m in missing)
+            ", ".join(f"{catalogue.label(m)} not recorded" for m in missing)
         who = "baseline" if r.get("kind") == BASELINE else f"run {r['run_id']} ({r['method']})"
         lines.append(f"{who}: {why}")
     return lines
@@ -227,9 +225,9 @@ def trade_off_layout(fig: go.Figure, fairness: str, accuracy: str, height: int, 
     """Axis titles, size and the title "<fairness> (lower is better) vs <accuracy> <note>" of a trade-off chart."""
     better = "lower" if lower_is_better(fairness) else "higher"
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title=f"{LABELS.get(fairness, fairness)} ({better} is better) vs "
-                            f"{LABELS.get(accuracy, accuracy).lower()} {note}",
-                      xaxis_title=LABELS.get(accuracy, accuracy), yaxis_title=LABELS.get(fairness, fairness),
+                      title=f"{catalogue.label(fairness)} ({better} is better) vs "
+                            f"{catalogue.label(accuracy).lower()} {note}",
+                      xaxis_title=catalogue.label(accuracy), yaxis_title=catalogue.label(fairness),
                       legend={"title": legend})
     return fig
 
@@ -262,7 +260,7 @@ def sweep_figure(table: pd.DataFrame, sweep: str, fairness: str = "deo", *,
                                  marker={"symbol": "star", "size": 18, "color": "black"}))
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title=f"Sweep {sweep}: every value tried",
-                      xaxis_title=LABELS.get(accuracy, accuracy), yaxis_title=LABELS.get(fairness, fairness))
+                      xaxis_title=catalogue.label(accuracy), yaxis_title=catalogue.label(fairness))
     return fig
 
 
@@ -274,7 +272,7 @@ def radar_figure(table: pd.DataFrame, run_ids: Sequence[str], metrics: Sequence[
     if rows.empty:
         raise FairauditError("choose at least one run for the radar view.")
     metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
-    axes = [f"1 − {LABELS.get(m, m)}" if lower_is_better(m) else LABELS.get(m, m) for m in metrics]
+    axes = [f"1 − {catalogue.label(m)}" if lower_is_better(m) else catalogue.label(m) for m in metrics]
     fig = go.Figure()
     for _, row in rows.iterrows():
         values = [1 - row[m] if lower_is_better(m) else row[m] for m in metrics]

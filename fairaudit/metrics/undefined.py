@@ -14,10 +14,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from fairaudit.metrics.catalogue import phrase
 from fairaudit.metrics.rates import GAP_RATES, MIN_GROUPS_FOR_GAP
 
-RATE_LABELS = {"selection_rate": "selection rate", "tpr": "true-positive rate", "fnr": "false-negative rate",
-               "fpr": "false-positive rate", "accuracy": "accuracy"}
 
 
 def _denominator(rate: str, class_name: str | None, positive: str | None) -> str:
@@ -36,7 +35,7 @@ def rate_reason(rate: str, values: np.ndarray, group_names: Sequence[str], class
     defining = [name for name, v in zip(group_names, values) if not np.isnan(v)]
     if len(defining) >= MIN_GROUPS_FOR_GAP:
         return None
-    what = RATE_LABELS.get(rate, rate) + ("" if class_name is None else f" of class '{class_name}'")
+    what = phrase(rate) + ("" if class_name is None else f" of class '{class_name}'")
     needed = _denominator(rate, class_name, positive)
     if len(group_names) < MIN_GROUPS_FOR_GAP:
         return f"there is only one group, so no {what} can be compared"

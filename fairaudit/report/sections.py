@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
+from fairaudit.metrics.catalogue import label
 from fairaudit.metrics.guardrails import FLAG_RULE, WHY_FLAGGED, describe_flag
 from fairaudit.robustness.audit import describe_threat_model
 from fairaudit.views import charts
@@ -393,7 +394,6 @@ def splits_section(runs: Sequence[Mapping[str, Any]]) -> Section:
     gap a split's audit could not define reads "n/a" with its reason (``Why n/a``), never 0."""
     section = Section("splits", "Disparities per data split")
     names = [info.name for info in DISPARITIES]
-    labels = {info.name: info.label for info in DISPARITIES}
     data = {}
     for run in runs:
         splits = run.get("splits")
@@ -408,11 +408,11 @@ def splits_section(runs: Sequence[Mapping[str, Any]]) -> Section:
                     continue
                 disparities = report.get("disparities") or {}
                 undefined = {n: r for n, r in (report.get("undefined") or {}).items()
-                             if n in labels and disparities.get(n) is None}
+                             if n in names and disparities.get(n) is None}
                 rows.append({"Split": split, "Stage": stage,
-                             "Accuracy": (report.get("overall") or {}).get("accuracy"),
-                             **{labels[n]: "n/a" if n in undefined else disparities.get(n) for n in names},
-                             "Why n/a": "; ".join(f"{labels[n]}: {r}" for n, r in undefined.items())})
+                             label("accuracy"): (report.get("overall") or {}).get("accuracy"),
+                             **{label(n): "n/a" if n in undefined else disparities.get(n) for n in names},
+                             "Why n/a": "; ".join(f"{label(n)}: {r}" for n, r in undefined.items())})
         table = pd.DataFrame(rows)
         section.blocks += [run_heading(run), table_html(table)]
         data[run["run_id"]] = records(table)
@@ -425,8 +425,8 @@ def _condition_row(stage: str, condition: str, block: Mapping[str, Any]) -> dict
     accuracies = [g.get("accuracy") for g in (block or {}).get("groups") or []
                   if isinstance(g, Mapping) and g.get("accuracy") is not None]
     gap = (block or {}).get("gap")
-    return {"Stage": stage, "Input": condition, "Accuracy": overall.get("accuracy"),
-            "Worst-group accuracy": min(accuracies) if accuracies else None,
+    return {"Stage": stage, "Input": condition, label("accuracy"): overall.get("accuracy"),
+            label("worst_group_accuracy"): min(accuracies) if accuracies else None,
             "Group accuracy gap": gap if isinstance(gap, (int, float)) else None}
 
 

@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fairaudit.errors import FairauditError
+from fairaudit.metrics import catalogue
 from fairaudit.views.charts import FONT, PALETTE
 from fairaudit.views.tables import DISPARITIES
 
@@ -32,9 +33,8 @@ ACTIVE_STATUSES = ("queued", "running")
 # Headline metrics of the before/after card.
 HEADLINE: tuple[tuple[str, str], ...] = (("accuracy", "Accuracy"), ("spd", "DP difference (SPD)"), ("deo", "DEO"),
                                          ("eod", "EOD"))
-_OVERALL = {"accuracy": ("Accuracy", True), "balanced_accuracy": ("Balanced accuracy", True)}
-_HIGHER_IS_BETTER = {info.name: info.kind != "gap" for info in DISPARITIES}
-_LABELS = {info.name: info.label for info in DISPARITIES}
+OVERALL_SCORES = ("accuracy", "balanced_accuracy")
+"""The overall scores next to the disparities (labels and directions in :mod:`fairaudit.metrics.catalogue`)."""
 
 
 # ---------------------------------------------------------------------------- before / after
@@ -46,7 +46,7 @@ def _number(value: Any) -> float:
 
 def report_value(report: Mapping[str, Any], name: str) -> tuple[float, tuple[float, float] | None]:
     """``(value, 95 % interval or None)`` of an overall score or a disparity of a recorded audit."""
-    source = report.get("overall", {}) if name in _OVERALL else report.get("disparities", {})
+    source = report.get("overall", {}) if name in OVERALL_SCORES else report.get("disparities", {})
     interval = (report.get("ci") or {}).get(name)
     if interval is None or any(v is None for v in interval):
         ci = None
@@ -107,7 +107,7 @@ class Comparison:
 
 def compare(before: Mapping[str, Any], after: Mapping[str, Any], name: str, label: str | None = None) -> Comparison:
     """One overall score (``accuracy``, ``balanced_accuracy``) or disparity before and after."""
-    default_label, higher = _OVERALL.get(name) or (_LABELS.get(name, name), _HIGHER_IS_BETTER.get(name, False))
+    default_label, higher = catalogue.label(name), catalogue.higher_is_better(name)
     b, b_ci = report_value(before, name)
     a, a_ci = report_value(after, name)
     return Comparison(name, label or default_label, b, a, b_ci, a_ci, higher,
@@ -123,7 +123,7 @@ def headline_comparisons(before: Mapping[str, Any], after: Mapping[str, Any]) ->
 def comparison_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> pd.DataFrame:
     """Every overall score and disparity: before, after (each with its interval), change, verdict and, for a
     value that is undefined (NaN), why (``Note``)."""
-    names = [*_OVERALL, *(info.name for info in DISPARITIES)]
+    names = [*OVERALL_SCORES, *(info.name for info in DISPARITIES)]
     rows = []
     for name in names:
         c = compare(before, after, name)
@@ -156,7 +156,7 @@ def before_after_long(before: Mapping[str, Any], after: Mapping[str, Any],
         n = int((report.get("overall") or {}).get("n") or 0)
         for name in names:
             value, ci = report_value(report, name)
-            label = _OVERALL.get(name, (_LABELS.get(name, name),))[0]
+            label = catalogue.label(name)
             minus, plus = (math.nan, math.nan) if ci is None else (max(0.0, value - ci[0]), max(0.0, ci[1] - value))
             rows.append({"group": stage, "metric": label, "value": value, "err_minus": minus, "err_plus": plus,
                          "n": n})

@@ -11,18 +11,17 @@ from typing import Any, Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
+from fairaudit.metrics import catalogue
 from fairaudit.slices import describe
 from fairaudit.views.charts import FONT
 from fairaudit.views.palette import colour
 
-METRIC_LABELS = {"accuracy": "Accuracy", "error_rate": "Error rate", "selection_rate": "Selection rate",
-                 "tpr": "TPR", "fnr": "FNR", "fpr": "FPR", "tnr": "TNR", "ppv": "Precision"}
 COLUMNS = ["Slice", "Role", "n", "Before", "After", "Gap before", "Gap after", "Gap change", "q before", "q after",
            "Significant before", "Significant after"]
 
 
 def metric_label(block: Mapping[str, Any]) -> str:
-    return METRIC_LABELS.get(block.get("metric"), str(block.get("metric")))
+    return catalogue.label(str(block.get("metric")))
 
 
 def available(block: Mapping[str, Any] | None) -> bool:

@@ -13,41 +13,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-METRIC_LABELS: dict[str, str] = {
-    "accuracy": "Accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "selection_rate": "Selection rate",
-    "base_rate": "Base rate",
-    "tpr": "True positive rate",
-    "fpr": "False positive rate",
-    "fnr": "False negative rate",
-    "tnr": "True negative rate",
-    "ppv": "Precision (PPV)",
-    "npv": "Negative predictive value",
-}
-"""Per-group metrics in the order the page offers them."""
+from fairaudit.metrics import catalogue
+from fairaudit.metrics.catalogue import Metric
 
+GROUP_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "selection_rate", "base_rate", "tpr", "fpr",
+                                   "fnr", "tnr", "ppv", "npv")
+"""Per-group metrics in the order the page offers them (labels and help in :mod:`fairaudit.metrics.catalogue`)."""
 
-@dataclass(frozen=True)
-class DisparityInfo:
-    name: str
-    label: str
-    kind: str  # "gap": smaller is fairer; "ratio" / "floor": larger is better
-    help: str
-
-
-DISPARITIES: tuple[DisparityInfo, ...] = (
-    DisparityInfo("spd", "SPD", "gap", "Statistical parity difference: max − min selection rate over groups."),
-    DisparityInfo("deo", "DEO", "gap", "Difference of equalized odds: |ΔFNR| + |ΔFPR| (FAAP, §5.1)."),
-    DisparityInfo("eo_max", "EO max", "gap", "Equalized-odds difference: max(|ΔTPR|, |ΔFPR|) (fairlearn)."),
-    DisparityInfo("eod", "EOD", "gap", "Equal-opportunity difference: |ΔTPR|."),
-    DisparityInfo("aaod", "AAOD", "gap", "Average absolute odds difference: ½(|ΔTPR| + |ΔFPR|)."),
-    DisparityInfo("aed", "AED", "gap", "Accuracy equality difference: |ΔAccuracy| between groups."),
-    DisparityInfo("dp_ratio", "DP ratio", "ratio",
-                  "Demographic-parity ratio: min / max selection rate; the 80 % rule asks for ≥ 0.8."),
-    DisparityInfo("worst_group_accuracy", "Worst-group accuracy", "floor",
-                  "Lowest accuracy of any group (Max-Min fairness)."),
-)
+CARD_DISPARITIES: tuple[str, ...] = ("spd", "deo", "eo_max", "eod", "aaod", "aed", "dp_ratio", "worst_group_accuracy")
+DISPARITIES: tuple[Metric, ...] = tuple(catalogue.metric(name) for name in CARD_DISPARITIES)
+"""The disparities the audit page shows as cards, in order: their catalogue entries (``kind`` ``gap``: smaller
+is fairer; ``ratio`` / ``floor``: larger is better)."""
 
 DEFAULT_TOLERANCES: dict[str, float] = {"gap": 0.1, "ratio": 0.8, "floor": 0.8}
 """Differences pass at ≤ 0.1, the DP ratio at ≥ 0.8 (80 % rule), worst-group accuracy at ≥ 0.8."""
@@ -127,8 +103,7 @@ def _shown_metrics(groups: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
 
 def metric_label(column: str) -> str:
     """``Selection rate`` for ``selection_rate``, ``Selection rate [7]`` for the per-class ``selection_rate[7]``."""
-    name, _, cls = column.partition("[")
-    return f"{METRIC_LABELS.get(name, name)} [{cls}" if cls else METRIC_LABELS.get(column, column)
+    return catalogue.label(column)
 
 
 def group_table(groups: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -137,7 +112,7 @@ def group_table(groups: pd.DataFrame, metrics: Sequence[str] | None = None) -> p
     ``groups`` is :meth:`AuditReport.groups_frame` output. For multiclass targets the base and selection
     rates are shown per class (the share of the group's samples of / predicted as each class).
     """
-    metrics = _shown_metrics(groups, metrics or list(METRIC_LABELS))
+    metrics = _shown_metrics(groups, metrics or list(GROUP_METRICS))
     out = pd.DataFrame({"Group": groups["group"], "n": groups["n"].astype(int)})
     for m in metrics:
         out[metric_label(m)] = groups[m].astype(float)
