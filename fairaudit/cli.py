@@ -278,6 +278,21 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_metrics(args) -> int:
+    from fairaudit.metrics.catalogue import CATALOGUE
+
+    if args.json:
+        listing = [m.to_dict() for m in CATALOGUE.values()]
+        if args.json == "-":
+            print(json.dumps(listing, indent=2, ensure_ascii=False))
+        else:
+            _write_json(listing, args.json)
+        return 0
+    for m in CATALOGUE.values():
+        print(f"{m.name:22s} {m.kind:10s} {m.better + ' is better':17s} {m.label}: {m.help}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from fairaudit.models.registry import MODEL_KINDS
 
@@ -354,6 +369,12 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-torchscript", action="store_true", help=_TORCHSCRIPT_HELP)
     p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
+    p.add_argument("--preset", metavar="NAME",
+                   help="start from the method's named settings: 'quick' (a demo of seconds to a minute) or "
+                        "'paper' (the published settings); --set values override them")
+    p.add_argument("--estimate", action="store_true",
+                   help="print how long the settings will take on this device and exit (times a few steps of "
+                        "the job first unless finished runs or an earlier timing say it)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the before/after audits")
     p.add_argument("--robustness-samples", type=int, default=None,
                    help="test samples attacked (FGSM, PGD) before and after; 0: off (default: the method's threat "
@@ -365,27 +386,6 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="rows of the train and validation splits audited before and after; 0: off")
 
 
-def _job_fields(args) -> dict:
-    return dict(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
-                sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
-                settings=_preset_settings(args.method, args), device=args.device, seed=args.seed, arch=args.arch,
-    p.add_argument("--preset", metavar="NAME",
-                   help="start from the method's named settings: 'quick' (a demo of seconds to a minute) or "
-                        "'paper' (the published settings); --set values override them")
-    p.add_argument("--estimate", action="store_true",
-                   help="print how long the settings will take on this device and exit (times a few steps of "
-                        "the job first unless finished runs or an earlier timing say it)")
-                n_boot=args.bootstrap, robustness_samples=args.robustness_samples,
-                robustness_eps=args.robustness_eps, split_samples=args.split_samples,
-                allow_torchscript=args.allow_torchscript)
-
-
-def _list_settings_json(method: str | None, out: str) -> int:
-    """Every method's settings (or ``method``'s) and every dataset's options, with type, default, help, range or
-    choices and unit, as JSON on stdout (``out`` is ``-``) or into the file ``out``."""
-    from fairaudit.data import list_datasets
-    from fairaudit.data.registry import option_help
-    from fairaudit.mitigation import METHODS, config_help
 def _preset_settings(method: str, args) -> dict:
     """``--set`` over the method's ``--preset`` (if any)."""
     from fairaudit.jobs.spec import load_methods
@@ -409,6 +409,21 @@ def _print_estimate(specs, args) -> bool:
     return False
 
 
+def _job_fields(args) -> dict:
+    return dict(method=args.method, dataset=args.dataset, model=args.model, target=args.target,
+                sensitive=args.sensitive, data_options=_data_options(args.data_opt), data_dir=args.data_dir,
+                settings=_preset_settings(args.method, args), device=args.device, seed=args.seed, arch=args.arch,
+                n_boot=args.bootstrap, robustness_samples=args.robustness_samples,
+                robustness_eps=args.robustness_eps, split_samples=args.split_samples,
+                allow_torchscript=args.allow_torchscript)
+
+
+def _list_settings_json(method: str | None, out: str) -> int:
+    """Every method's settings (or ``method``'s) and every dataset's options, with type, default, help, range or
+    choices and unit, as JSON on stdout (``out`` is ``-``) or into the file ``out``."""
+    from fairaudit.data import list_datasets
+    from fairaudit.data.registry import option_help
+    from fairaudit.mitigation import METHODS, config_help
 
     names = [method] if method is not None else list(METHODS)
     listing = {"methods": {name: {"summary": METHODS[name].summary, "kinds": list(METHODS[name].kinds),
@@ -451,6 +466,8 @@ def cmd_mitigate(args) -> int:
     if args.json and not Path(args.json).parent.exists():
         raise FairauditError(f"output folder '{Path(args.json).parent}' does not exist.")
     spec = JobSpec(**_job_fields(args))
+    if _print_estimate([spec], args):
+        return 0
     ray_address = args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS")
     if args.detach or ray_address:
         run_id = submit(spec, ray_address=ray_address)
@@ -466,8 +483,6 @@ def cmd_mitigate(args) -> int:
         _write_json(result, args.json)
     _print_outcome(result, args.json)
     return 0
-    if _print_estimate([spec], args):
-        return 0
 
 
 def cmd_sweep(args) -> int:
@@ -483,6 +498,10 @@ def cmd_sweep(args) -> int:
     if not args.grid and args.seeds < 2:
         raise FairauditError("sweep: give at least one --grid setting=v1,v2,... or --seeds K with K ≥ 2.")
     base = JobSpec(**_job_fields(args))
+    from fairaudit.compare.sweeps import sweep_specs
+
+    if _print_estimate(sweep_specs(base, args.grid, args.seeds if args.seeds > 1 else None).specs, args):
+        return 0
     sweep = launch_sweep(base, args.grid, args.seeds if args.seeds > 1 else None,
                          ray_address=args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS"))
     grid = " × ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sweep.grid.items()) or "no grid"
@@ -498,10 +517,6 @@ def cmd_sweep(args) -> int:
     bar.unit = "%"
     with bar:
         while True:
-    from fairaudit.compare.sweeps import sweep_specs
-
-    if _print_estimate(sweep_specs(base, args.grid, args.seeds if args.seeds > 1 else None).specs, args):
-        return 0
             runs = [get_run(r) for r in sweep.run_ids]
             done = sum(r["status"] in FINISHED for r in runs)
             bar.n = round(100 * sum(float(r.get("progress") or 0) for r in runs) / len(runs), 1)
@@ -780,6 +795,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list registered datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("models", help="list model architectures").set_defaults(func=cmd_models)
+    p = sub.add_parser("metrics", help="list every metric and disparity: label, kind, direction and definition")
+    p.add_argument("--json", nargs="?", const="-", help="write the catalogue as JSON to this file (on stdout "
+                                                         "without a path)")
+    p.set_defaults(func=cmd_metrics)
     __import__("fairaudit.gate.cli", fromlist=["add_parser"]).add_parser(sub)  # check: the CI gate
     __import__("fairaudit.slices.cli", fromlist=["add_parser"]).add_parser(sub)  # slices: slice discovery
     __import__("fairaudit.faces.cli", fromlist=["add_parser"]).add_parser(sub)  # identify: face recognition

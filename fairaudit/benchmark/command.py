@@ -48,9 +48,27 @@ def command_line(argv: list[str] | None) -> str:
     return "python -m fairaudit " + shlex.join(args)
 
 
+def preset_settings(methods: str, preset: str | None, settings: dict) -> dict:
+    """``--preset`` of every method of ``methods`` as method-scoped settings (``faap.epochs=…``), under the
+    explicit ``--set`` values (a plain ``epochs=2`` wins over every method's preset)."""
+    if not preset:
+        return settings
+    from fairaudit.jobs.spec import load_methods
+    from fairaudit.mitigation.base import get_method
+    from fairaudit.mitigation.base import preset_settings as method_preset
+
+    load_methods()
+    scoped: dict = {}
+    for name in {m.strip().split("[")[0] for m in str(methods).split(",") if m.strip()}:
+        for key, value in method_preset(get_method(name), preset).items():
+            if key not in settings and f"{name}.{key}" not in settings:
+                scoped[f"{name}.{key}"] = value
+    return {**scoped, **settings}
+
+
 def run(args) -> int:
     from fairaudit.benchmark import aggregate, launch_benchmark, plan_benchmark, to_markdown, wait_benchmark
-    from fairaudit.cli import _data_options, _progress_bar, _settings, _write_json
+    from fairaudit.cli import _data_options, _print_estimate, _progress_bar, _settings, _write_json
     from fairaudit.jobs import FINISHED
 
     if args.bootstrap is not None and args.bootstrap < 0:
@@ -59,16 +77,19 @@ def run(args) -> int:
         raise FairauditError(f"--seeds must be ≥ 1, got {args.seeds}.")
     for out in (args.json, args.markdown):
         _check_output(out)
-    if not (args.json or args.markdown or args.detach):
+    if not (args.json or args.markdown or args.detach or args.estimate):
         raise FairauditError("benchmark: give --json OUT and/or --markdown OUT (or --detach to queue the runs).")
     extra = {"allow_torchscript": True} if getattr(args, "allow_torchscript", False) else {}
     plan = plan_benchmark(args.dataset, args.methods, controls=args.controls, seeds=args.seeds, model=args.model,
                           target=args.target, sensitive=args.sensitive, data_options=_data_options(args.data_opt),
-                          data_dir=args.data_dir, settings=_settings(args.set), quick=args.quick,
+                          data_dir=args.data_dir, settings=preset_settings(args.methods, args.preset,
+                                                                           _settings(args.set)), quick=args.quick,
                           device=args.device, arch=args.arch, n_boot=args.bootstrap,
                           robustness_samples=args.robustness_samples, robustness_eps=args.robustness_eps,
                           split_samples=args.split_samples, command=command_line(getattr(args, "argv", None)),
                           job_fields=extra)
+    if _print_estimate(plan.specs.values(), args):
+        return 0
     manifest = launch_benchmark(plan, ray_address=args.ray_address or os.environ.get("FAIRAUDIT_RAY_ADDRESS"))
     reused = sum(m["reused"] for m in manifest["members"])
     print(f"benchmark {plan.benchmark_id}: {len(plan.rows)} rows × {len(plan.seeds)} seeds = "

@@ -545,6 +545,11 @@ class ASAC(MitigationMethod):
                "difficulty, with a convex mix of clean and counterfactual loss.")
     Config = AsacConfig
     kinds = ("image",)
+    presets = {"quick": {"epochs": 1, "classifier_epochs": 1, "stats_samples": 200},
+               # §5.3: 10 fine-tuning epochs on the deployed model's own data, batch 128, Adam at 1e-4; α = 0.5;
+               # ε ∈ {0, 0.03, 0.05}
+               "paper": {"epochs": 10, "batch_size": 128, "lr": 1e-4, "alpha": 0.5, "epsilons": "0,0.03,0.05",
+                         "train_split": "train"}}
     controls = {"no_counterfactuals": {"epsilons": "0"},  # ε = 0 only: fine-tuning on the clean images
                 "no_counterfactual_loss": {"alpha": 1.0}}  # α = 1 in Eq. 5: the counterfactuals' loss dropped
     target_metrics = ("deo",)

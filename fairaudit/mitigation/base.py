@@ -14,6 +14,7 @@ records everything.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -238,6 +239,36 @@ class MitigationMethod:
     target_metrics: ClassVar[tuple[str, ...]] = ("deo",)
     """The metrics the method claims to improve; the benchmark compares them (and accuracy) against the
     baseline and the controls."""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Named sets of settings a form or ``--preset`` starts from: ``quick`` (a demo that takes seconds to a
+    minute on a CPU) and ``paper`` (the settings the method's paper publishes); explicit settings override
+    them (see :func:`preset_settings`)."""
+    work_unit: ClassVar[str] = "step"
+    """The progress event that marks one unit of the method's work (an optimiser step of the trained model by
+    default); the duration estimate times a few of them and multiplies by :meth:`work`."""
+    work_settings: ClassVar[tuple[str, ...]] = ("epochs",)
+    """Settings that change only how many units of work a run does, not what one costs (so one timing of the
+    unit serves every value of them)."""
+
+    def work(self, config, sizes: Mapping[str, int]) -> int | None:
+        """How many units of work (:attr:`work_unit` events) the settings ``config`` imply, given the rows of
+        each split (``sizes``): ``epochs × ⌈rows of the fitted split / batch_size⌉`` by default. ``None``:
+        the method has no countable unit, and its duration is measured by running it whole."""
+        epochs, batch = getattr(config, "epochs", None), getattr(config, "batch_size", None)
+        if not epochs or not batch:
+            return None
+        split = getattr(config, "train_split", "train")
+        rows = sizes.get(split) or sizes.get("train") or 0
+        return int(epochs) * math.ceil(rows / int(batch))
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A method that names no presets but trains for ``epochs`` gets ``quick``: one epoch."""
+        super().__init_subclass__(**kwargs)
+        config = cls.__dict__.get("Config")
+        if "presets" not in cls.__dict__ and config is not None and not any(
+                "presets" in base.__dict__ for base in cls.__mro__[1:-1] if base is not MitigationMethod) and \
+                "epochs" in {f.name for f in dataclasses.fields(config)}:
+            cls.presets = {"quick": {"epochs": 1}}
 
     def run(self, ctx: MethodContext, config) -> MitigationResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -297,6 +328,18 @@ def make_config(method: type[MitigationMethod], overrides: dict[str, Any] | None
     config = method.Config(**values)
     check_config(config, method.name)
     return config
+
+
+def preset_settings(method: type[MitigationMethod], preset: str | None,
+                    settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The settings of ``preset`` of ``method`` (``None``: none) with the explicit ``settings`` over them."""
+    if preset is None or preset == "":
+        return dict(settings or {})
+    presets = method.presets
+    if preset not in presets:
+        known = ", ".join(presets) if presets else "none"
+        raise FairauditError(f"method '{method.name}' has no preset '{preset}'; its presets: {known}.")
+    return {**presets[preset], **dict(settings or {})}
 
 
 def config_help(method: type[MitigationMethod]) -> list[dict[str, Any]]:

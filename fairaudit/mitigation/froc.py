@@ -479,6 +479,10 @@ class FrocIn(MitigationMethod):
     summary = ("FRoC-IN: train with cross-entropy + λ_F·(relaxed statistical-parity gap) + λ_R·(loss on FGSM/PGD "
                "examples), for a fair and robust binary classifier.")
     Config = FrocInConfig
+    presets = {"quick": {"epochs": 2},
+               # §7.1: 500 epochs, batch 256, learning rate 0.01 (SGD), ξ = 0.3 on the standardised numeric features
+               "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "optimizer": "sgd", "epsilon": 0.3,
+                         "lambda_r": 0.1}}
     controls = {"no_fairness": {"lambda_f": 0.0},  # λ_F = 0 in Eq. 10: no statistical-parity term
                 "no_robustness": {"lambda_r": 0.0}}  # λ_R = 0 in Eq. 10: no adversarial term
     target_metrics = ("spd", "s_r")
@@ -667,6 +671,9 @@ class RbF(MitigationMethod):
     Config = RbfConfig
     # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
     # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
+    presets = {"quick": {"epochs": 2},
+               # §7.1: 500 epochs, batch 256, learning rate 0.01 (SGD), ξ = 0.3 on the standardised numeric features
+               "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "optimizer": "sgd", "epsilon": 0.3}}
     controls = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
     target_metrics = ("spd", "s_r")
 
@@ -704,6 +711,9 @@ class FbR(MitigationMethod):
     Config = FbrConfig
     # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
     # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
+    presets = {"quick": {"epochs": 2},
+               # §7.1: 500 epochs, batch 256, learning rate 0.01 (SGD), ξ = 0.3 on the standardised numeric features
+               "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "optimizer": "sgd", "epsilon": 0.3}}
     controls = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
     target_metrics = ("spd", "s_r")
 

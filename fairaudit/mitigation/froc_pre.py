@@ -508,6 +508,16 @@ class FrocPre(MitigationMethod):
                "δ_F-fair and δ_R-robust, then train the model on the edited data.")
     Config = FrocPreConfig
     kinds = ("tabular",)
+    presets = {"quick": {"epochs": 2, "iterations": 5},
+               # §7.1: the target model for 500 epochs at batch 256 and learning rate 0.01; Alg. 1: L = 1000, ε = 0.3
+               "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "iterations": 1000, "eps": 0.3}}
+    work_unit = "froc_iteration"
+    work_settings = ("iterations",)
+
+    def work(self, config, sizes) -> int:
+        """The iterations of Alg. 1 (at most ``iterations``: it stops once fair and robust enough)."""
+        return int(config.iterations)
+
     controls = {"random_flips": {"flip_selection": "random"},  # as many flipped labels, chosen at random
                 "random_adds": {"add_selection": "random"}}  # ℓ adversarial examples per iteration, drawn at random
     target_metrics = ("spd", "s_r")
