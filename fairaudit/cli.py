@@ -2,8 +2,8 @@
 
 Commands: ``audit``, ``robustness``, ``audit-predictions``, ``slices`` (which subgroups drive a gap),
 ``check`` (a CI gate: exit 0 pass, 1 fail, 3 inconclusive), ``identify`` (face recognition per group),
-``train``, ``datasets``, ``models``, ``mitigate``, ``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``,
-``demo``.
+``face-train-sweep`` (face recognition against the training mix), ``train``, ``datasets``, ``models``,
+``mitigate``, ``sweep``, ``benchmark``, ``runs``, ``report``, ``leakage``, ``demo``.
 Errors caused by arguments or files print one line on stderr and exit with
 code 2; nothing is half-written.
 """
