@@ -59,7 +59,7 @@ def compute_with_progress(run_id: str, settings: Mapping[str, Any]) -> embed.Run
     """``embed_run`` with a progress bar (it stores the maps with the run, so later reruns use :func:`cached`)."""
     bar = st.progress(0.0, text="Starting…")
 
-    def progress(message: str, fraction: float) -> None:
+    def progress(fraction: float, message: str) -> None:
         bar.progress(min(1.0, max(0.0, fraction)), text=message)
 
     try:

@@ -19,9 +19,10 @@ from appkit.state import current_setup
 from appkit.widgets import USER_ERRORS, setting_input, show_error
 from fairaudit import jobs
 from fairaudit.benchmark.published import published_effects
-from fairaudit.compare.table import LABELS
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.errors import FairauditError
+from fairaudit.metrics import catalogue
+from fairaudit.jobs.estimate import estimate
 from fairaudit.jobs.spec import load_methods
 from fairaudit.mitigation import METHODS, config_help, get_method
 from fairaudit.views.jobs_view import (changed_settings, cli_command, job_table, run_label,
@@ -76,7 +77,7 @@ def control_verdict(effects) -> str:
     defaults = [e for e in effects if not e.settings]
     for e in defaults or effects:
         if e.against != "baseline" and e.metric != "accuracy":
-            by_metric.setdefault(LABELS.get(e.metric, e.metric), []).append(e.holds)
+            by_metric.setdefault(catalogue.label(e.metric), []).append(e.holds)
     if not by_metric:
         return "compared with the deployed model only"
     wins = [m for m, holds in by_metric.items() if all(holds)]
@@ -149,8 +150,17 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
     options = data_options(dataset, setup)
     model, arch = model_choice(setup)
     fields = setting_fields(config_help(get_method(method)))
+    presets = get_method(method).presets
+    preset = st.segmented_control("Settings", ["defaults", *presets], default="defaults",
+                                  key=f"mitigate-preset:{method}",
+                                  help="quick: a demo of seconds to a minute; paper: the settings the method's "
+                                       "paper publishes; defaults: this tool's") or "defaults"
+    preset_values = presets.get(preset, {})
+    prefix = f"setting:{method}:" if preset == "defaults" else f"setting:{method}:{preset}:"
     with st.form(f"mitigate-form:{method}", border=True):
-        st.markdown("**Hyper-parameters** · the paper's defaults; the **?** of each setting says what it does")
+        st.markdown("**Hyper-parameters** · " + ("the tool's defaults" if preset == "defaults" else
+                                                 f"the **{preset}** preset")
+                    + "; the **?** of each setting says what it does")
         values: dict[str, Any] = {}
         per_row = 4
         for start in range(0, len(fields), per_row):
@@ -159,9 +169,10 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                 with col:
                     if field.kind == "fixed":  # not a scalar: the method's default is used as is
                         st.text_input(field.label, "default", disabled=True, help=field.help,
-                                      key=f"setting:{method}:{field.name}")
+                                      key=f"{prefix}{field.name}")
                     else:
-                        values[field.name] = setting_input(field, f"setting:{method}:{field.name}")
+                        values[field.name] = setting_input(field, f"{prefix}{field.name}",
+                                                           value=preset_values.get(field.name))
         st.markdown("**Run**")
         c1, c2, c3, _ = st.columns(4)
         seed = int(c1.number_input("Seed", value=0, step=1, key="mitigate-seed"))
@@ -169,16 +180,25 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                               help="auto: the GPU when there is one, else the CPU.")
         n_boot = int(c3.number_input("Bootstrap resamples", value=200, step=100, min_value=0, key="mitigate-boot",
                                      help="Resamples for the 95 % intervals of the before/after audits."))
-        submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+        b1, b2, _ = st.columns([1, 1, 3])
+        submitted = b1.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+        measure = b2.form_submit_button("Estimate time", icon=":material/timer:",
+                                        help="Run the job on this device until a few steps of the method are "
+                                             "timed (seconds), then say how long the whole run takes.")
+
+    def job_spec() -> jobs.JobSpec:
+        if not model:
+            raise FairauditError("enter the path of a model checkpoint, or choose the demo model.")
+        return jobs.JobSpec(method=method, dataset=dataset, model=model, target=target, sensitive=sensitive,
+                            data_options=options, data_dir=setup.data_dir if setup.dataset == dataset else None,
+                            settings=changed_settings(fields, values), device=device, seed=seed, arch=arch,
+                            n_boot=n_boot)
+
+    time_estimate(job_spec, measure)
     if not submitted:
         return
     try:
-        if not model:
-            raise FairauditError("enter the path of a model checkpoint, or choose the demo model.")
-        job = jobs.JobSpec(method=method, dataset=dataset, model=model, target=target, sensitive=sensitive,
-                           data_options=options, data_dir=setup.data_dir if setup.dataset == dataset else None,
-                           settings=changed_settings(fields, values), device=device, seed=seed, arch=arch,
-                           n_boot=n_boot)
+        job = job_spec()
         run_id = jobs.submit(job)
     except USER_ERRORS as exc:
         show_error(exc)
@@ -189,6 +209,25 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                icon=":material/rocket_launch:")
     with st.expander("The same run from the command line"):
         st.code(cli_command(job.to_dict()), language="bash")
+
+
+def time_estimate(job_spec, measure: bool) -> None:
+    """How long the form's settings take on this device: known from finished runs or an earlier timing, or
+    measured now when ``measure`` (the Estimate time button)."""
+    try:
+        spec = job_spec()
+        if measure:
+            with st.spinner("Timing a few steps of this job on this device…"):
+                found = estimate(spec)
+        else:
+            found = estimate(spec, calibrate_if_needed=False)
+    except USER_ERRORS:
+        return  # the settings are not valid yet; Launch says why
+    if found is None:
+        st.caption("Estimated time: not measured yet for these settings on this device — **Estimate time** "
+                   "times a few steps of the job (seconds), then says how long the whole run takes.")
+    else:
+        st.info(f"Estimated time: {found.text}.", icon=":material/timer:")
 
 
 # ---------------------------------------------------------------------------- the job list

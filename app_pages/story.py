@@ -319,9 +319,10 @@ def find_run(setup: AuditSetup):
 
 def mitigate_step(setup: AuditSetup, run) -> None:
     st.markdown("Now one bias-mitigation method is applied to this model. FAAP (the default) leaves the deployed "
-                "model untouched and learns a small perturbation of its inputs that hides the sensitive group from "
-                "the model's features; any other registered method can be chosen. The run goes to a background "
-                "worker, so the page can be left while it trains.")
+                "model untouched and trains a small perturbation of its inputs against a discriminator that tries to "
+                "read the sensitive group from the model's features; any other registered method can be chosen. "
+                "Whether a method helps is measured, not assumed: what the shipped benchmark found for it is "
+                "below the method. The run goes to a background worker, so the page can be left while it trains.")
     if _model_of(setup) is None:
         st.info("An uploaded checkpoint cannot be handed to a worker: give it by path on the Data & Model page to "
                 "mitigate it.", icon=":material/info:")
@@ -364,8 +365,9 @@ def looks_after_step(run, results: S.StoryResults) -> None:
 
 
 def tradeoff_step(setup: AuditSetup, run, results: S.StoryResults) -> None:
-    st.markdown("Fairness usually costs some accuracy. The plot places this run's model before and after "
-                "mitigation next to the methods of the shipped benchmark of the same setup (mean over seeds).")
+    st.markdown("Accuracy against DEO (the equal-opportunity gap, lower is fairer): this run's model before and "
+                "after mitigation, next to the methods of the shipped benchmark of the same setup, where there is "
+                "one (mean over seeds, ± one standard deviation).")
     if run is None or run["status"] != jobs.DONE:
         st.caption("Appears when the mitigation run is done.")
         return

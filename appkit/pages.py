@@ -22,7 +22,8 @@ COMPARE_PAGE = "app_pages/compare.py"
 
 
 def navigation(home: Callable[[], None]):
-    """The app's ``st.navigation``: Home and the guided demo first, then the pages in three sections (Audit · Mitigate · Analyse)."""
+    """The app's ``st.navigation``: Home and the Guided demo first, then the pages in three sections
+    (Audit · Mitigate · Analyse)."""
     return st.navigation({
         "": [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True),
              st.Page(STORY_PAGE, title="Guided demo", icon=":material/auto_stories:", url_path="story")],

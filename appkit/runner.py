@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,8 @@ from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
 from fairaudit.views.gallery import suggest_sensitive
 from appkit.setup import MODEL_DEMO, MODEL_PATH, MODEL_UPLOAD, SOURCE_PREDICTIONS, AuditSetup
+from fairaudit.progress import Progress
 
-ProgressFn = Callable[[float, str], None]
 
 # Share of the progress bar spent training the demo model when it is not cached yet.
 TRAIN_SHARE = 0.85
@@ -80,7 +80,7 @@ def open_dataset(setup: AuditSetup, split: str | None = None) -> FairDataset:
                         setup.data_dir or None, **setup.option_dict)
 
 
-def load_setup_model(setup: AuditSetup, dataset: FairDataset, progress: ProgressFn | None = None):
+def load_setup_model(setup: AuditSetup, dataset: FairDataset, progress: Progress | None = None):
     """Return ``(model, description)`` for the model named by ``setup``, validated against ``dataset``.
 
     The demo model is trained on first use (reported through ``progress``);
@@ -115,7 +115,7 @@ def load_setup_model(setup: AuditSetup, dataset: FairDataset, progress: Progress
     raise FairauditError(f"unknown model choice '{setup.model}'.")
 
 
-def run_setup(setup: AuditSetup, progress: ProgressFn | None = None) -> AuditRun:
+def run_setup(setup: AuditSetup, progress: Progress | None = None) -> AuditRun:
     """Load data and model, run one inference pass and return the stored predictions."""
     report = progress or (lambda fraction, message="": None)
     start = time.perf_counter()

@@ -606,8 +606,8 @@ def cmd_report(args) -> int:
     bar = _progress_bar(None, f"report on {len(args.run_ids)} run(s)")
     bar.unit = "section"
 
-    def update(done: int, total: int, title: str) -> None:
-        bar.total, bar.n = total, done
+    def update(fraction: float, title: str) -> None:
+        bar.total, bar.n = 100, int(round(100 * fraction))
         bar.set_postfix(section=title, refresh=False)
         bar.refresh()
 
@@ -635,7 +635,7 @@ def cmd_leakage(args) -> int:
     bar = _progress_bar(None, f"leakage probe on run {args.run_id}")
     bar.total, bar.unit = 100, "%"
 
-    def update(message: str, fraction: float) -> None:
+    def update(fraction: float, message: str) -> None:
         bar.n = int(round(100 * fraction))
         bar.set_postfix_str(message, refresh=False)
         bar.refresh()

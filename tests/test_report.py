@@ -50,13 +50,13 @@ def runs(tmp_path_factory, tiny_model):
         yield {"adult": adult, "faces": faces}
 
 
-PROGRESS: list[tuple[int, int, str]] = []
+PROGRESS: list[tuple[float, str]] = []
 
 
 @pytest.fixture(scope="module")
 def document(runs):
     return build_report([runs["faces"]["run_id"], runs["adult"]["run_id"]], explain=False, embed=False,
-                        progress=lambda done, total, title: PROGRESS.append((done, total, title)))
+                        progress=lambda fraction, title: PROGRESS.append((fraction, title)))
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,8 @@ def test_sections_without_their_data_say_why(runs, document):
     assert [s.key for s in document.sections] == ["overview", "metrics", "verdicts", "splits", "robustness",
                                                   "explanations", "perturbations", "embeddings", "tradeoff",
                                                   "training", "configuration"]
-    assert [p[:2] for p in PROGRESS] == [(i, 11) for i in range(1, 12)]  # one progress event per section
-    assert PROGRESS[0][2] == "Data and models" and PROGRESS[-1][2] == "Configuration"
+    assert [p[0] for p in PROGRESS] == [i / 11 for i in range(1, 12)]  # one progress(fraction, title) per section
+    assert PROGRESS[0][1] == "Data and models" and PROGRESS[-1][1] == "Configuration"
     for key in ("overview", "metrics", "verdicts", "splits", "perturbations", "training", "configuration"):
         assert document.section(key).available, key
     explanations = document.section("explanations")

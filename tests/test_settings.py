@@ -71,7 +71,7 @@ def app(home, monkeypatch) -> AppTest:
 def test_the_mitigate_page_refuses_an_out_of_range_setting_and_queues_nothing(app):
     app.run()
     at = app.switch_page("app_pages/mitigate.py").run()
-    at.number_input(key="setting:faap:epsilon").set_value(2.0).run()
+    at.number_input(key="setting:faap:epsilon").set_value(2.0)  # a form: the value goes with the submit
     next(b for b in at.button if b.label == "Launch").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert [e.value for e in at.error] == ["setting 'epsilon' of 'faap' must lie in (0, 1], got 2.0."]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from fairaudit.audit.inference import Predictions, ProgressFn, predict
+from fairaudit.audit.inference import Predictions, predict
+from fairaudit.progress import Counter
 from fairaudit.data.base import FairDataset
 from fairaudit.device import resolve_device
 from fairaudit.metrics import AuditReport, GroupMetrics
@@ -43,7 +44,7 @@ def _finish(metrics: GroupMetrics, preds: Predictions, meta: dict | None) -> Aud
 
 def run_audit(dataset: FairDataset, model, *, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
               device="auto", batch_size: int | None = None, num_workers: int | None = None,
-              with_latents: bool = False, progress: ProgressFn | None = None,
+              with_latents: bool = False, progress: Counter | None = None,
               meta: dict | None = None) -> tuple[AuditReport, Predictions]:
     """Audit ``model`` on ``dataset`` in one pass; returns the report and the reusable predictions.
 

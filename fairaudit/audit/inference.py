@@ -23,8 +23,8 @@ from fairaudit.data.base import FairDataset, TensorFairDataset
 from fairaudit.device import autocast, default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
+from fairaudit.progress import Counter
 
-ProgressFn = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass
@@ -100,7 +100,7 @@ def iterate_batches(dataset: FairDataset, batch_size: int, device: torch.device,
 
 def predict(model: torch.nn.Module, dataset: FairDataset, *, device="auto", batch_size: int | None = None,
             num_workers: int | None = None, with_latents: bool = False,
-            progress: ProgressFn | None = None,
+            progress: Counter | None = None,
             on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> Predictions:
     """Run ``model`` over ``dataset`` once and collect :class:`Predictions`.
 

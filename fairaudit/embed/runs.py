@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from fairaudit.embed.projection import METHODS, project_pair
 from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
 from fairaudit.metrics.groups import describe
+from fairaudit.progress import Progress, counting, no_progress, span
 from fairaudit.views.palette import PALETTE
 
 LEAKAGE_FILE = "leakage.json"
@@ -44,13 +45,6 @@ LEAKAGE_SAMPLE = 5000
 COLORS = ("sensitive", "target", "prediction", "correct")
 STAGES = ("before", "after")
 BEHAVIOUR = ("spd", "deo")
-
-Progress = Callable[[str, float], None]  # (what is happening, fraction done of that step)
-
-
-def _quiet(message: str, fraction: float) -> None:
-    pass
-
 
 def run_folder(run_id: str) -> Path:
     """The folder of run ``run_id`` (where its artefacts and these caches live)."""
@@ -98,7 +92,7 @@ def _latents_key(run: dict, n: int, seed: int) -> str:
 
 
 def sample_latents(run_id: str, n: int = DEFAULT_SAMPLE, *, seed: int = 0, device="auto",
-                   progress: Progress = _quiet) -> dict[str, Any]:
+                   progress: Progress = no_progress) -> dict[str, Any]:
     """Latents and predictions of a stratified test sample of a finished run, before and after (cached).
 
     Returns ``{"key", "kind", "indices", "labels", "sensitive", "sensitive_names",
@@ -123,17 +117,17 @@ def sample_latents(run_id: str, n: int = DEFAULT_SAMPLE, *, seed: int = 0, devic
 def _compute_latents(run_id: str, n: int, seed: int, device, progress: Progress) -> dict[str, Any]:
     from fairaudit.jobs.artifacts import load_run_models
 
-    progress("Loading the run's models", 0.0)
+    progress(0.0, "Loading the run's models")
     models = load_run_models(run_id, device=device)
     dataset = models.dataset("test")
     rows = sample_indices(dataset, min(int(n), len(dataset)), seed)
-    progress("Latents before mitigation", 0.0)
+    progress(0.05, "Latents before mitigation")
     before = latents_of(models.before, dataset, rows, device=models.device,
-                        progress=lambda done, total: progress("Latents before mitigation", done / total))
+                        progress=counting(progress, "Latents before mitigation", 0.05, 0.5))
     if models.after is not None:
-        progress("Latents after mitigation", 0.0)
+        progress(0.5, "Latents after mitigation")
         after = latents_of(models.after, dataset, rows, device=models.device,
-                           progress=lambda done, total: progress("Latents after mitigation", done / total))
+                           progress=counting(progress, "Latents after mitigation", 0.5, 1.0))
         after_latents, pred_after = after.latents, _predicted(after.probs)
     else:  # post-processing: same latents, the decisions of the saved after predictions
         saved = models.predictions("after")
@@ -160,7 +154,7 @@ def _behaviour(run: dict) -> dict[str, dict[str, float | None]]:
 
 
 def run_leakage(run_id: str, *, n: int = LEAKAGE_SAMPLE, folds: int = 5, n_boot: int = 200, seed: int = 0,
-                device="auto", refresh: bool = False, progress: Progress = _quiet) -> dict:
+                device="auto", refresh: bool = False, progress: Progress = no_progress) -> dict:
     """The leakage probe of a finished run, before and after, cached as ``leakage.json`` in its folder.
 
     Probes each sensitive attribute from the latents of a stratified test
@@ -180,8 +174,8 @@ def run_leakage(run_id: str, *, n: int = LEAKAGE_SAMPLE, folds: int = 5, n_boot:
     cached = cached_leakage(run_id)
     if cached is not None and not refresh and cached.get("settings") == settings:
         return cached
-    data = sample_latents(run_id, n, seed=seed, device=device, progress=progress)
-    progress("Probing the latents for the sensitive attributes", 0.0)
+    data = sample_latents(run_id, n, seed=seed, device=device, progress=span(progress, 0.0, 0.8))
+    progress(0.8, "Probing the latents for the sensitive attributes")
     probe = {"folds": folds, "n_boot": n_boot, "seed": seed}
     stages = {stage: probe_leakage(data[stage], data["sensitive"], data["sensitive_names"], **probe)
               for stage in STAGES}
@@ -199,7 +193,7 @@ def run_leakage(run_id: str, *, n: int = LEAKAGE_SAMPLE, folds: int = 5, n_boot:
     }
     path = run_folder(run_id) / LEAKAGE_FILE
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
-    progress("Probing the latents for the sensitive attributes", 1.0)
+    progress(1.0, "Probing the latents for the sensitive attributes")
     return result
 
 
@@ -336,7 +330,7 @@ def embedding_cached(run_id: str, *, method: str = "tsne", n: int = DEFAULT_SAMP
 
 def embed_run(run_id: str, *, method: str = "tsne", n: int = DEFAULT_SAMPLE, perplexity: float = 30,
               n_neighbors: int = 15, shared_axes: bool = True, device="auto", seed: int = 0,
-              leakage: bool = True, progress: Progress = _quiet) -> RunEmbedding:
+              leakage: bool = True, progress: Progress = no_progress) -> RunEmbedding:
     """Before/after 2-D projections of the latents of a finished run (cached per run and settings).
 
     ``method`` is ``"tsne"`` (uses ``perplexity``) or ``"umap"`` (uses
@@ -350,19 +344,19 @@ def embed_run(run_id: str, *, method: str = "tsne", n: int = DEFAULT_SAMPLE, per
         raise FairauditError(f"unknown projection method '{method}'; use one of: {', '.join(METHODS)}.")
     if not 1 <= int(n) <= MAX_SAMPLE:
         raise FairauditError(f"the sample size must lie between 1 and {MAX_SAMPLE:,}, got {n}.")
-    data = sample_latents(run_id, n, seed=seed, device=device, progress=progress)
+    data = sample_latents(run_id, n, seed=seed, device=device, progress=span(progress, 0.0, 0.7))
     settings = _projection_settings(data["key"], method, perplexity, n_neighbors, shared_axes, seed)
     path = run_folder(run_id) / "embeddings" / f"projection-{_key(settings)}.npz"
     cached = _read_npz(path)
     if cached is None:
-        progress(f"Projecting with {method}", 0.0)
+        progress(0.7, f"Projecting with {method}")
         before, after, axes = project_pair(data["before"], data["after"], method, shared_axes=shared_axes,
                                            same_space=bool(data["same_space"]), perplexity=perplexity,
                                            n_neighbors=n_neighbors, seed=seed)
         cached = {"before": before, "after": after, "axes": np.array(axes)}
         _write_npz(path, **cached)
-        progress(f"Projecting with {method}", 1.0)
-    result = run_leakage(run_id, seed=seed, device=device, progress=progress) if leakage else {}
+        progress(0.85 if leakage else 1.0, f"Projecting with {method}")
+    result = run_leakage(run_id, seed=seed, device=device, progress=span(progress, 0.85, 1.0)) if leakage else {}
     return RunEmbedding(run_id=run_id, method=method, settings={**settings, "n": int(n)}, kind=str(data["kind"]),
                         axes=str(cached["axes"]), coords={s: cached[s] for s in STAGES}, indices=data["indices"],
                         labels=data["labels"], sensitive=data["sensitive"],

@@ -32,8 +32,8 @@ from fairaudit.device import autocast
 from fairaudit.errors import FairauditError
 from fairaudit.optional import require
 from fairaudit.registry import Registry
+from fairaudit.progress import Counter
 
-ProgressFn = Callable[[int, int], None]  # (done, total)
 
 _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 BASELINES = ("black", "blur")
@@ -143,7 +143,7 @@ class GradCam:
         self.layer = find_target_layer(self.model, self._layer_name, self.input_shape)
         self._captum = LayerGradCam(self.model, self.layer)
 
-    def attribute(self, x: torch.Tensor, target, progress: ProgressFn | None = None) -> torch.Tensor:
+    def attribute(self, x: torch.Tensor, target, progress: Counter | None = None) -> torch.Tensor:
         """``(N, H, W)`` non-negative maps (ReLU of the channel-weighted activations, Eq. 2 of Grad-CAM)."""
         LayerAttribution = require("captum.attr", "Grad-CAM maps").LayerAttribution
 
@@ -218,7 +218,7 @@ class IntegratedGradientsExplainer:
     def baselines(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x) if self.baseline == "black" else blurred(x, self.blur_sigma)
 
-    def attribute(self, x: torch.Tensor, target, progress: ProgressFn | None = None,
+    def attribute(self, x: torch.Tensor, target, progress: Counter | None = None,
                   return_convergence_delta: bool = False):
         """``(N, H, W)`` signed maps; with ``return_convergence_delta`` also the per-image completeness error."""
         _check_batch(x, self.input_shape or tuple(x.shape[1:]))

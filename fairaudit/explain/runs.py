@@ -27,10 +27,10 @@ from fairaudit.errors import FairauditError
 from fairaudit.explain.attribution import EXPLAINERS, make_explainer, normalise_maps
 from fairaudit.explain.bias import attribute_regions, attribution_bias, dataset_masks, supplied_masks
 from fairaudit.explain.selection import RULES, paired_predictions, select_samples
+from fairaudit.progress import Progress, no_progress
 
 PERTURBATION_AMPLIFY = 10.0  # the perturbation is shown ×10 around mid-grey, as on the Run page
 HEAT_SCALE = "Jet"
-ProgressFn = Callable[[str, float], None]  # (what, fraction)
 
 
 def _colour_table(scale: str = HEAT_SCALE, levels: int = 256) -> np.ndarray:
@@ -190,7 +190,7 @@ def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong
                 n_steps: int = 32, internal_batch_size: int | None = None, bias_samples: int = 64,
                 regions: Mapping[str, Sequence[str]] | None = None,
                 masks: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-                progress: ProgressFn | None = None) -> ExplanationGrid:
+                progress: Progress | None = None) -> ExplanationGrid:
     """Attribution maps of ``n`` test images of run ``run_id``, before and after mitigation.
 
     Parameters
@@ -212,20 +212,21 @@ def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong
         ``masks``, a function ``sample index -> (target mask, sensitive mask)``
         of ``(H, W)`` booleans. Without masks it is ``None``.
     progress:
-        Called with ``(what, fraction)`` as the work advances.
+        Called as ``progress(fraction, message)`` (:class:`fairaudit.progress.Progress`) as the work
+        advances.
     """
     EXPLAINERS[method]  # an unknown name: one sentence with the closest one
     if selection not in RULES:
         raise FairauditError(f"unknown selection rule '{selection}'; choose one of {', '.join(RULES)}.")
-    report = progress or (lambda what, fraction: None)
-    report("loading the run's models", 0.0)
+    report = progress or no_progress
+    report(0.0, "loading the run's models")
     models, dataset, pairs = _image_run(run_id, device)
     indices = select_samples(pairs, selection, group, n, seed)
 
     options = dict(layer=layer, baseline=baseline, n_steps=n_steps, internal_batch_size=internal_batch_size)
     explainers = _explainers(models, method, options)
 
-    report("explaining the selected images", 0.1)
+    report(0.1, "explaining the selected images")
     images = _load_images(dataset, indices)
     target = torch.tensor(pairs.loc[indices, "label"].to_numpy(np.int64))
     maps = _stage_maps(models, explainers, images, target)
@@ -241,9 +242,9 @@ def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong
 
     bias = None
     if bias_samples > 0:
-        report("measuring attribution bias", 0.4)
+        report(0.4, "measuring attribution bias")
         bias = _bias_table(models, explainers, dataset, pairs, method, bias_samples, seed, regions, masks)
-    report("done", 1.0)
+    report(1.0, "done")
     settings = {"n": n, "seed": seed, "device": str(models.device), **options, "bias_samples": bias_samples}
     return ExplanationGrid(
         run_id=run_id, kind=models.kind, method=method, selection=selection, group=group,

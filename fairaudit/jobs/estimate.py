@@ -13,8 +13,9 @@ where the terms come from one of two sources:
   (``timings.method`` divided by the units their settings implied, and the rest of ``seconds`` for the load
   and audits; medians over the runs). This is used as soon as one such run exists.
 * otherwise a **calibration**: the real job (:func:`~fairaudit.jobs.execute.execute`, on the real data and
-  model, with the chosen settings) runs in a scratch folder until the method has done a few units of work
-  (:data:`CALIBRATION_UNITS`, or :data:`CALIBRATION_SECONDS` after its first), and is stopped there. It
+  model, with the chosen settings) runs in a scratch folder until the method has worked for
+  :data:`CALIBRATION_SECONDS` past its first unit of work (at most :data:`CALIBRATION_UNITS` units), and is
+  stopped there. It
   measures the load and the *before* audit (the *after* audit is taken to cost the same), the method's
   set-up before its first unit, and the seconds per unit. A method without a countable unit runs whole.
   Calibrations are cached in the workspace (``estimates/calibrations.json``) per method, dataset, model,
@@ -42,10 +43,11 @@ from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
 from fairaudit.jobs.spec import JobSpec
 
-CALIBRATION_UNITS = 5
-"""Units of work a calibration times (the first one is taken as warm-up)."""
+CALIBRATION_UNITS = 50
+"""The most units of work a calibration times (the first one is taken as warm-up)."""
 CALIBRATION_SECONDS = 3.0
-"""A calibration stops this many seconds after the method's first unit (once it has timed two)."""
+"""A calibration times units for this many seconds after the method's first unit (and at least four), so
+that one slow or fast step does not decide the estimate."""
 CACHE_FILE = "calibrations.json"
 
 
@@ -115,12 +117,19 @@ def work_units(spec: JobSpec, sizes: dict[str, int], config: Any = None) -> int 
 
 
 def split_sizes(spec: JobSpec) -> dict[str, int]:
-    """Rows of each split of the job's dataset (with its options)."""
-    from fairaudit.data import get_spec, load_dataset
+    """Rows of each split of the job's dataset (with its options); remembered in this process."""
+    key = json.dumps([spec.dataset, spec.target, spec.sensitive, spec.data_dir, spec.data_options],
+                     sort_keys=True, default=str)
+    if key not in _SIZES:
+        from fairaudit.data import get_spec, load_dataset
 
-    return {split: len(load_dataset(spec.dataset, split, spec.target, spec.sensitive, spec.data_dir,
-                                    **spec.data_options))
-            for split in get_spec(spec.dataset).splits}
+        _SIZES[key] = {split: len(load_dataset(spec.dataset, split, spec.target, spec.sensitive, spec.data_dir,
+                                               **spec.data_options))
+                       for split in get_spec(spec.dataset).splits}
+    return dict(_SIZES[key])
+
+
+_SIZES: dict[str, dict[str, int]] = {}
 
 
 def _model_identity(model: str) -> str:
@@ -199,7 +208,7 @@ def calibrate(spec: JobSpec, *, units: int = CALIBRATION_UNITS, seconds: float =
             marks.setdefault(phase, now)
         if phase == MITIGATING and event.get("event") == unit:
             unit_times.append(now)
-            if len(unit_times) >= units or (len(unit_times) >= 2 and now - unit_times[0] >= seconds):
+            if len(unit_times) >= units or (len(unit_times) >= 4 and now - unit_times[0] >= seconds):
                 raise _Calibrated()
 
     finished = False

@@ -38,6 +38,10 @@ class NoopFinetune(MitigationMethod):
     Config = NoopFinetuneConfig
     kinds = ("image", "tabular")
 
+    def work(self, config: NoopFinetuneConfig, sizes) -> int:
+        """``epochs × min(steps, ⌈train rows / batch_size⌉)`` optimiser steps."""
+        return config.epochs * min(config.steps, -(-int(sizes.get("train", 0)) // config.batch_size))
+
     def run(self, ctx: MethodContext, config: NoopFinetuneConfig) -> MitigationResult:
         if config.fail:
             raise FairauditError(config.fail)

@@ -19,10 +19,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from fairaudit.errors import FairauditError
+from fairaudit.progress import Progress
 from fairaudit.report import sections as S
 
-Progress = Callable[[int, int, str], None]
-"""``progress(done, total, section_title)`` after each section."""
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 """No "produced with plotly" link: the report links to nothing outside itself."""
@@ -207,7 +206,7 @@ def build_report(run_ids: Sequence[str], *, options: ReportOptions | None = None
     for done, (title, builder) in enumerate(builders, start=1):
         built.append(builder(runs))
         if progress is not None:
-            progress(done, len(builders), title)
+            progress(done / len(builders), title)  # the share of sections built and the last one's title
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return AuditReportDocument(ids, built, options, generated)
 

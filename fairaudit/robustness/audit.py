@@ -68,6 +68,7 @@ from fairaudit.data.base import FairDataset, TensorFairDataset
 from fairaudit.device import autocast, default_batch_size, resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import AuditReport
+from fairaudit.progress import Counter
 
 __all__ = ["ATTACKS", "AttackConfig", "AttackSurface", "FEATURES", "LABELS", "RobustnessAuditor", "RobustnessReport",
            "ThreatModel", "attack_surface", "default_eps", "describe_threat_model", "epsilon_sweep", "parse_attacks",
@@ -79,7 +80,6 @@ TABULAR_EPS = 0.1
 FEATURES = ("numeric", "all")  # which tabular columns an attack may move
 LABELS = ("true", "predicted")  # which labels the attack targets and S_R is scored against
 
-ProgressFn = Callable[[int, int], None]
 Postprocess = Callable[[FairDataset], Predictions]
 
 
@@ -524,7 +524,7 @@ class RobustnessAuditor:
         return torch.cat(clean), torch.cat(adversarial)
 
     def audit(self, model: nn.Module, dataset: FairDataset, *, postprocess: Postprocess | None = None,
-              progress: ProgressFn | None = None) -> RobustnessReport:
+              progress: Counter | None = None) -> RobustnessReport:
         """Attack ``model`` on ``dataset`` and audit clean and adversarial predictions per group.
 
         ``postprocess`` (optional) turns a dataset into the final
@@ -628,14 +628,14 @@ class RobustnessAuditor:
 
 
 def robustness_audit(model: nn.Module, dataset: FairDataset, *, attacks: str | Sequence[str] = ATTACKS,
-                     postprocess: Postprocess | None = None, progress: ProgressFn | None = None,
+                     postprocess: Postprocess | None = None, progress: Counter | None = None,
                      **settings) -> RobustnessReport:
     """Shortcut for ``RobustnessAuditor(attacks, **settings).audit(model, dataset)``."""
     return RobustnessAuditor(attacks, **settings).audit(model, dataset, postprocess=postprocess, progress=progress)
 
 
 def epsilon_sweep(model: nn.Module, dataset: FairDataset, eps_values: Sequence[float], *, attack: str = "fgsm",
-                  progress: ProgressFn | None = None, **settings) -> pd.DataFrame:
+                  progress: Counter | None = None, **settings) -> pd.DataFrame:
     """Adversarial accuracy per group for each ε in ``eps_values``.
 
     Returns a table with one row per (``eps``, ``group``) — ``group`` is

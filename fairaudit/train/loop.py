@@ -21,9 +21,9 @@ from fairaudit.device import autocast, resolve_device
 from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
 from fairaudit.seeding import make_generator, seed_everything, worker_init_fn
+from fairaudit.progress import EventSink
 
 StepFn = Callable[[nn.Module, tuple], "torch.Tensor | tuple[torch.Tensor, dict]"]
-ProgressFn = Callable[[dict], None]
 
 
 @dataclass
@@ -89,7 +89,7 @@ def _to_device(batch, device: torch.device, channels_last: bool) -> tuple:
 
 def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig | None = None, *, device="auto",
         step_fn: StepFn = cross_entropy_step, params: Iterable[torch.nn.Parameter] | None = None,
-        val_fn: Callable[[nn.Module], float] | None = None, progress: ProgressFn | None = None,
+        val_fn: Callable[[nn.Module], float] | None = None, progress: EventSink | None = None,
         should_stop: Callable[[], bool] | None = None, resume_from: str | Path | None = None,
         extra_state: dict[str, Any] | None = None) -> list[dict]:
     """Train ``model`` on ``train_ds`` and return the per-epoch history.
