@@ -185,6 +185,22 @@ def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().float().cpu().numpy()
 
 
+def explain_rows(models, explainers, dataset, pairs: pd.DataFrame, indices) -> tuple[torch.Tensor, dict, pd.DataFrame]:
+    """The images of the test rows ``indices`` of a run, their before/after maps (labels as targets) and those
+    rows of ``pairs``."""
+    images = _load_images(dataset, indices)
+    target = torch.tensor(pairs.loc[indices, "label"].to_numpy(np.int64))
+    return images, _stage_maps(models, explainers, images, target), pairs.loc[indices]
+
+
+def postprocessing_note(models) -> str:
+    """Why a post-processing run's maps are the same before and after ("" for any other run)."""
+    if models.kind != "postprocessing":
+        return ""
+    return (f"'{models.run['method']}' post-processes the decisions: the model is unchanged, so its "
+            "attributions are the same before and after; only the predictions differ.")
+
+
 def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong_to_right", group: str | None = None,
                 n: int = 8, device="auto", seed: int = 0, layer: str | None = None, baseline: str = "black",
                 n_steps: int = 32, internal_batch_size: int | None = None, bias_samples: int = 64,
@@ -227,16 +243,10 @@ def explain_run(run_id: str, *, method: str = "gradcam", selection: str = "wrong
     explainers = _explainers(models, method, options)
 
     report(0.1, "explaining the selected images")
-    images = _load_images(dataset, indices)
-    target = torch.tensor(pairs.loc[indices, "label"].to_numpy(np.int64))
-    maps = _stage_maps(models, explainers, images, target)
-    rows = pairs.loc[indices]
+    images, maps, rows = explain_rows(models, explainers, dataset, pairs, indices)
 
-    note = ""
-    if models.kind == "postprocessing":
-        note = (f"'{models.run['method']}' post-processes the decisions: the model is unchanged, so its "
-                "attributions are the same before and after; only the predictions differ.")
-    elif len(indices) == 0:
+    note = postprocessing_note(models)
+    if not note and len(indices) == 0:
         where = f" of group {group}" if group else ""
         note = f"No test image{where} is {RULES[selection]}."
 

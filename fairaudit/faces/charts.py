@@ -66,16 +66,22 @@ def det_curves(ver: Verification, group_names: Sequence[str], height: int = 380)
                   yaxis=dict(type="log", title="false non-match rate"))
 
 
-def sweep_chart(sweep: dict[str, Any], height: int = 380) -> go.Figure:
-    """Mean rank-1 (± standard deviation over seeds) of every group against the varied group's share."""
-    fig = go.Figure()
-    what = "identities" if sweep["kind"] == "ids" else "images"
+def _rank1_traces(fig: go.Figure, sweep: dict[str, Any], share_label: str) -> None:
+    """One line per group: mean rank-1 with ± standard deviation bars over seeds, against ``sweep["share"]``."""
     for g, (name, means) in enumerate(sweep["rank1"].items()):
         std = [s or 0.0 for s in sweep["rank1_std"][name]]
         fig.add_trace(go.Scatter(x=sweep["share"], y=means, mode="lines+markers", name=name,
                                  line=dict(color=colour(g), width=2),
                                  error_y=dict(type="data", array=std, visible=True, thickness=1.2, width=4),
-                                 hovertemplate=f"{name}<br>share %{{x:.1f}}<br>rank-1 %{{y:.3f}}<extra></extra>"))
+                                 hovertemplate=f"{name}<br>{share_label} %{{x:.2f}}<br>rank-1 %{{y:.3f}}"
+                                               "<extra></extra>"))
+
+
+def sweep_chart(sweep: dict[str, Any], height: int = 380) -> go.Figure:
+    """Mean rank-1 (± standard deviation over seeds) of every group against the varied group's share."""
+    fig = go.Figure()
+    what = "identities" if sweep["kind"] == "ids" else "images"
+    _rank1_traces(fig, sweep, "share")
     return _style(fig, f"Rank-1 against {sweep['varied_group']}'s share of the gallery {what}", height,
                   xaxis=dict(title=f"{sweep['varied_group']}'s share of the gallery {what}", autorange="reversed"),
                   yaxis=dict(title="rank-1 accuracy (mean ± sd over seeds)"))
@@ -86,13 +92,7 @@ def training_chart(sweep: dict[str, Any], height: int = 380) -> go.Figure:
     (a :func:`fairaudit.faces.train_sweep.training_sweep` result)."""
     fig = go.Figure()
     what = "identities" if sweep["kind"] == "ids" else "photos"
-    for g, (name, means) in enumerate(sweep["rank1"].items()):
-        std = [s or 0.0 for s in sweep["rank1_std"][name]]
-        fig.add_trace(go.Scatter(x=sweep["share"], y=means, mode="lines+markers", name=name,
-                                 line=dict(color=colour(g), width=2),
-                                 error_y=dict(type="data", array=std, visible=True, thickness=1.2, width=4),
-                                 hovertemplate=f"{name}<br>men's share %{{x:.2f}}<br>rank-1 %{{y:.3f}}"
-                                               "<extra></extra>"))
+    _rank1_traces(fig, sweep, "men's share")
     return _style(fig, f"Rank-1 against the men's share of the training {what}", height,
                   xaxis=dict(title=f"men's share of the training {what}"),
                   yaxis=dict(title="rank-1 accuracy (mean ± sd over seeds)"))

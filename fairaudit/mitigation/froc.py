@@ -662,6 +662,17 @@ class _SequentialRun:
         return MitigationResult(after_model=model, history=history, stats=stats)
 
 
+SEQUENTIAL_PRESETS = {
+    "quick": {"epochs": 2},
+    # §7.1: 500 epochs, batch 256, learning rate 0.01 (SGD), ξ = 0.3 on the standardised numeric features
+    "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "optimizer": "sgd", "epsilon": 0.3},
+}
+"""Presets of the two sequential baselines, RbF and FbR."""
+SEQUENTIAL_CONTROLS = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
+"""Controls of RbF and FbR: the fairness step alone (the reweight method, with its own trainer and defaults),
+and the same run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0)."""
+
+
 @register_method
 class RbF(MitigationMethod):
     name = "rbf"
@@ -669,12 +680,8 @@ class RbF(MitigationMethod):
                "threat model S_R is measured under, the examples of each epoch added to the data before the "
                "fairness pre-processor (reweighing or DIR) is applied.")
     Config = RbfConfig
-    # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
-    # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
-    presets = {"quick": {"epochs": 2},
-               # §7.1: 500 epochs, batch 256, learning rate 0.01 (SGD), ξ = 0.3 on the standardised numeric features
-               "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "optimizer": "sgd", "epsilon": 0.3}}
-    controls = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
+    presets = SEQUENTIAL_PRESETS
+    controls = SEQUENTIAL_CONTROLS
     target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: RbfConfig) -> MitigationResult:
@@ -709,12 +716,8 @@ class FbR(MitigationMethod):
                "DIR) to the training data, then PGD adversarial training (Eq. 3) on it within the threat model S_R "
                "is measured under, with the same budget.")
     Config = FbrConfig
-    # Its fairness step alone (the reweight method, with that method's own trainer and defaults), and the same
-    # run, same trainer and budget, with the adversarial term of Eq. 3 removed (λ = 0).
-    presets = {"quick": {"epochs": 2},
-               # §7.1: 500 epochs, batch 256, learning rate 0.01 (SGD), ξ = 0.3 on the standardised numeric features
-               "paper": {"epochs": 500, "batch_size": 256, "lr": 0.01, "optimizer": "sgd", "epsilon": 0.3}}
-    controls = {"reweight": "reweight", "no_adversarial": {"lam": 0.0}}
+    presets = SEQUENTIAL_PRESETS
+    controls = SEQUENTIAL_CONTROLS
     target_metrics = ("spd", "s_r")
 
     def run(self, ctx: MethodContext, config: FbrConfig) -> MitigationResult:

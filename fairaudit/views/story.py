@@ -339,22 +339,14 @@ def explain_after(run_id: str, *, per_group: int = FACES_PER_GROUP, method: str 
                   bias_per_group: int = BIAS_PER_GROUP, device="auto"):
     """The faces of :func:`explain_model` (same groups, same draw) explained by the run's deployed and mitigated
     models (:mod:`fairaudit.explain.runs`); the attribution-bias table has *before* and *after* rows."""
-    import torch
-
     from fairaudit.explain import ExplanationGrid, explain_bias
-    from fairaudit.explain.runs import _explainers, _image_run, _load_images, _numpy, _stage_maps
+    from fairaudit.explain.runs import _explainers, _image_run, _numpy, explain_rows, postprocessing_note
 
     models, dataset, pairs = _image_run(run_id, device)
     chosen = faces_per_group(pairs["group"].astype(str).to_numpy(), pairs.index.to_numpy(), per_group, seed)
     explainers = _explainers(models, method, {})
-    images = _load_images(dataset, chosen)
-    target = torch.tensor(pairs.loc[chosen, "label"].to_numpy(np.int64))
-    maps = _stage_maps(models, explainers, images, target)
-    rows = pairs.loc[chosen]
-    note = ""
-    if models.kind == "postprocessing":
-        note = (f"'{models.run['method']}' post-processes the decisions: the model is unchanged, so its "
-                "attributions are the same before and after; only the predictions differ.")
+    images, maps, rows = explain_rows(models, explainers, dataset, pairs, chosen)
+    note = postprocessing_note(models)
     bias = explain_bias(run_id, method=method, per_group=bias_per_group, seed=seed,
                         device=device) if bias_per_group > 0 else None
     return ExplanationGrid(

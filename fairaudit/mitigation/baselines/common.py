@@ -89,6 +89,11 @@ def group_attribute_codes(group: int, ds: FairDataset) -> list[int]:
     return codes[::-1]
 
 
+def favorable_label(ds: FairDataset) -> int:
+    """The dataset's favourable (positive) class, 1 where it does not say."""
+    return int(getattr(ds, "favorable_label", 1))
+
+
 def group_name(group: int, ds: FairDataset) -> str:
     return " & ".join(f"{a}={ds.value_names[a][c]}" for a, c in zip(ds.sensitive, group_attribute_codes(group, ds)))
 

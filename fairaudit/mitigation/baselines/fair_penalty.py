@@ -72,7 +72,8 @@ from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
                                        MitigationResult, register_method)
-from fairaudit.mitigation.baselines.common import RetrainConfig, group_name, in_memory, retrain, setting
+from fairaudit.mitigation.baselines.common import (RetrainConfig, favorable_label, group_name, in_memory, retrain,
+                                                   setting)
 from fairaudit.train.variants import group_ids
 
 __all__ = ["FairPenalty", "FairPenaltyConfig", "MinMax", "MinMaxConfig", "fairness_penalty", "group_means",
@@ -200,10 +201,6 @@ class FairPenaltyConfig(RetrainConfig):
                                       min=0, max=1, min_inclusive=False, max_inclusive=False)
 
 
-def _favorable(ds: FairDataset) -> int:
-    return int(getattr(ds, "favorable_label", 1))
-
-
 @register_method
 class FairPenalty(MitigationMethod):
     name = "fair_penalty"
@@ -223,7 +220,7 @@ class FairPenalty(MitigationMethod):
                                  f"has {train_ds.num_classes} classes (use kind='eq_loss').")
         cards = _cardinalities(train_ds)
         n_groups = int(math.prod(cards))
-        positive = _favorable(train_ds)
+        positive = favorable_label(train_ds)
         train_data: Dataset = in_memory(train_ds, ctx.device)
         held_out, held_out_from = None, None
         if config.penalty_split == "val":

@@ -49,8 +49,8 @@ from fairaudit.data.base import FairDataset
 from fairaudit.errors import FairauditError
 from fairaudit.mitigation.base import (FIT_SPLITS, TEST_SPLIT_REFUSED, MethodContext, MitigationMethod,
                                        MitigationResult, fit_split, register_method, register_rename)
-from fairaudit.mitigation.baselines.common import (RelabeledDataset, RetrainConfig, base_rates, group_codes,
-                                                   group_name, in_memory, retrain, setting)
+from fairaudit.mitigation.baselines.common import (RelabeledDataset, RetrainConfig, base_rates, favorable_label,
+                                                   group_codes, group_name, in_memory, retrain, setting)
 
 __all__ = ["LabelFlip", "LabelFlipConfig", "Massaging", "MassagingConfig", "EpochFlips", "massage_labels",
            "advantaged_group"]
@@ -237,10 +237,6 @@ class MassagingConfig(RetrainConfig):
                              choices=("boundary", "random"))
 
 
-def _favorable(ds: FairDataset) -> int:
-    return int(getattr(ds, "favorable_label", 1))
-
-
 @register_method
 class Massaging(MitigationMethod):
     name = "massaging"
@@ -255,7 +251,7 @@ class Massaging(MitigationMethod):
         if train_ds.num_classes != 2:
             raise FairauditError(f"massaging needs a binary target; '{train_ds.target}' has "
                                  f"{train_ds.num_classes} classes.")
-        positive = _favorable(train_ds)
+        positive = favorable_label(train_ds)
         groups, n_groups = group_codes(train_ds)
         scores = None
         if config.selection == "boundary":
