@@ -224,3 +224,49 @@ def test_gallery_sweep_draws_the_planned_galleries():
     assert len(by_images["rank1"]["A"]) == 5 and by_images["rank1_by_seed"]["B"][0][0] == by_images["rank1"]["B"][0]
     with pytest.raises(FairauditError, match="unknown gallery sweep 'people'"):
         gallery_sweep(emb, "people")
+
+
+@pytest.mark.parametrize("kind, photos", [("ids", 4), ("images", 2)])
+def test_a_gallery_sweep_holding_every_photo_measures_the_reference_rank1(kind, photos):
+    """A sweep whose one gallery must take every person and photo of the split: its rank-1 per group is the
+    brute-force reference's on the whole split (the draw reorders and renumbers the rows, nothing else)."""
+    v, ids, groups = clustered(n_ids=40, max_images=1, seed=4)
+    v = np.repeat(v, photos, axis=0) + np.random.default_rng(1).normal(size=(len(v) * photos, v.shape[1])) * 0.7
+    ids, groups = np.repeat(ids, photos), np.repeat(groups, photos)
+    emb = embeddings_from_arrays(v, ids, groups, ["A", "B"], device="cpu")
+    sweep = gallery_sweep(emb, kind, "A", shares=(0.5,), seeds=(0, 1, 2), n_ids=40, images_per_id=photos)
+    assert sweep["galleries"] == [{"ids": {"varied": 20, "others": 20},
+                                   "images_per_id": {"varied": photos, "others": photos}}]
+    expected, _ = ref.identification(v, ids, groups, ranks=(1,))
+    assert 0.3 < expected[0]["rank1"] < 0.95 and 0.3 < expected[1]["rank1"] < 0.95  # neither trivial nor hopeless
+    for g, name in enumerate(["A", "B"]):
+        assert sweep["rank1_by_seed"][name] == [[expected[g]["rank1"]] * 3]
+        assert sweep["rank1"][name] == [pytest.approx(expected[g]["rank1"], abs=1e-12)]
+        assert sweep["rank1_std"][name] == [pytest.approx(0.0, abs=1e-12)]
+
+
+def test_every_gallery_of_a_sweep_is_drawn_as_planned_and_measured_as_the_reference(monkeypatch):
+    """The rows of each drawn gallery (recorded as the sweep takes them): its make-up is the planned one, and
+    the rank-1 per group the sweep reports for it is the brute-force reference's on those rows."""
+    from fairaudit.faces.engine import Embeddings
+
+    v, ids, groups = clustered(n_ids=60, max_images=1, seed=5)
+    v = np.repeat(v, 8, axis=0) + np.random.default_rng(2).normal(size=(len(v) * 8, v.shape[1])) * 0.6
+    ids, groups = np.repeat(ids, 8), np.repeat(groups, 8)
+    emb = embeddings_from_arrays(v, ids, groups, ["A", "B"], device="cpu")
+    drawn, subset = [], Embeddings.subset
+    monkeypatch.setattr(Embeddings, "subset", lambda self, rows: drawn.append(np.asarray(rows)) or subset(self, rows))
+    for kind in ("ids", "images"):
+        drawn.clear()
+        sweep = gallery_sweep(emb, kind, "A", seeds=(0, 1, 2), n_ids=20)
+        assert len(drawn) == 5 * 3
+        for i, plan in enumerate(sweep["galleries"]):
+            for j in range(3):
+                rows = drawn[3 * i + j]
+                assert len(np.unique(rows)) == len(rows)  # no photo twice
+                for g, side in ((0, "varied"), (1, "others")):
+                    people, photos = np.unique(ids[rows][groups[rows] == g], return_counts=True)
+                    assert len(people) == plan["ids"][side] and set(photos) == {plan["images_per_id"][side]}
+                expected, _ = ref.identification(v[rows], ids[rows], groups[rows], ranks=(1,))
+                for g, name in enumerate(["A", "B"]):
+                    assert sweep["rank1_by_seed"][name][i][j] == expected[g]["rank1"]
