@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from appkit.figures import chart, chart_in
+from appkit.launch import estimate_button, time_estimate
 from appkit.query_state import sync, url_value, url_values
 from appkit.runs import format_seconds, poll_interval, run_page_link
 from appkit.state import current_setup
@@ -169,24 +170,34 @@ def sweep_launcher() -> None:
                                     key="compare-sweep-boot"))
         fixed = st.text_input("Other settings (fixed)", key=f"compare-sweep-fixed:{method}",
                               placeholder="key=value, key=value")
-        submitted = st.form_submit_button("Launch sweep", type="primary", icon=":material/rocket_launch:")
-    if not submitted:
-        return
-    try:
+        b1, b2, _ = st.columns([1, 1, 3])
+        submitted = b1.form_submit_button("Launch sweep", type="primary", icon=":material/rocket_launch:")
+        measure = estimate_button(b2)
+
+    def sweep_plan() -> tuple[jobs.JobSpec, list[str]]:
         grid = [f"{param1}={values1}"] if values1.strip() else []
         if param2 != NONE and values2.strip():
             grid.append(f"{param2}={values2}")
         if not grid and seeds < 2:
             raise FairauditError("enter the values to try, or more than one seed.")
-        settings = _pairs(fixed)
         same = setup.dataset == dataset
         base = jobs.JobSpec(method=method, dataset=dataset, model=model.strip() or "demo",
                             target=setup.target if same else None,
                             sensitive=list(setup.sensitive) if same and setup.sensitive else None,
                             data_options=setup.option_dict if same else {},
                             data_dir=setup.data_dir if same else None,
-                            settings=settings, device=device,
-                            n_boot=n_boot)
+                            settings=_pairs(fixed), device=device, n_boot=n_boot)
+        return base, grid
+
+    def sweep_jobs():
+        base, grid = sweep_plan()
+        return compare.sweep_specs(base, grid, seeds if seeds > 1 else None).specs
+
+    time_estimate(sweep_jobs, measure, USER_ERRORS)
+    if not submitted:
+        return
+    try:
+        base, grid = sweep_plan()
         sweep = compare.launch_sweep(base, grid, seeds if seeds > 1 else None)
     except USER_ERRORS as exc:
         show_error(exc)
@@ -272,10 +283,11 @@ def benchmark_launcher() -> None:
                              help="'demo' or the path of a checkpoint on this machine.")
         fixed = st.text_input("Settings", key="compare-bench-settings",
                               placeholder="key=value, method.key=value (e.g. epochs=2, faap.beta=0.5)")
-        submitted = st.form_submit_button("Launch benchmark", type="primary", icon=":material/rocket_launch:")
-    if not submitted:
-        return
-    try:
+        b1, b2, _ = st.columns([1, 1, 3])
+        submitted = b1.form_submit_button("Launch benchmark", type="primary", icon=":material/rocket_launch:")
+        measure = estimate_button(b2)
+
+    def bench_plan():
         if not methods:
             raise FairauditError("choose at least one method.")
         settings = _pairs(fixed)
@@ -289,7 +301,13 @@ def benchmark_launcher() -> None:
             sensitive=list(setup.sensitive) if same and setup.sensitive else None,
             data_options=setup.option_dict if same else {}, data_dir=setup.data_dir if same else None,
             settings=settings, quick=quick, command="python -m fairaudit " + shlex.join(argv))
-        manifest = benchmark.launch_benchmark(plan)
+        return plan
+
+    time_estimate(lambda: bench_plan().specs.values(), measure, USER_ERRORS)
+    if not submitted:
+        return
+    try:
+        manifest = benchmark.launch_benchmark(bench_plan())
     except USER_ERRORS as exc:
         show_error(exc)
         return

@@ -15,6 +15,7 @@ import streamlit as st
 
 from appkit.runs import (before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
                          status_line)
+from appkit.launch import estimate_button, preset_caption, preset_choice, time_estimate
 from appkit.state import current_setup
 from appkit.widgets import USER_ERRORS, setting_input, show_error
 from fairaudit import jobs
@@ -22,7 +23,6 @@ from fairaudit.benchmark.published import published_effects
 from fairaudit.data import get_spec, list_datasets
 from fairaudit.errors import FairauditError
 from fairaudit.metrics import catalogue
-from fairaudit.jobs.estimate import estimate
 from fairaudit.jobs.spec import load_methods
 from fairaudit.mitigation import METHODS, config_help, get_method
 from fairaudit.views.jobs_view import (changed_settings, cli_command, job_table, run_label,
@@ -150,17 +150,10 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
     options = data_options(dataset, setup)
     model, arch = model_choice(setup)
     fields = setting_fields(config_help(get_method(method)))
-    presets = get_method(method).presets
-    preset = st.segmented_control("Settings", ["defaults", *presets], default="defaults",
-                                  key=f"mitigate-preset:{method}",
-                                  help="quick: a demo of seconds to a minute; paper: the settings the method's "
-                                       "paper publishes; defaults: this tool's") or "defaults"
-    preset_values = presets.get(preset, {})
-    prefix = f"setting:{method}:" if preset == "defaults" else f"setting:{method}:{preset}:"
+    preset, preset_values, preset_key = preset_choice(method, f"mitigate-preset:{method}")
+    prefix = f"setting:{method}:{preset_key}"
     with st.form(f"mitigate-form:{method}", border=True):
-        st.markdown("**Hyper-parameters** · " + ("the tool's defaults" if preset == "defaults" else
-                                                 f"the **{preset}** preset")
-                    + "; the **?** of each setting says what it does")
+        st.markdown(f"**Hyper-parameters** · {preset_caption(preset)}; the **?** of each setting says what it does")
         values: dict[str, Any] = {}
         per_row = 4
         for start in range(0, len(fields), per_row):
@@ -182,9 +175,7 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                                      help="Resamples for the 95 % intervals of the before/after audits."))
         b1, b2, _ = st.columns([1, 1, 3])
         submitted = b1.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
-        measure = b2.form_submit_button("Estimate time", icon=":material/timer:",
-                                        help="Run the job on this device until a few steps of the method are "
-                                             "timed (seconds), then say how long the whole run takes.")
+        measure = estimate_button(b2)
 
     def job_spec() -> jobs.JobSpec:
         if not model:
@@ -194,7 +185,7 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                             settings=changed_settings(fields, values), device=device, seed=seed, arch=arch,
                             n_boot=n_boot)
 
-    time_estimate(job_spec, measure)
+    time_estimate(lambda: [job_spec()], measure, USER_ERRORS)
     if not submitted:
         return
     try:
@@ -209,25 +200,6 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                icon=":material/rocket_launch:")
     with st.expander("The same run from the command line"):
         st.code(cli_command(job.to_dict()), language="bash")
-
-
-def time_estimate(job_spec, measure: bool) -> None:
-    """How long the form's settings take on this device: known from finished runs or an earlier timing, or
-    measured now when ``measure`` (the Estimate time button)."""
-    try:
-        spec = job_spec()
-        if measure:
-            with st.spinner("Timing a few steps of this job on this device…"):
-                found = estimate(spec)
-        else:
-            found = estimate(spec, calibrate_if_needed=False)
-    except USER_ERRORS:
-        return  # the settings are not valid yet; Launch says why
-    if found is None:
-        st.caption("Estimated time: not measured yet for these settings on this device — **Estimate time** "
-                   "times a few steps of the job (seconds), then says how long the whole run takes.")
-    else:
-        st.info(f"Estimated time: {found.text}.", icon=":material/timer:")
 
 
 # ---------------------------------------------------------------------------- the job list

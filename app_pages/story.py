@@ -17,12 +17,13 @@ import streamlit as st
 
 from appkit import background
 from appkit.figures import chart
+from appkit.launch import estimate_button, preset_caption, preset_choice, time_estimate
 from appkit.query_state import sync, url_value
 from appkit.runner import load_setup_model
 from appkit.runs import before_after_card, curves_chart, run_page_link, status_line
 from appkit.setup import MODEL_DEMO, MODEL_PATH, SOURCE_DATASET, AuditSetup
 from appkit.state import cached_report, current_setup, remember_in_url, start_run, task_key
-from appkit.widgets import USER_ERRORS, await_run, show_error
+from appkit.widgets import USER_ERRORS, await_run, setting_input, show_error
 from fairaudit import jobs
 from fairaudit.compare.checks import composition_figure
 from fairaudit.jobs.spec import load_methods
@@ -227,23 +228,6 @@ def identity(setup: AuditSetup) -> dict:
     return S.setup_identity(setup.dataset, setup.target, setup.sensitive, setup.option_dict, _model_of(setup) or "")
 
 
-def setting_input(field, key: str) -> Any:
-    """A widget generated from a setting's declaration (as on the Mitigate page)."""
-    if field.kind == "bool":
-        return st.checkbox(field.label, value=field.default, key=key, help=field.help)
-    if field.kind == "int":
-        return int(st.number_input(field.label, value=field.default, step=1, key=key, help=field.help_text))
-    if field.kind == "float":
-        return float(st.number_input(field.label, value=float(field.default), step=float(field.step), format="%g",
-                                     key=key, help=field.help_text))
-    if field.kind == "choice":
-        return st.selectbox(field.label, field.choices, index=field.choices.index(field.default), key=key,
-                            help=field.help)
-    if field.kind == "optional":
-        return st.text_input(field.label, key=key, placeholder="none", help=field.help).strip() or None
-    return st.text_input(field.label, value=str(field.default), key=key, help=field.help)
-
-
 def launch_form(setup: AuditSetup) -> None:
     from fairaudit.data import get_spec
 
@@ -265,13 +249,16 @@ def launch_form(setup: AuditSetup) -> None:
     else:
         st.caption(f"`{method}` has not been benchmarked against its controls, so no effect is claimed for it.")
     fields = setting_fields(config_help(get_method(method)))
+    preset, preset_values, preset_key = preset_choice(method, f"story-preset:{method}")
     with st.form(f"story-form:{method}", border=True):
+        st.caption(f"Settings start from {preset_caption(preset)}.")
         values: dict[str, Any] = {}
         editable = [f for f in fields if f.kind != "fixed"]
         for start in range(0, len(editable), 4):
             for col, field in zip(st.columns(4), editable[start:start + 4]):
                 with col:
-                    values[field.name] = setting_input(field, f"story-setting:{method}:{field.name}")
+                    values[field.name] = setting_input(field, f"story-setting:{method}:{preset_key}{field.name}",
+                                                       value=preset_values.get(field.name))
         st.markdown("**Run**")
         c1, c2, c3, c4 = st.columns(4)
         seed = int(c1.number_input("Seed", value=0, step=1, key="story-seed"))
@@ -280,14 +267,21 @@ def launch_form(setup: AuditSetup) -> None:
                                      help="Test samples attacked for the robustness audit of the run; 0 skips it."))
         splits = int(c4.number_input("Split-audit samples", value=0, step=100, min_value=0, key="story-splits",
                                      help="Rows per split for the train/val/test audits of the run; 0 skips them."))
-        submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
-    if not submitted:
-        return
-    try:
-        spec = S.launch_spec(method, setup.dataset, model=_model_of(setup), target=setup.target,
+        b1, b2, _ = st.columns([1, 1, 3])
+        submitted = b1.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+        measure = estimate_button(b2)
+
+    def job_spec():
+        return S.launch_spec(method, setup.dataset, model=_model_of(setup), target=setup.target,
                              sensitive=setup.sensitive, data_options=setup.option_dict, data_dir=setup.data_dir,
                              arch=setup.arch, settings=changed_settings(fields, values), seed=seed, n_boot=n_boot,
                              robustness_samples=robust, split_samples=splits)
+
+    time_estimate(lambda: [job_spec()], measure, USER_ERRORS)
+    if not submitted:
+        return
+    try:
+        spec = job_spec()
         run_id = jobs.submit(spec)
     except USER_ERRORS as exc:
         show_error(exc)

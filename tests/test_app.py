@@ -19,6 +19,7 @@ import pytest
 
 from fairaudit.audit import audit_predictions
 from appkit import background
+from appkit.runner import AuditRun
 from fairaudit.views.tables import disparity_checks
 
 pytest.importorskip("streamlit")
@@ -96,8 +97,8 @@ def test_audit_page_shows_disparity_cards_with_numbers(app):
 def test_threshold_slider_recomputes_from_stored_predictions(app):
     at = open_page(app, AUDIT)
     before = metrics_by_label(at)
-    preds = next(background.get(k).result.predictions for k in background.keys()
-                 if background.get(k).done and background.get(k).result.setup.is_demo)
+    audits = [background.get(k).result for k in background.keys() if background.get(k).done]
+    preds = next(r.predictions for r in audits if isinstance(r, AuditRun) and r.setup.is_demo)
     at.slider(key="threshold").set_value(0.85).run()
     assert not at.exception
     after = metrics_by_label(at)

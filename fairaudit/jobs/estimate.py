@@ -341,10 +341,12 @@ def estimate_many(specs: Iterable[JobSpec], *, registry=None, calibrate_if_neede
     """The total duration of ``specs`` run one after another (a sweep, a benchmark): the sum of each spec's
     estimate, where a spec without finished runs or a cached calibration of its own borrows the timing of the
     first spec of the same method, dataset and model, scaled by its own units of work (so a grid calibrates
-    once per method)."""
+    once per method). One spec gives its own :func:`estimate`."""
     specs = list(specs)
     if not specs:
         raise FairauditError("there are no runs to estimate.")
+    if len(specs) == 1:  # one job: its own estimate, worded as such
+        return estimate(specs[0], registry=registry, calibrate_if_needed=calibrate_if_needed)
     parts: list[Estimate] = []
     reference: dict[tuple, Estimate] = {}
     for spec in specs:
