@@ -16,6 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from appkit import background
+from appkit.figures import chart
+from appkit.query_state import sync, url_value
 from appkit.widgets import USER_ERRORS, image_grid, show_error
 from fairaudit.data import load_dataset
 from fairaudit.faces.audit import FaceAudit, run_face_audit
@@ -56,7 +58,10 @@ def person_attributes(ds) -> list[str]:
 
 def settings() -> dict[str, Any] | None:
     left, middle, right = st.columns([3, 3, 2])
-    name = left.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="faces-dataset")
+    names = list(DATASETS)
+    name = left.selectbox("Dataset", names, index=names.index(url_value("dataset", names[0], choices=names)),
+                          format_func=DATASETS.get, key="faces-dataset")
+    sync("dataset", name, names[0])
     data_dir = None
     if name == "identity-folders":
         data_dir = left.text_input("Folder", key="faces-folder", placeholder="/data/lfw",
@@ -70,15 +75,25 @@ def settings() -> dict[str, Any] | None:
                               help="'demo' (synthetic identities only) or the path of a checkpoint whose feature "
                                    "extractor g gives one embedding per image")
     ds = cached_dataset(name, data_dir, None)
-    sensitive = right.selectbox("Sensitive attribute", person_attributes(ds), key="faces-sensitive")
+    attributes = person_attributes(ds)
+    sensitive = right.selectbox("Sensitive attribute", attributes, key="faces-sensitive",
+                                index=attributes.index(url_value("sensitive", attributes[0], choices=attributes)))
+    sync("sensitive", sensitive, attributes[0])
     a, b, c, d = st.columns([2, 2, 3, 3])
-    rank_k = int(a.number_input("Rank k", 2, 50, 5, key="faces-rank"))
-    fmr = b.selectbox("Target FMR", FMR_TARGETS, index=1, format_func=lambda v: f"{v:g}", key="faces-fmr")
-    sweep = c.segmented_control("Gallery sweep", list(SWEEPS), format_func=SWEEPS.get, default="none",
-                                key="faces-sweep") or "none"
+    rank_k = int(a.number_input("Rank k", 2, 50, url_value("rank", 5, bounds=(2, 50)), key="faces-rank"))
+    sync("rank", rank_k, 5)
+    fmr = b.selectbox("Target FMR", FMR_TARGETS, format_func=lambda v: f"{v:g}", key="faces-fmr",
+                      index=FMR_TARGETS.index(url_value("fmr", FMR_TARGETS[1], choices=FMR_TARGETS)))
+    sync("fmr", fmr, FMR_TARGETS[1])
+    sweeps = list(SWEEPS)
+    sweep = c.segmented_control("Gallery sweep", sweeps, format_func=SWEEPS.get, key="faces-sweep",
+                                default=url_value("sweep", "none", choices=sweeps)) or "none"
+    sync("sweep", sweep, "none")
     groups = [str(v) for v in ds.value_names[sensitive]]
     sweep_group = d.selectbox("Group whose share varies", groups, key="faces-sweep-group",
+                              index=groups.index(url_value("group", groups[0], choices=groups)),
                               disabled=sweep == "none")
+    sync("group", sweep_group, groups[0])
     return {"name": name, "data_dir": data_dir, "sensitive": sensitive, "model": model, "rank_k": rank_k,
             "fmr": float(fmr), "sweep": None if sweep == "none" else sweep,
             "sweep_group": None if sweep == "none" else sweep_group}
@@ -222,7 +237,7 @@ def training_result(key: str) -> None:
             st.rerun()
         return
     sweep = state.result
-    st.plotly_chart(training_chart(sweep), key="faces-train-chart")
+    chart(training_chart(sweep), key="faces-train-chart")
     rows = []
     for i, share in enumerate(sweep["share"]):
         row = {"men's share": share}
@@ -252,18 +267,21 @@ def main() -> None:
     st.caption(f"Model: {audit.meta['model']} · {len(ds):,} photos of {ds.num_classes:,} people.")
     identification_cards(audit, chosen["rank_k"])
     verification_cards(audit)
-    tabs = st.tabs(["Score distributions", "DET curves", "Gallery composition", "Failed probes"])
+    tab_names = ["Score distributions", "DET curves", "Gallery composition", "Failed probes"]
+    tabs = st.tabs(tab_names, default=url_value("tab", tab_names[0], choices=tab_names), key="faces-tab",
+                   on_change="rerun")
+    sync("tab", st.session_state.get("faces-tab") or tab_names[0], tab_names[0])
     with tabs[0]:
-        st.plotly_chart(score_distributions(audit.verification, audit.embeddings.group_names), key="faces-scores")
+        chart(score_distributions(audit.verification, audit.embeddings.group_names), key="faces-scores")
     with tabs[1]:
-        st.plotly_chart(det_curves(audit.verification, audit.embeddings.group_names), key="faces-det")
+        chart(det_curves(audit.verification, audit.embeddings.group_names), key="faces-det")
     with tabs[2]:
         composition_table(audit)
         if audit.sweep is None:
             st.caption("Choose a gallery sweep above to see rank-1 against a group's share of the gallery's "
                        "identities or of its images per identity (fixed gallery size, 3 seeds).")
         else:
-            st.plotly_chart(sweep_chart(audit.sweep), key="faces-sweep-chart")
+            chart(sweep_chart(audit.sweep), key="faces-sweep-chart")
     with tabs[3]:
         failed_probes(audit, ds)
     if chosen["name"] == "synthetic-identities":

@@ -16,6 +16,7 @@ import streamlit as st
 from appkit.runs import (before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
                          status_line)
 from appkit.launch import estimate_button, preset_caption, preset_choice, time_estimate
+from appkit.query_state import sync, url_value
 from appkit.state import current_setup
 from appkit.widgets import USER_ERRORS, setting_input, show_error
 from fairaudit import jobs
@@ -47,9 +48,10 @@ def _shorten(text: str, limit: int = 70) -> str:
 def method_choice() -> str:
     load_methods()
     names = sorted(METHODS)
-    default = names.index(PREFERRED_METHOD) if PREFERRED_METHOD in names else 0
-    name = st.selectbox("Method", names, index=default, key="mitigate-method",
-                        format_func=lambda n: f"{n} — {_shorten(get_method(n).summary)}")
+    default = PREFERRED_METHOD if PREFERRED_METHOD in names else names[0]
+    name = st.selectbox("Method", names, index=names.index(url_value("method", default, choices=names)),
+                        key="mitigate-method", format_func=lambda n: f"{n} — {_shorten(get_method(n).summary)}")
+    sync("method", name, default)
     st.caption(get_method(name).summary)
     measured_effects(name)
     return name
@@ -94,9 +96,11 @@ def dataset_choice(method: str, setup: AuditSetup) -> str:
     names = [s.name for s in list_datasets() if s.kind in kinds and (s.embedded or s.name == audited)]
     if not names:
         raise FairauditError(f"no dataset of kind {' or '.join(kinds)} is available for '{method}'.")
-    index = names.index(audited) if audited in names else 0
-    return st.selectbox("Dataset", names, index=index, key=f"mitigate-dataset:{method}",
-                        format_func=lambda n: f"{n} — {get_spec(n).description}")
+    default = audited if audited in names else names[0]
+    chosen = st.selectbox("Dataset", names, index=names.index(url_value("dataset", default, choices=names)),
+                          key=f"mitigate-dataset:{method}", format_func=lambda n: f"{n} — {get_spec(n).description}")
+    sync("dataset", chosen, default)
+    return chosen
 
 
 def data_options(dataset: str, setup: AuditSetup) -> dict[str, Any]:
@@ -227,7 +231,11 @@ def jobs_panel() -> None:
                      "Created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm:ss"),
                      "Seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
                  })
-    wanted = st.session_state.get(SELECTED) or st.query_params.get("run")
+    linked = st.query_params.get("run")
+    wanted = st.session_state.get(SELECTED) or linked
+    if wanted not in ids and wanted == linked:
+        st.caption(f":material/link_off: The link's `run={linked}` is not among the runs here; showing the newest "
+                   "one instead.")
     st.session_state[SELECTED] = wanted if wanted in ids else ids[0]
     by_id = {r["id"]: r for r in runs}
     run_id = st.selectbox("Selected run", ids, key=SELECTED, format_func=lambda i: run_label(by_id[i]),

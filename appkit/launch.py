@@ -3,7 +3,8 @@
 The Mitigate page, the Guided demo, the sweep and the benchmark launchers of Compare all say, before Launch,
 how long the chosen settings will take on this device (:func:`fairaudit.jobs.estimate.estimate_many`: from
 the finished runs of the same job, else from a short timed calibration of the method's unit of work), and
-let the form start from a preset (``quick`` for a demo, ``paper`` for the published settings).
+let the form start from a preset (``quick`` for a demo, ``paper`` for the published settings; ``?preset=`` in
+the URL).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 import streamlit as st
 
+from appkit.query_state import sync, url_value
 from fairaudit.jobs.estimate import estimate_many
 from fairaudit.jobs.spec import JobSpec
 from fairaudit.mitigation import get_method
@@ -27,8 +29,10 @@ def preset_choice(method: str, key: str) -> tuple[str, dict[str, Any], str]:
     """A ``Settings`` picker of ``method``'s presets; returns ``(preset, its settings, key prefix)`` — the
     prefix gives each preset its own widget keys, so switching preset starts the fields from its values."""
     presets = get_method(method).presets
-    preset = st.segmented_control("Settings", [DEFAULTS, *presets], default=DEFAULTS, key=key,
-                                  help=PRESET_HELP) or DEFAULTS
+    options = [DEFAULTS, *presets]
+    preset = st.segmented_control("Settings", options, default=url_value("preset", DEFAULTS, choices=options),
+                                  key=key, help=PRESET_HELP) or DEFAULTS
+    sync("preset", preset, DEFAULTS)
     return preset, dict(presets.get(preset, {})), "" if preset == DEFAULTS else f"{preset}:"
 
 

@@ -140,3 +140,46 @@ def test_compare_page_restores_metric_runs_filters_and_seed_view(run_id):
     assert at.selectbox(key="compare-fairness").value == "deo"
     assert at.toggle(key="compare-aggregate").value is False
     assert len(notices(at)) == 2
+
+
+def test_mitigate_page_restores_method_dataset_preset_and_run(run_id):
+    from fairaudit.data import list_datasets
+    from fairaudit.mitigation import get_method
+
+    image_sets = [s.name for s in list_datasets() if s.kind in get_method("faap").kinds and s.embedded]
+    other = next(n for n in image_sets if n != "synthetic-faces")
+    at = open_with("app_pages/mitigate.py", method="faap", dataset=other, preset="quick", run=run_id)
+    assert at.selectbox(key="mitigate-method").value == "faap"
+    assert at.selectbox(key="mitigate-dataset:faap").value == other
+    assert at.button_group(key="mitigate-preset:faap").value == "quick"
+    assert at.number_input(key="setting:faap:quick:epochs").value == get_method("faap").presets["quick"]["epochs"]
+    assert at.selectbox(key="mitigate-run").value == run_id
+    assert notices(at) == []
+    assert link(at) == f"/mitigate?dataset={other}&preset=quick&run={run_id}"  # faap is the default method
+
+
+def test_malformed_mitigate_parameters_give_a_notice_and_the_default(run_id):
+    at = open_with("app_pages/mitigate.py", method="magic", preset="turbo", run="r-gone")
+    assert at.selectbox(key="mitigate-method").value == "faap"
+    assert at.button_group(key="mitigate-preset:faap").value == "defaults"
+    assert at.selectbox(key="mitigate-run").value == run_id  # the newest run
+    assert sorted(notices(at)) == sorted([
+        ":material/link_off: The link's `method=magic` is not one of the choices here; showing the default instead.",
+        ":material/link_off: The link's `preset=turbo` is not one of the choices here; showing the default "
+        "instead.",
+        ":material/link_off: The link's `run=r-gone` is not among the runs here; showing the newest one instead."])
+
+
+def test_faces_page_restores_attribute_rank_fmr_and_tab(run_id):
+    at = open_with("app_pages/faces.py", sensitive="Skin_Tone", rank="3", fmr="0.01", tab="DET curves")
+    assert at.selectbox(key="faces-sensitive").value == "Skin_Tone"
+    assert at.number_input(key="faces-rank").value == 3
+    assert at.selectbox(key="faces-fmr").value == 0.01
+    assert at.session_state["faces-tab"] == "DET curves"
+    assert notices(at) == []
+    at = open_with("app_pages/faces.py", rank="99", fmr="0.5", tab="Nowhere", sweep="sideways")
+    assert at.number_input(key="faces-rank").value == 5
+    assert at.selectbox(key="faces-fmr").value == 0.001
+    assert at.session_state["faces-tab"] == "Score distributions"
+    assert at.button_group(key="faces-sweep").value == "none"
+    assert len(notices(at)) == 4
