@@ -36,6 +36,7 @@ ALL = "all"
 N_BOOT = 500
 POLL_SECONDS = 0.3
 STORY_RUN = "story-run"
+STORY_LAUNCHED = "story-launched"  # the run the form has just queued, confirmed once
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 
 
@@ -286,10 +287,17 @@ def launch_form(setup: AuditSetup) -> None:
     except USER_ERRORS as exc:
         show_error(exc)
         return
-    st.session_state[STORY_RUN] = run_id
+    st.session_state[STORY_RUN] = st.session_state[STORY_LAUNCHED] = run_id
     st.query_params["run"] = run_id
-    st.success(f"Run {run_id} queued: a background worker runs it; it keeps going if you leave this page.",
-               icon=":material/rocket_launch:")
+    st.rerun(scope="app")  # the whole page again, so the run steps poll while the run is active
+
+
+def launched_notice() -> None:
+    """The confirmation of the run just launched from the form (shown once, after the page's rerun)."""
+    run_id = st.session_state.pop(STORY_LAUNCHED, None)
+    if run_id:
+        st.success(f"Run {run_id} queued: a background worker runs it; it keeps going if you leave this page.",
+                   icon=":material/rocket_launch:")
 
 
 def find_run(setup: AuditSetup):
@@ -323,6 +331,7 @@ def mitigate_step(setup: AuditSetup, run) -> None:
         return
     with st.expander("Launch a mitigation run", expanded=run is None):
         launch_form(setup)
+    launched_notice()
     if run is None:
         st.caption("No run of this setup yet: launch one above.")
         return
