@@ -27,7 +27,7 @@ from sklearn.decomposition import PCA
 from fairaudit.errors import FairauditError
 from fairaudit.optional import require
 
-METHODS = ("tsne", "umap")
+PROJECTIONS = ("tsne", "umap")
 PCA_DIMS = 50
 PARALLEL_FROM = 5000
 JOINT, PROCRUSTES, SEPARATE = "joint", "procrustes", "separate"
@@ -98,7 +98,7 @@ def project(latents: np.ndarray, method: str = "tsne", *, perplexity: float = 30
         return tsne(latents, perplexity=perplexity, seed=seed)
     if method == "umap":
         return umap(latents, n_neighbors=n_neighbors, seed=seed)
-    raise FairauditError(f"unknown projection method '{method}'; use one of: {', '.join(METHODS)}.")
+    raise FairauditError(f"unknown projection method '{method}'; use one of: {', '.join(PROJECTIONS)}.")
 
 
 def align(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:

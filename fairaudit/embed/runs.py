@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 from fairaudit.compare.table import undefined_text
 from fairaudit.embed.latents import DEFAULT_SAMPLE, MAX_SAMPLE, latents_of, sample_indices
 from fairaudit.embed.leakage import probe_leakage
-from fairaudit.embed.projection import METHODS, project_pair
+from fairaudit.embed.projection import PROJECTIONS, project_pair
 from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
 from fairaudit.metrics.groups import describe
@@ -340,8 +340,8 @@ def embed_run(run_id: str, *, method: str = "tsne", n: int = DEFAULT_SAMPLE, per
     Procrustes alignment otherwise (see :mod:`fairaudit.embed.projection`).
     ``leakage`` also runs (or reads) :func:`run_leakage` for ``.leakage``.
     """
-    if method not in METHODS:
-        raise FairauditError(f"unknown projection method '{method}'; use one of: {', '.join(METHODS)}.")
+    if method not in PROJECTIONS:
+        raise FairauditError(f"unknown projection method '{method}'; use one of: {', '.join(PROJECTIONS)}.")
     if not 1 <= int(n) <= MAX_SAMPLE:
         raise FairauditError(f"the sample size must lie between 1 and {MAX_SAMPLE:,}, got {n}.")
     data = sample_latents(run_id, n, seed=seed, device=device, progress=span(progress, 0.0, 0.7))

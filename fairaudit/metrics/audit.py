@@ -10,7 +10,7 @@ import torch
 
 from fairaudit.device import resolve_device
 from fairaudit.errors import MetricInputError
-from fairaudit.metrics.bootstrap import (METHODS, make_generator, percentile_interval, poisson_confusions_cells,
+from fairaudit.metrics.bootstrap import (BOOTSTRAP_METHODS, make_generator, percentile_interval, poisson_confusions_cells,
                                          poisson_confusions_rows)
 from fairaudit.metrics.confusion import cell_ids, confusion_counts, merge_groups
 from fairaudit.metrics.groups import GroupIndex, describe, index_groups
@@ -168,8 +168,8 @@ def _check_settings(n_boot: int, ci_level: float, min_group_size: int, bootstrap
         raise MetricInputError(f"ci_level must lie strictly between 0 and 1, got {ci_level!r}.")
     if int(min_group_size) != min_group_size or min_group_size < 1:
         raise MetricInputError(f"min_group_size must be a whole number >= 1, got {min_group_size!r}.")
-    if bootstrap not in METHODS:
-        raise MetricInputError(f"bootstrap must be one of {', '.join(METHODS)}, got {bootstrap!r}.")
+    if bootstrap not in BOOTSTRAP_METHODS:
+        raise MetricInputError(f"bootstrap must be one of {', '.join(BOOTSTRAP_METHODS)}, got {bootstrap!r}.")
 
 
 def _check_groups(index: GroupIndex) -> None:

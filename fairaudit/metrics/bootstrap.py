@@ -33,7 +33,7 @@ from fairaudit.metrics.confusion import weighted_confusion_counts
 CHUNK_WEIGHTS = 1 << 25
 """Most Poisson weights held at once by the ``"rows"`` method (128 MiB as float32)."""
 
-METHODS = ("rows", "cells")
+BOOTSTRAP_METHODS = ("rows", "cells")
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:

@@ -152,7 +152,7 @@ from fairaudit.models.registry import MODEL_BUILDERS, MODEL_KINDS, build_model
 from fairaudit.robustness import AttackSurface, ThreatModel, attack_surface
 from fairaudit.seeding import seed_everything
 
-__all__ = ["Adversary", "EpochAdversarialStep", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF",
+__all__ = ["ExampleAttacker", "EpochAdversarialStep", "FbR", "FbrConfig", "FrocIn", "FrocInConfig", "FrocLoss", "RbF",
            "RbfConfig", "make_adversary", "numeric_feature_mask", "parity_constants", "positive_posterior",
            "released_threat_model", "relaxed_statistical_parity", "training_threat_model"]
 
@@ -221,7 +221,7 @@ def numeric_feature_mask(ds: FairDataset) -> torch.Tensor | None:
 
 
 @dataclass
-class Adversary:
+class ExampleAttacker:
     """FGSM or PGD examples against the true labels (Eq. 1, 2), as used by R (Eq. 15) and RbF / FbR.
 
     ``epsilon`` is the L∞ radius ξ; PGD takes ``steps`` steps of ``epsilon / steps``
@@ -246,10 +246,10 @@ class Adversary:
                               feature_mask=mask)
 
 
-def make_adversary(ds: FairDataset, attack: str = "pgd", epsilon: float = 0.3, steps: int = 10) -> Adversary:
+def make_adversary(ds: FairDataset, attack: str = "pgd", epsilon: float = 0.3, steps: int = 10) -> ExampleAttacker:
     """FGSM / PGD examples within the paper's threat model for ``ds`` (see :func:`numeric_feature_mask`)."""
     threat = _threat(ds)
-    return Adversary(attack, float(epsilon), int(steps), threat.feature_mask, threat.clip)
+    return ExampleAttacker(attack, float(epsilon), int(steps), threat.feature_mask, threat.clip)
 
 
 def _batch_size(ds: Dataset, device: torch.device, batch_size: int | None) -> int:
@@ -286,7 +286,7 @@ class FrocLoss:
     """
 
     def __init__(self, lambda_f: float = 0.0, lambda_r: float = 0.0, c: torch.Tensor | None = None,
-                 adversary: Adversary | None = None, sample_weights: torch.Tensor | None = None,
+                 adversary: ExampleAttacker | None = None, sample_weights: torch.Tensor | None = None,
                  track_angle: bool = False):
         if lambda_f < 0 or lambda_r < 0:
             raise FairauditError(f"the regulariser weights must be >= 0, got λ_F={lambda_f}, λ_R={lambda_r}.")
@@ -465,7 +465,7 @@ def _threat_model(config: _FrocTraining) -> ThreatModel:
                                  clip=None if config.sr_clip == "none" else "observed")
 
 
-def _attack_stats(config: _FrocTraining, adversary: Adversary) -> dict:
+def _attack_stats(config: _FrocTraining, adversary: ExampleAttacker) -> dict:
     return {"attack": adversary.attack, "epsilon": adversary.epsilon,
             "steps": adversary.steps if adversary.attack == "pgd" else 1,
             "perturbed_features": None if adversary.feature_mask is None else int(adversary.feature_mask.sum())}
@@ -532,15 +532,15 @@ def training_threat_model(config: _SequentialConfig) -> ThreatModel:
                        steps=int(config.steps), random_start=False, clip="observed", name="paper_xi")
 
 
-def _training_adversary(ds: FairDataset, config: _SequentialConfig) -> Adversary:
+def _training_adversary(ds: FairDataset, config: _SequentialConfig) -> ExampleAttacker:
     """The configured FGSM / PGD of adversarial training within :func:`training_threat_model` on ``ds``
     (all pixels of an image, within ``[0, 1]``)."""
     threat = training_threat_model(config)
     surface = attack_surface(ds, clip=threat.clip, features=threat.features)
-    return Adversary(config.attack, float(threat.eps), int(threat.steps), surface.feature_mask, surface.clip)
+    return ExampleAttacker(config.attack, float(threat.eps), int(threat.steps), surface.feature_mask, surface.clip)
 
 
-def _attack_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adversary: Adversary,
+def _attack_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adversary: ExampleAttacker,
                  batch_size: int) -> torch.Tensor:
     """X̃ of every row of ``x`` (on ``x``'s device) against ``model`` as it is now."""
     return torch.cat([adversary(model, x[k:k + batch_size], y[k:k + batch_size]).float()

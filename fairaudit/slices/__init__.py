@@ -70,7 +70,7 @@ METRICS = {
     "tnr": ("y0", "yhat0", True),
     "ppv": ("yhat1", "y1", True),
 }
-METHODS = ("cells", "rows")
+SLICE_METHODS = ("cells", "rows")
 MAX_LEVELS = 12
 """A column with more distinct values is binned (numeric) or keeps its most frequent values plus "other"."""
 NUMERIC_BINS = 4
@@ -357,7 +357,7 @@ def find_slices(predictions, attributes: pd.DataFrame, metric: str = "accuracy",
     started = time.perf_counter()
     if metric not in METRICS:
         raise FairauditError(f"unknown slice metric {metric!r}; choose one of {', '.join(METRICS)}.")
-    if method not in METHODS:
+    if method not in SLICE_METHODS:
         raise FairauditError(f"unknown bootstrap method {method!r}; choose 'cells' or 'rows'.")
     if not isinstance(max_depth, int) or not 1 <= max_depth <= 5:
         raise FairauditError("max_depth must be an integer from 1 to 5.")
