@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from fairaudit.cli import main
 from fairaudit.data import load_dataset
-from fairaudit.faces import embed_dataset, embeddings_from_arrays, gallery_sweep, identify
+from fairaudit.faces import embed_dataset, embeddings_from_arrays, gallery_sweep, identify, verify
 from fairaudit.faces.demo import get_face_demo_model
 from fairaudit.faces.model import build_embedder, train_embedder
 from fairaudit.train.loop import TrainConfig
+
+try:
+    from tests import faces_reference as ref
+    from tests.test_faces import write_folders
+except ImportError:  # tests/ itself is on sys.path
+    import faces_reference as ref
+    from test_faces import write_folders
 
 POOL = {"n_test_ids": 300}  # 150 people of each group, 10 photos each: galleries of 166 people
 
@@ -43,6 +52,33 @@ def test_demo_model_finds_people_far_more_often_than_a_random_init_extractor(dem
     # Measured: demo 0.814 (977 of 1200), random init 0.116 (chance: 1 of 119 other people, 0.008).
     assert overall["demo"] == pytest.approx(977 / 1200)
     assert overall["random"] == pytest.approx(139 / 1200)
+
+
+def test_demo_models_audit_of_a_small_gallery_matches_the_reference_exactly(demo_model):
+    ds = load_dataset("synthetic-identities", "test", n_test_ids=16, test_images=4, seed=7)
+    emb = embed_dataset(demo_model, ds, device="cpu", batch_size=5)
+    with torch.no_grad():
+        v = demo_model.g(torch.stack([ds[i][0] for i in range(len(ds))])).numpy()
+    groups = ds.sensitive_codes[:, 0]
+    ident = identify(emb, (1, 5), n_boot=100)
+    expected, rank = ref.identification(v, ds.identities, groups)
+    np.testing.assert_array_equal(ident.rank, rank)
+    for g, name in enumerate(("Female", "Male")):
+        got = ident.summary["groups"][name]
+        assert (got["rank1"], got["rank5"], got["n_probes"]) == (expected[g]["rank1"], expected[g]["rank5"],
+                                                                 expected[g]["n_probes"])
+        assert got["l2_ratio"] == pytest.approx(expected[g]["l2_ratio"], abs=1e-6)
+    # Measured: 64 photos of 16 people; the demo model finds Female 29 of 32 probes, Male 31 of 32.
+    assert (expected[0]["rank1"], expected[1]["rank1"]) == (29 / 32, 31 / 32)
+    ver = verify(emb, 0.02, n_boot=100).summary
+    threshold, rates, overall = ref.verification(v, ds.identities, groups, 0.02)
+    assert ver["threshold"] == pytest.approx(threshold, abs=1e-6) and ver["overall_fmr"] == overall
+    for g, name in enumerate(("Female", "Male")):
+        got = ver["groups"][name]
+        assert (got["fnmr"], got["fmr"], got["n_genuine"], got["n_impostor"]) == (
+            rates[g]["fnmr"], rates[g]["fmr"], rates[g]["n_genuine"], rates[g]["n_impostor"])
+    # Measured at the threshold 0.643 (overall FMR 0.0198): FNMR Female 5 of 48 genuine pairs, Male 7 of 48.
+    assert (rates[0]["fnmr"], rates[1]["fnmr"]) == (5 / 48, 7 / 48)
 
 
 def slope(sweep: dict, group: str) -> float:
@@ -119,6 +155,33 @@ def test_identify_cli_contract(demo_model, tmp_path, capsys):
     assert sweep["share"] == [0.9, 0.7, 0.5, 0.3, 0.1] and set(sweep["rank1"]) == {"Female", "Male"}
     assert len(sweep["rank1_std"]["Male"]) == 5
     assert "Female rank1 0.858  Male rank1 0.770" in capsys.readouterr().out
+    # The report's tables carry the JSON's numbers, group by group; its sweep chart is the one measured.
+    for group in ("Female", "Male"):
+        e, v = ident[group], ver["groups"][group]
+        assert report_row(html, "Identification", group) == [
+            group, f"{e['n_probes']:,}", f"{e['n_identities']:,}", f"{e['rank1']:.3f}", ci(e["ci"]["rank1"]),
+            f"{e['rank5']:.3f}", ci(e["ci"]["rank5"]), f"{e['l2_ratio']:.3f}",
+            f"{result['error_ratio']['per_group'][group]:.3f}"]
+        assert report_row(html, "Verification", group) == [
+            group, f"{v['fnmr']:.3f}", ci(v["ci"]["fnmr"]), f"{v['fmr']:.2e}", ci(v["ci"]["fmr"], ".2e"),
+            f"{v['n_genuine']:,}", f"{v['n_impostor']:,}"]
+        assert report_row(html, "Gallery composition", group) == [group, "60", "600", "10.0"]
+    assert f"Global threshold {ver['threshold']:.4f}" in html
+    assert "Rank-1 against Female's share of the gallery identities" in html
+
+
+def ci(pair, fmt: str = ".3f") -> str:
+    return f"95 % CI [{pair[0]:{fmt}}, {pair[1]:{fmt}}]"
+
+
+def report_row(html: str, section: str, group: str) -> list[str]:
+    """The cells of ``group``'s row in the first table of the report's ``section``."""
+    body = html.split(f"<h2>{section}</h2>", 1)[1].split("</section>", 1)[0]
+    for row in re.findall(r"<tr>(.*?)</tr>", body):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        if cells and cells[0] == group:
+            return cells
+    raise AssertionError(f"no row of {group} in {section}")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -138,6 +201,60 @@ def test_identify_cli_bad_input_exits_2_with_one_sentence(demo_model, tmp_path, 
     assert code == 2 and len(err.splitlines()) == 1
     assert re.search(message, err), err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def folder_cases(tmp_path_factory):
+    """Folders of people in the root/<identity>/<image> layout, an embedding checkpoint and a model without one."""
+    from torch import nn
+
+    from fairaudit.faces.model import build_embedder
+    from fairaudit.models.io import save_checkpoint
+
+    root = tmp_path_factory.mktemp("folders")
+    write_folders(root / "ok", {"Ann": 3, "Bob": 2, "Cleo": 2, "Dan": 3})
+    write_folders(root / "single", {"Ann": 1, "Bob": 1, "Cleo": 1, "Dan": 1})
+    write_folders(root / "unknown", {"Ann": 2, "Bob": 2},
+                  pd.DataFrame({"identity": ["Ann", "Bob", "Zed"], "gender": ["f", "m", "m"]}))
+    write_folders(root / "women", {"Ann": 2, "Bob": 2}, pd.DataFrame({"identity": ["Ann", "Bob"], "gender": ["f", "f"]}))
+    torch.manual_seed(0)
+    save_checkpoint(build_embedder("small_cnn", 4, (3, 24, 24)).eval(), root / "embedder.safetensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 4))).save(str(root / "plain.pt"))
+    return root
+
+
+@pytest.mark.parametrize("folder, model, message", [
+    ("single", "embedder.safetensors", "every identity has a single image, so no probe has a match"),
+    ("unknown", "embedder.safetensors", r"identities.csv' names 1 identity with no image folder in .*: 'Zed'\.$"),
+    ("ok", "plain.pt", r"the model exposes no embedding \(no feature extractor g\), so faces cannot be compared"),
+    ("women", "embedder.safetensors", r"only one group \(f\) is present"),
+])
+def test_identify_cli_on_identity_folders_bad_input_exits_2_with_one_sentence(folder_cases, tmp_path, capsys,
+                                                                              folder, model, message):
+    out = tmp_path / "out.json"
+    code = main(["identify", "--dataset", "identity-folders", "--data-dir", str(folder_cases / folder),
+                 "--data-opt", "image_size=24", "--model", str(folder_cases / model), "--allow-torchscript",
+                 "--num-classes", "4", "--sensitive", "gender", "--bootstrap", "0", "--device", "cpu",
+                 "--json", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_identify_cli_on_an_identity_folder(folder_cases, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    code = main(["identify", "--dataset", "identity-folders", "--data-dir", str(folder_cases / "ok"),
+                 "--data-opt", "image_size=24", "--model", str(folder_cases / "embedder.safetensors"),
+                 "--sensitive", "gender", "--bootstrap", "0", "--device", "cpu", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["gallery"] == {"f": {"identities": 2, "images": 5, "images_per_identity": 2.5},
+                                 "m": {"identities": 2, "images": 5, "images_per_identity": 2.5}}
+    assert {g: e["n_probes"] for g, e in result["identification"]["groups"].items()} == {"f": 5, "m": 5}
+    assert {g: e["n_genuine"] for g, e in result["verification"]["groups"].items()} == {"f": 4, "m": 4}
 
 
 def test_embedding_training_is_deterministic_by_seed():

@@ -98,7 +98,8 @@ def training_chart(sweep: dict[str, Any], height: int = 380) -> go.Figure:
                   yaxis=dict(title="rank-1 accuracy (mean ± sd over seeds)"))
 
 
-def ci_text(ci: Sequence[float | None] | None) -> str:
+def ci_text(ci: Sequence[float | None] | None, fmt: str = ".3f") -> str:
+    """``95 % CI [low, high]`` with both ends in ``fmt`` (``".2e"`` for false-match rates of order 1e-3)."""
     if not ci or any(v is None or not np.isfinite(v) for v in ci):
         return "CI n/a"
-    return f"95 % CI [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"95 % CI [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"

@@ -46,7 +46,7 @@ def _identification(audit: FaceAudit) -> list:
 def _verification(audit: FaceAudit) -> list:
     v = audit.verification.summary
     rows = [{"group": g, "FNMR": e["fnmr"], "FNMR CI": ci_text(e["ci"].get("fnmr")), "FMR": e["fmr"],
-             "FMR CI": ci_text(e["ci"].get("fmr")), "genuine pairs": e["n_genuine"],
+             "FMR CI": ci_text(e["ci"].get("fmr"), ".2e"), "genuine pairs": e["n_genuine"],
              "impostor pairs": e["n_impostor"]} for g, e in v["groups"].items()]
     ratios = ", ".join(f"{r.upper()} worst / best {v[f'{r}_ratio']:.2f} ({ci_text(v.get(f'{r}_ratio_ci'))})"
                        for r in ("fnmr", "fmr") if v[f"{r}_ratio"] is not None)
@@ -54,6 +54,13 @@ def _verification(audit: FaceAudit) -> list:
             f"{v['n_impostor']:,} impostor pairs (measured {v['overall_fmr']:.2e}); FMR per group counts the "
             f"impostor pairs within the group. {ratios}.")
     return [S.paragraph(text), S.table_html(pd.DataFrame(rows), formats={"FMR": ".2e"})]
+
+
+def _composition(audit: FaceAudit) -> str:
+    rows = [{"group": group, "identities": e["identities"], "images": e["images"],
+             "images per identity": e["images_per_identity"]}
+            for group, e in gallery_composition(audit.embeddings).items()]
+    return S.table_html(pd.DataFrame(rows), fmt=".1f")
 
 
 def _missed(audit: FaceAudit, dataset, per_group: int = 4) -> list:
@@ -84,8 +91,7 @@ def face_report_html(audit: FaceAudit, dataset) -> str:
     content = {
         "Identification": _identification(audit),
         "Verification": _verification(audit),
-        "Gallery composition": [S.table_html(pd.DataFrame(gallery_composition(audit.embeddings)).T
-                                             .rename_axis("group").reset_index(), fmt=".1f")],
+        "Gallery composition": [_composition(audit)],
         "Score distributions": [score_distributions(audit.verification, groups)],
         "DET curves": [det_curves(audit.verification, groups)],
         "Gallery sweep": ([sweep_chart(audit.sweep)] if audit.sweep is not None
