@@ -4,8 +4,8 @@ The page embeds a split of photos grouped by person (``synthetic-identities`` or
 ``root/<identity>/<image>`` folder) with the model's feature extractor and shows, per group of a sensitive
 attribute, leave-one-out identification (rank-1 / rank-k with intervals, the error ratio, the L2 ratio),
 verification at one global threshold (FNMR, FMR, worst-to-best ratios), the score distributions, the DET
-curves, how rank-1 moves with the gallery's composition, and the probes a group's people were missed on. Every
-number comes from :mod:`fairaudit.faces`.
+curves, how rank-1 moves with the gallery's composition, and the probes a group's people were missed on, and
+offers the same sections as one HTML report. Every number comes from :mod:`fairaudit.faces`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fairaudit.faces.audit import FaceAudit, run_face_audit
 from fairaudit.faces.charts import ci_text, det_curves, score_distributions, sweep_chart, training_chart
 from fairaudit.faces.demo import resolve_face_model
 from fairaudit.faces.engine import check_identity_dataset
+from fairaudit.faces.report import face_report_html
 from fairaudit.faces.train_sweep import ID_MIXES, IMAGE_MIXES, training_sweep
 from fairaudit.views.gallery import to_image
 
@@ -136,7 +137,7 @@ def verification_cards(audit: FaceAudit) -> None:
             st.metric(f"FNMR · {group}", f"{entry['fnmr']:.3f}")
             st.caption(f"{ci_text(entry['ci'].get('fnmr'))} · {entry['n_genuine']:,} genuine pairs")
             st.metric(f"FMR · {group}", f"{entry['fmr']:.2e}")
-            st.caption(f"{ci_text(entry['ci'].get('fmr'))} · {entry['n_impostor']:,} impostor pairs")
+            st.caption(f"{ci_text(entry['ci'].get('fmr'), '.2e')} · {entry['n_impostor']:,} impostor pairs")
     with columns[-1]:
         for rate in ("fnmr", "fmr"):
             value = summary[f"{rate}_ratio"]
@@ -147,10 +148,11 @@ def verification_cards(audit: FaceAudit) -> None:
 def composition_table(audit: FaceAudit) -> None:
     from fairaudit.faces.audit import gallery_composition
 
-    table = pd.DataFrame(gallery_composition(audit.embeddings)).T.rename_axis("Group").reset_index()
+    table = pd.DataFrame([{"Group": group, "identities": e["identities"], "images": e["images"],
+                           "images per identity": e["images_per_identity"]}
+                          for group, e in gallery_composition(audit.embeddings).items()])
     st.dataframe(table, hide_index=True, key="faces-composition",
-                 column_config={"images_per_identity": st.column_config.NumberColumn("images per identity",
-                                                                                     format="%.1f")})
+                 column_config={"images per identity": st.column_config.NumberColumn(format="%.1f")})
 
 
 def failed_probes(audit: FaceAudit, ds) -> None:
@@ -284,6 +286,10 @@ def main() -> None:
             chart(sweep_chart(audit.sweep), key="faces-sweep-chart")
     with tabs[3]:
         failed_probes(audit, ds)
+    st.download_button("Download the report (HTML)", data=lambda: face_report_html(audit, ds),
+                       file_name="face-recognition-report.html", mime="text/html", key="faces-report",
+                       icon=":material/download:",
+                       help="these sections in one self-contained file that opens offline (built when clicked)")
     if chosen["name"] == "synthetic-identities":
         training_composition(chosen["sensitive"])
 

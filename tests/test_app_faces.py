@@ -89,3 +89,31 @@ def test_training_composition_runs_in_the_background_and_shows_the_engines_numbe
     for group in ("Female", "Male"):
         assert table[f"rank-1 · {group}"].tolist() == direct["rank1"][group]
         assert table[f"FNMR · {group}"].tolist() == direct["fnmr"][group]
+
+
+def test_the_report_download_holds_the_pages_sections_and_numbers(at, monkeypatch):
+    """The report button's file is built when clicked; the file it builds has the sections and the numbers of
+    the page (captured here from the deferred download the button registers)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    builders, add = {}, MediaFileManager.add_deferred
+
+    def capture(self, data, *args, **kwargs):
+        file_id = add(self, data, *args, **kwargs)
+        builders[file_id] = data
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
+    at.run()
+    button = next(b for b in at.get("download_button") if b.proto.label == "Download the report (HTML)")
+    html = builders[button.proto.deferred_file_id]()
+    from fairaudit.faces.report import SECTIONS
+
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html
+    shown = metrics(at)
+    for group in ("Female", "Male"):
+        assert f"<tr><td>{group}</td><td>600</td><td>60</td><td>{shown[f'Rank-1 · {group}']}</td>" in html
+        assert f"<td>{shown[f'FNMR · {group}']}</td>" in html and f"<td>{shown[f'FMR · {group}']}</td>" in html
+    assert "Not measured: run identify with --gallery-sweep" in html
+    assert html.count("<img") == 16  # 4 missed probes per group, each beside its wrong match
