@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -21,10 +19,8 @@ from fairaudit.train.loop import TrainConfig
 
 try:
     from tests import faces_reference as ref
-    from tests.test_faces import write_folders
 except ImportError:  # tests/ itself is on sys.path
     import faces_reference as ref
-    from test_faces import write_folders
 
 POOL = {"n_test_ids": 300}  # 150 people of each group, 10 photos each: galleries of 166 people
 
@@ -201,60 +197,6 @@ def test_identify_cli_bad_input_exits_2_with_one_sentence(demo_model, tmp_path, 
     assert code == 2 and len(err.splitlines()) == 1
     assert re.search(message, err), err
     assert not out.exists()
-
-
-@pytest.fixture(scope="module")
-def folder_cases(tmp_path_factory):
-    """Folders of people in the root/<identity>/<image> layout, an embedding checkpoint and a model without one."""
-    from torch import nn
-
-    from fairaudit.faces.model import build_embedder
-    from fairaudit.models.io import save_checkpoint
-
-    root = tmp_path_factory.mktemp("folders")
-    write_folders(root / "ok", {"Ann": 3, "Bob": 2, "Cleo": 2, "Dan": 3})
-    write_folders(root / "single", {"Ann": 1, "Bob": 1, "Cleo": 1, "Dan": 1})
-    write_folders(root / "unknown", {"Ann": 2, "Bob": 2},
-                  pd.DataFrame({"identity": ["Ann", "Bob", "Zed"], "gender": ["f", "m", "m"]}))
-    write_folders(root / "women", {"Ann": 2, "Bob": 2}, pd.DataFrame({"identity": ["Ann", "Bob"], "gender": ["f", "f"]}))
-    torch.manual_seed(0)
-    save_checkpoint(build_embedder("small_cnn", 4, (3, 24, 24)).eval(), root / "embedder.safetensors")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
-        torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 4))).save(str(root / "plain.pt"))
-    return root
-
-
-@pytest.mark.parametrize("folder, model, message", [
-    ("single", "embedder.safetensors", "every identity has a single image, so no probe has a match"),
-    ("unknown", "embedder.safetensors", r"identities.csv' names 1 identity with no image folder in .*: 'Zed'\.$"),
-    ("ok", "plain.pt", r"the model exposes no embedding \(no feature extractor g\), so faces cannot be compared"),
-    ("women", "embedder.safetensors", r"only one group \(f\) is present"),
-])
-def test_identify_cli_on_identity_folders_bad_input_exits_2_with_one_sentence(folder_cases, tmp_path, capsys,
-                                                                              folder, model, message):
-    out = tmp_path / "out.json"
-    code = main(["identify", "--dataset", "identity-folders", "--data-dir", str(folder_cases / folder),
-                 "--data-opt", "image_size=24", "--model", str(folder_cases / model), "--allow-torchscript",
-                 "--num-classes", "4", "--sensitive", "gender", "--bootstrap", "0", "--device", "cpu",
-                 "--json", str(out)])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1, err
-    assert re.search(message, err), err
-    assert not out.exists()
-
-
-def test_identify_cli_on_an_identity_folder(folder_cases, tmp_path, capsys):
-    out = tmp_path / "out.json"
-    code = main(["identify", "--dataset", "identity-folders", "--data-dir", str(folder_cases / "ok"),
-                 "--data-opt", "image_size=24", "--model", str(folder_cases / "embedder.safetensors"),
-                 "--sensitive", "gender", "--bootstrap", "0", "--device", "cpu", "--json", str(out)])
-    assert code == 0, capsys.readouterr().err
-    result = json.loads(out.read_text())
-    assert result["gallery"] == {"f": {"identities": 2, "images": 5, "images_per_identity": 2.5},
-                                 "m": {"identities": 2, "images": 5, "images_per_identity": 2.5}}
-    assert {g: e["n_probes"] for g, e in result["identification"]["groups"].items()} == {"f": 5, "m": 5}
-    assert {g: e["n_genuine"] for g, e in result["verification"]["groups"].items()} == {"f": 4, "m": 4}
 
 
 def test_embedding_training_is_deterministic_by_seed():

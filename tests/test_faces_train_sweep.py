@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -118,3 +119,35 @@ def test_identify_cli_refuses_a_model_without_an_embedding(fairaudit_home, tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
     assert "the model exposes no embedding" in err, err
+
+
+def saved_embedder(tmp_path):
+    from fairaudit.faces.model import build_embedder
+    from fairaudit.models.io import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(build_embedder("small_cnn", 3, (3, 24, 24)), tmp_path / "embedder.safetensors")
+
+
+def test_identify_cli_refuses_a_folder_of_one_group(fairaudit_home, tmp_path, capsys):
+    table = pd.DataFrame({"identity": ["Ann", "Bob"], "gender": ["f", "f"]})
+    root = write_folders(tmp_path / "faces", {"Ann": 2, "Bob": 2}, table)
+    code, out = identify_cli(tmp_path, "--dataset", "identity-folders", "--data-dir", str(root),
+                             "--data-opt", "image_size=24", "--model", str(saved_embedder(tmp_path)),
+                             "--sensitive", "gender")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
+    assert re.search(r"only one group \(f\) is present, so nothing can be compared", err), err
+
+
+def test_identify_cli_audits_a_folder_of_people(fairaudit_home, tmp_path, capsys):
+    root = write_folders(tmp_path / "faces", {"Ann": 3, "Bob": 2, "Cleo": 2, "Dan": 3})
+    code, out = identify_cli(tmp_path, "--dataset", "identity-folders", "--data-dir", str(root),
+                             "--data-opt", "image_size=24", "--model", str(saved_embedder(tmp_path)),
+                             "--sensitive", "gender")
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["gallery"] == {"f": {"identities": 2, "images": 5, "images_per_identity": 2.5},
+                                 "m": {"identities": 2, "images": 5, "images_per_identity": 2.5}}
+    assert {g: e["n_probes"] for g, e in result["identification"]["groups"].items()} == {"f": 5, "m": 5}
+    assert {g: e["n_genuine"] for g, e in result["verification"]["groups"].items()} == {"f": 4, "m": 4}
