@@ -21,8 +21,9 @@ from fairaudit.mitigation import get_method
 DEFAULTS = "defaults"
 PRESET_HELP = ("quick: a demo of seconds to a minute; paper: the settings the method's paper publishes; "
                "defaults: this tool's")
-ESTIMATE_HELP = ("Run the job on this device until a few steps of the method are timed (seconds), then say how "
-                 "long the whole run takes.")
+ESTIMATE_HELP = ("Run the job on this device until a few steps of the method are timed (its loading, first audit "
+                 "and set-up included: seconds to a few minutes, once per setting), then say how long the whole run "
+                 "takes.")
 
 
 def preset_choice(method: str, key: str) -> tuple[str, dict[str, Any], str]:
@@ -61,6 +62,6 @@ def time_estimate(make_specs: Callable[[], Iterable[JobSpec]], measure: bool, er
         return
     if found is None:
         st.caption("Estimated time: not measured yet for these settings on this device — **Estimate time** "
-                   "times a few steps of the job (seconds), then says how long the whole run takes.")
+                   "times a few steps of the job, then says how long the whole run takes.")
     else:
         st.info(f"Estimated time: {found.text}.", icon=":material/timer:")
