@@ -19,8 +19,8 @@ from fairaudit.jobs.spec import JobSpec
 from fairaudit.mitigation import get_method
 
 DEFAULTS = "defaults"
-PRESET_HELP = ("quick: a demo of seconds to a minute; paper: the settings the method's paper publishes; "
-               "defaults: this tool's")
+PRESET_HELP = ("quick: a short demo run (how long: the estimate under the form); paper: the settings the "
+               "method's paper publishes; defaults: this tool's")
 ESTIMATE_HELP = ("Run the job on this device until a few steps of the method are timed (its loading, first audit "
                  "and set-up included: seconds to a few minutes, once per setting), then say how long the whole run "
                  "takes.")

@@ -370,7 +370,7 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture of a checkpoint without its JSON sidecar")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, repeatable")
     p.add_argument("--preset", metavar="NAME",
-                   help="start from the method's named settings: 'quick' (a demo of seconds to a minute) or "
+                   help="start from the method's named settings: 'quick' (a short demo run; --estimate says how long) or "
                         "'paper' (the published settings); --set values override them")
     p.add_argument("--estimate", action="store_true",
                    help="print how long the settings will take on this device and exit (times a few steps of "

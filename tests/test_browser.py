@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,17 +43,17 @@ def _wait_until_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"streamlit did not answer within {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(demo_home, tmp_path_factory):
-    """The app served on a free local port, using the workspace with the pre-trained demo model."""
+@contextmanager
+def served_app(home: Path, log_dir: Path):
+    """``streamlit run app.py`` on a free local port with ``FAIRAUDIT_HOME=home``; yields its URL."""
     if not CHROMIUM.exists():
         # CI installs Chromium and sets FAIRAUDIT_REQUIRE_BROWSER=1: a missing browser is a failure there.
         if os.environ.get("FAIRAUDIT_REQUIRE_BROWSER") == "1":
             pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)")
         pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "FAIRAUDIT_HOME": str(demo_home)}
+    log = log_dir / "server.log"
+    env = {**os.environ, "FAIRAUDIT_HOME": str(home)}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -70,6 +71,13 @@ def server(demo_home, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(demo_home, tmp_path_factory):
+    """The app served on a free local port, using the workspace with the pre-trained demo model."""
+    with served_app(demo_home, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
 
 
 @pytest.fixture()

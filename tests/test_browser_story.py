@@ -7,12 +7,25 @@ import re
 
 import pytest
 
-from tests.test_browser import AUDIT_SECONDS, page, server  # noqa: F401  (fixtures)
+from tests.test_browser import AUDIT_SECONDS, page, served_app  # noqa: F401  (page: a fixture)
 
 pytestmark = pytest.mark.browser
 
 RUN_SECONDS = 240
 STEP_MS = AUDIT_SECONDS * 1000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a workspace of its own, with no run yet: the story starts from nothing, as on a fresh install
+    (the other browser tests' runs would otherwise be the story's run)."""
+    from tests.conftest import workspace_at
+    from fairaudit.demo import get_demo_model
+
+    with workspace_at(tmp_path_factory.mktemp("story_home")) as home:
+        get_demo_model("synthetic-faces", device="cpu")
+        with served_app(home, tmp_path_factory.mktemp("story_streamlit")) as url:
+            yield url
 
 
 def _card(page, label: str):

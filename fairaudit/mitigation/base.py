@@ -240,8 +240,8 @@ class MitigationMethod:
     """The metrics the method claims to improve; the benchmark compares them (and accuracy) against the
     baseline and the controls."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    """Named sets of settings a form or ``--preset`` starts from: ``quick`` (a demo that takes seconds to a
-    minute on a CPU) and ``paper`` (the settings the method's paper publishes); explicit settings override
+    """Named sets of settings a form or ``--preset`` starts from: ``quick`` (a short demo run: few epochs;
+    :mod:`fairaudit.jobs.estimate` says how long on this device) and ``paper`` (the settings the method's paper publishes); explicit settings override
     them (see :func:`preset_settings`)."""
     work_unit: ClassVar[str] = "step"
     """The progress event that marks one unit of the method's work (an optimiser step of the trained model by
