@@ -5,6 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def embedded_with_vectors(model, ds, batch_size: int):
+    """The engine's embeddings of ``ds`` (batched on the CPU) beside the reference's: ``model.g`` applied to the
+    whole split at once, and each image's group code."""
+    import torch
+
+    from fairaudit.faces import embed_dataset
+
+    emb = embed_dataset(model, ds, device="cpu", batch_size=batch_size)
+    with torch.no_grad():
+        v = model.g(torch.stack([ds[i][0] for i in range(len(ds))])).numpy()
+    return emb, v, ds.sensitive_codes[:, 0]
+
+
 def unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / np.linalg.norm(v, axis=1, keepdims=True)

@@ -90,10 +90,7 @@ def test_a_real_extractor_on_synthetic_identities_matches_the_reference():
     ds = load_dataset("synthetic-identities", "test", n_test_ids=12, test_images=3)
     torch.manual_seed(0)
     model = build_embedder("small_cnn", 5, ds.input_shape).eval()
-    emb = embed_dataset(model, ds, device="cpu", batch_size=7)
-    with torch.no_grad():
-        v = model.g(torch.stack([ds[i][0] for i in range(len(ds))])).numpy()
-    groups = ds.sensitive_codes[:, 0]
+    emb, v, groups = ref.embedded_with_vectors(model, ds, batch_size=7)
     got = identify(emb, (1, 5), n_boot=0)
     expected, rank = ref.identification(v, ds.identities, groups)
     np.testing.assert_array_equal(got.rank, rank)

@@ -52,10 +52,7 @@ def test_demo_model_finds_people_far_more_often_than_a_random_init_extractor(dem
 
 def test_demo_models_audit_of_a_small_gallery_matches_the_reference_exactly(demo_model):
     ds = load_dataset("synthetic-identities", "test", n_test_ids=16, test_images=4, seed=7)
-    emb = embed_dataset(demo_model, ds, device="cpu", batch_size=5)
-    with torch.no_grad():
-        v = demo_model.g(torch.stack([ds[i][0] for i in range(len(ds))])).numpy()
-    groups = ds.sensitive_codes[:, 0]
+    emb, v, groups = ref.embedded_with_vectors(demo_model, ds, batch_size=5)
     ident = identify(emb, (1, 5), n_boot=100)
     expected, rank = ref.identification(v, ds.identities, groups)
     np.testing.assert_array_equal(ident.rank, rank)
