@@ -43,11 +43,13 @@ from fairaudit.errors import FairauditError
 from fairaudit.io_safety import atomic_write
 from fairaudit.jobs.spec import JobSpec
 
-CALIBRATION_UNITS = 50
-"""The most units of work a calibration times (the first one is taken as warm-up)."""
+CALIBRATION_UNITS = 2000
+"""The most units of work a calibration times."""
 CALIBRATION_SECONDS = 3.0
 """A calibration times units for this many seconds after the method's first unit (and at least four), so
-that one slow or fast step does not decide the estimate."""
+that one slow or fast step does not decide the estimate. The seconds per unit are those of the second half
+of the timed units: the first steps of a run are slower (allocations, caches), and counting them at their
+own pace in the set-up keeps the estimate of a long run from taking their pace for the whole."""
 CACHE_FILE = "calibrations.json"
 
 
@@ -232,8 +234,11 @@ def calibrate(spec: JobSpec, *, units: int = CALIBRATION_UNITS, seconds: float =
         after = before
         method_seconds = end - mitigating
     if len(unit_times) >= 2:
-        unit_seconds = (unit_times[-1] - unit_times[0]) / (len(unit_times) - 1)
-        setup = max(0.0, unit_times[0] - mitigating - unit_seconds)
+        # The steady pace: from the end of unit k + 1 on (k = half the timed units, 0 with two or three);
+        # the set-up is what the first k + 1 units took beyond that pace.
+        k = len(unit_times) // 2 if len(unit_times) >= 4 else 0
+        unit_seconds = (unit_times[-1] - unit_times[k]) / (len(unit_times) - 1 - k)
+        setup = max(0.0, unit_times[k] - mitigating - (k + 1) * unit_seconds)
     elif len(unit_times) == 1:
         unit_seconds = unit_times[0] - mitigating
         setup = 0.0
