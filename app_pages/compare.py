@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from appkit.figures import chart, chart_in
-from appkit.launch import estimate_button, time_estimate
+from appkit.launch import launch_buttons, planned, time_estimate
 from appkit.query_state import sync, url_value, url_values
 from appkit.runs import format_seconds, poll_interval, run_page_link
 from appkit.state import current_setup
@@ -170,11 +170,9 @@ def sweep_launcher() -> None:
                                     key="compare-sweep-boot"))
         fixed = st.text_input("Other settings (fixed)", key=f"compare-sweep-fixed:{method}",
                               placeholder="key=value, key=value")
-        b1, b2, _ = st.columns([1, 1, 3])
-        submitted = b1.form_submit_button("Launch sweep", type="primary", icon=":material/rocket_launch:")
-        measure = estimate_button(b2)
+        submitted, measure = launch_buttons("Launch sweep")
 
-    def sweep_plan() -> tuple[jobs.JobSpec, list[str]]:
+    def sweep_plan() -> tuple[jobs.JobSpec, list[str], list[jobs.JobSpec]]:
         grid = [f"{param1}={values1}"] if values1.strip() else []
         if param2 != NONE and values2.strip():
             grid.append(f"{param2}={values2}")
@@ -187,17 +185,16 @@ def sweep_launcher() -> None:
                             data_options=setup.option_dict if same else {},
                             data_dir=setup.data_dir if same else None,
                             settings=_pairs(fixed), device=device, n_boot=n_boot)
-        return base, grid
+        return base, grid, compare.sweep_specs(base, grid, seeds if seeds > 1 else None).specs
 
-    def sweep_jobs():
-        base, grid = sweep_plan()
-        return compare.sweep_specs(base, grid, seeds if seeds > 1 else None).specs
-
-    time_estimate(sweep_jobs, measure, USER_ERRORS)
+    plan = planned(sweep_plan, submitted)
+    if plan is None:
+        return
+    base, grid, specs = plan
+    time_estimate(specs, measure)
     if not submitted:
         return
     try:
-        base, grid = sweep_plan()
         sweep = compare.launch_sweep(base, grid, seeds if seeds > 1 else None)
     except USER_ERRORS as exc:
         show_error(exc)
@@ -283,9 +280,7 @@ def benchmark_launcher() -> None:
                              help="'demo' or the path of a checkpoint on this machine.")
         fixed = st.text_input("Settings", key="compare-bench-settings",
                               placeholder="key=value, method.key=value (e.g. epochs=2, faap.beta=0.5)")
-        b1, b2, _ = st.columns([1, 1, 3])
-        submitted = b1.form_submit_button("Launch benchmark", type="primary", icon=":material/rocket_launch:")
-        measure = estimate_button(b2)
+        submitted, measure = launch_buttons("Launch benchmark")
 
     def bench_plan():
         if not methods:
@@ -303,11 +298,14 @@ def benchmark_launcher() -> None:
             settings=settings, quick=quick, command="python -m fairaudit " + shlex.join(argv))
         return plan
 
-    time_estimate(lambda: bench_plan().specs.values(), measure, USER_ERRORS)
+    plan = planned(bench_plan, submitted)
+    if plan is None:
+        return
+    time_estimate(plan.specs.values(), measure)
     if not submitted:
         return
     try:
-        manifest = benchmark.launch_benchmark(bench_plan())
+        manifest = benchmark.launch_benchmark(plan)
     except USER_ERRORS as exc:
         show_error(exc)
         return

@@ -15,7 +15,7 @@ import streamlit as st
 
 from appkit.runs import (before_after_card, curves_chart, poll_interval, run_controls, run_page_link,
                          status_line)
-from appkit.launch import estimate_button, preset_caption, preset_choice, time_estimate
+from appkit.launch import launch_buttons, planned, preset_caption, preset_choice, time_estimate
 from appkit.query_state import sync, url_value
 from appkit.state import current_setup
 from appkit.widgets import USER_ERRORS, setting_input, show_error
@@ -177,9 +177,7 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                               help="auto: the GPU when there is one, else the CPU.")
         n_boot = int(c3.number_input("Bootstrap resamples", value=200, step=100, min_value=0, key="mitigate-boot",
                                      help="Resamples for the 95 % intervals of the before/after audits."))
-        b1, b2, _ = st.columns([1, 1, 3])
-        submitted = b1.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
-        measure = estimate_button(b2)
+        submitted, measure = launch_buttons()
 
     def job_spec() -> jobs.JobSpec:
         if not model:
@@ -189,11 +187,13 @@ def launch_form(method: str, dataset: str, setup: AuditSetup) -> None:
                             settings=changed_settings(fields, values), device=device, seed=seed, arch=arch,
                             n_boot=n_boot)
 
-    time_estimate(lambda: [job_spec()], measure, USER_ERRORS)
+    job = planned(job_spec, submitted)
+    if job is None:
+        return
+    time_estimate([job], measure)
     if not submitted:
         return
     try:
-        job = job_spec()
         run_id = jobs.submit(job)
     except USER_ERRORS as exc:
         show_error(exc)

@@ -17,7 +17,7 @@ import streamlit as st
 
 from appkit import background
 from appkit.figures import chart
-from appkit.launch import estimate_button, preset_caption, preset_choice, time_estimate
+from appkit.launch import launch_buttons, planned, preset_caption, preset_choice, time_estimate
 from appkit.query_state import sync, url_value
 from appkit.runner import load_setup_model
 from appkit.runs import before_after_card, curves_chart, run_page_link, status_line
@@ -268,9 +268,7 @@ def launch_form(setup: AuditSetup) -> None:
                                      help="Test samples attacked for the robustness audit of the run; 0 skips it."))
         splits = int(c4.number_input("Split-audit samples", value=0, step=100, min_value=0, key="story-splits",
                                      help="Rows per split for the train/val/test audits of the run; 0 skips them."))
-        b1, b2, _ = st.columns([1, 1, 3])
-        submitted = b1.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
-        measure = estimate_button(b2)
+        submitted, measure = launch_buttons()
 
     def job_spec():
         return S.launch_spec(method, setup.dataset, model=_model_of(setup), target=setup.target,
@@ -278,11 +276,13 @@ def launch_form(setup: AuditSetup) -> None:
                              arch=setup.arch, settings=changed_settings(fields, values), seed=seed, n_boot=n_boot,
                              robustness_samples=robust, split_samples=splits)
 
-    time_estimate(lambda: [job_spec()], measure, USER_ERRORS)
+    spec = planned(job_spec, submitted)
+    if spec is None:
+        return
+    time_estimate([spec], measure)
     if not submitted:
         return
     try:
-        spec = job_spec()
         run_id = jobs.submit(spec)
     except USER_ERRORS as exc:
         show_error(exc)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import streamlit as st
 
 from appkit.query_state import sync, url_value
+from appkit.widgets import USER_ERRORS, show_error
 from fairaudit.jobs.estimate import estimate_many
 from fairaudit.jobs.spec import JobSpec
 from fairaudit.mitigation import get_method
@@ -42,23 +43,38 @@ def preset_caption(preset: str) -> str:
     return "the tool's defaults" if preset == DEFAULTS else f"the **{preset}** preset"
 
 
-def estimate_button(where: Any = None) -> bool:
-    """The form's **Estimate time** submit button."""
-    return (where or st).form_submit_button("Estimate time", icon=":material/timer:", help=ESTIMATE_HELP)
+def launch_buttons(label: str = "Launch") -> tuple[bool, bool]:
+    """The form's primary launch button and its **Estimate time** button, side by side: ``(launch, estimate)``
+    pressed."""
+    left, right, _ = st.columns([1, 1, 3])
+    return (left.form_submit_button(label, type="primary", icon=":material/rocket_launch:"),
+            right.form_submit_button("Estimate time", icon=":material/timer:", help=ESTIMATE_HELP))
 
 
-def time_estimate(make_specs: Callable[[], Iterable[JobSpec]], measure: bool, errors: tuple = ()) -> None:
-    """Say how long the jobs of ``make_specs()`` take on this device, one after another: known from finished
-    runs or an earlier calibration, or calibrated now when ``measure`` (the Estimate time button). Settings
-    that raise one of ``errors`` say nothing here (they are not valid yet; Launch says why)."""
+def planned(build: Callable[[], Any], launching: bool) -> Any | None:
+    """What ``build()`` makes of the form's values (a job, a sweep, a benchmark plan), built once for both the
+    estimate and the launch; ``None`` when the values are not valid yet, said in one line when ``launching``."""
     try:
-        specs = list(make_specs())
+        return build()
+    except USER_ERRORS as exc:
+        if launching:
+            show_error(exc)
+        return None
+
+
+def time_estimate(specs: Iterable[JobSpec], measure: bool) -> None:
+    """Say how long ``specs`` take on this device, one after another: known from finished runs or an earlier
+    calibration, or calibrated now when ``measure`` (the Estimate time button)."""
+    specs = list(specs)
+    try:
         if measure:
             with st.spinner("Timing a few steps of this job on this device…"):
                 found = estimate_many(specs)
         else:
             found = estimate_many(specs, calibrate_if_needed=False)
-    except errors:
+    except USER_ERRORS as exc:  # e.g. a dataset option the data refuses: Launch says it too
+        if measure:
+            show_error(exc)
         return
     if found is None:
         st.caption("Estimated time: not measured yet for these settings on this device — **Estimate time** "
